@@ -1,0 +1,38 @@
+"""Environments behind one interface: uint8 (C, H, W) frames (frame stacks concatenated along C),
+``Discrete`` actions or ``Box`` actions in [-1, 1], terminated and truncated kept apart, episode
+statistics (true score and length) in ``info["episode"]`` when a game ends."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from worldmodels.envs.config import EnvConfig, PRESETS
+from worldmodels.envs.vector import Step, VectorEnv
+from worldmodels.errors import ConfigError
+
+__all__ = ["EnvConfig", "PRESETS", "Step", "VectorEnv", "make_env", "make_vector_env"]
+
+
+def make_env(cfg: EnvConfig, seed: int = 0, training: bool = True) -> gym.Env:
+    """One environment; ``training=False`` gives the evaluation variant (true rewards, whole games)."""
+    cfg = cfg.resolved() if training else cfg.for_evaluation()
+    if cfg.suite == "atari":
+        from worldmodels.envs.atari import make_atari
+
+        return make_atari(cfg, seed)
+    if cfg.suite == "dmc":
+        from worldmodels.envs.dmc import make_dmc
+
+        return make_dmc(cfg, seed)
+    from worldmodels.envs.toy import make_toy
+
+    return make_toy(cfg, seed)
+
+
+def make_vector_env(cfg: EnvConfig, num_envs: int, seed: int = 0, training: bool = True) -> VectorEnv:
+    """``num_envs`` copies stepped together. The step after an episode's last one returns the new
+    episode's first frame (its action is ignored), so every vector step yields exactly one frame per
+    environment, which the replay stores once."""
+    if num_envs < 1:
+        raise ConfigError(f"num_envs is {num_envs}; it must be at least 1.")
+    return VectorEnv([lambda i=i: make_env(cfg, seed + i, training) for i in range(num_envs)])

@@ -1,0 +1,78 @@
+"""Atari 2600 through ale-py and gymnasium's AtariPreprocessing, with the Atari 100k protocol."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from worldmodels.envs.config import EnvConfig
+from worldmodels.envs.wrappers import ChannelsFirst, ClipReward, FrameStack
+from worldmodels.errors import ConfigError
+
+
+def ale_id(game: str) -> str:
+    """``ms_pacman`` -> ``ALE/MsPacman-v5``."""
+    return "ALE/" + "".join(part.capitalize() for part in game.split("_")) + "-v5"
+
+
+class LifeLossTerminal(gym.Wrapper):
+    """Ends the learning episode when a life is lost while the game goes on (Dopamine's
+    ``terminal_on_life_loss``). gymnasium's AtariPreprocessing option resets the whole game instead,
+    which changes the data distribution, hence this wrapper. ``reset`` after a life loss returns the
+    current frame without resetting the emulator."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._lives = 0
+        self._game_over = True
+        self._last_obs = None
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self._lives:
+            terminated = True
+        self._lives, self._last_obs = lives, obs
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self._game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:
+            obs, info = self._last_obs, {}
+        self._game_over = False
+        self._lives, self._last_obs = self.env.unwrapped.ale.lives(), obs
+        return obs, info
+
+
+def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
+    import ale_py
+
+    gym.register_envs(ale_py)
+    try:
+        env = gym.make(
+            ale_id(cfg.task), frameskip=1, repeat_action_probability=0.0,
+            full_action_space=False, max_episode_steps=None,
+        )
+    except gym.error.Error as error:
+        raise ConfigError(
+            f"env.task '{cfg.task}' is not an Atari game that ale-py knows ({error}); "
+            "use the snake-case game name, e.g. pong, breakout, ms_pacman."
+        ) from None
+    env = gym.wrappers.AtariPreprocessing(
+        env, noop_max=cfg.noop_max, frame_skip=cfg.action_repeat, screen_size=cfg.image_size,
+        grayscale_obs=cfg.grayscale, scale_obs=False, terminal_on_life_loss=False,
+    )
+    if cfg.max_episode_steps:
+        env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
+    env = gym.wrappers.RecordEpisodeStatistics(env)  # true game score, whatever is clipped later
+    env = ChannelsFirst(env)
+    if cfg.terminal_on_life_loss:
+        env = LifeLossTerminal(env)
+    if cfg.clip_rewards:
+        env = ClipReward(env)
+    if cfg.frame_stack > 1:
+        env = FrameStack(env, cfg.frame_stack)
+    env.action_space.seed(seed)
+    return env

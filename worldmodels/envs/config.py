@@ -1,0 +1,101 @@
+"""What an environment is, as a config file says it.
+
+Atari presets follow the Atari 100k protocol (../shared/REFERENCE.md): frame skip 4 with a max-pool
+over the last two frames, 30 no-op starts, no sticky actions, the minimal action set, episodes cut
+at 27k agent steps. ``dqn`` is the Dopamine/DrQ observation (84x84 gray, stack 4, terminal on life
+loss and clipped rewards while training); ``world_model`` is DreamerV3's (64x64 RGB, no stack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from worldmodels.errors import ConfigError
+
+SUITES = ("atari", "dmc", "test")
+
+PRESETS: dict[str, dict] = {
+    "dqn": dict(
+        image_size=84, grayscale=True, frame_stack=4, action_repeat=4,
+        terminal_on_life_loss=True, clip_rewards=True, noop_max=30, max_episode_steps=27_000,
+    ),
+    "world_model": dict(
+        image_size=64, grayscale=False, frame_stack=1, action_repeat=4,
+        terminal_on_life_loss=False, clip_rewards=False, noop_max=30, max_episode_steps=27_000,
+    ),
+    # DrQ-v2 / DrQ / A-LIX pixels: 84x84 RGB, stack 3, action repeat 2 (DrQ uses 4, cartpole 8).
+    "dmc_model_free": dict(image_size=84, grayscale=False, frame_stack=3, action_repeat=2),
+    # DreamerV3 DMC vision: 64x64 RGB, no stack, action repeat 2.
+    "dmc_world_model": dict(image_size=64, grayscale=False, frame_stack=1, action_repeat=2),
+}
+
+
+@dataclass
+class EnvConfig:
+    """One environment. Fields left as ``None`` take the preset's value, then the suite default.
+
+    Args:
+        suite: ``atari`` (ale-py), ``dmc`` (dm_control) or ``test`` (small numpy tasks).
+        task: Atari game in snake case (``pong``, ``ms_pacman``), DMC ``domain-task``
+            (``walker-walk``), or a test task (``catch``, ``reach``).
+        preset: one of ``dqn``, ``world_model``, ``dmc_model_free``, ``dmc_world_model``.
+        image_size: side of the square observation in pixels.
+        grayscale: one channel instead of RGB.
+        frame_stack: number of most recent frames concatenated along the channel axis.
+        action_repeat: environment frames per agent decision (Atari: frame skip).
+        terminal_on_life_loss: Atari, training only: a lost life ends the learning episode
+            (the game itself continues, as in Dopamine).
+        clip_rewards: training only: rewards pass through ``sign``.
+        noop_max: Atari: up to this many no-op actions at reset.
+        max_episode_steps: agent steps after which an episode is truncated.
+        camera: DMC camera id; ``None`` picks 2 for quadruped and 0 otherwise.
+    """
+
+    suite: str = "atari"
+    task: str = "pong"
+    preset: str | None = None
+    image_size: int | None = None
+    grayscale: bool | None = None
+    frame_stack: int | None = None
+    action_repeat: int | None = None
+    terminal_on_life_loss: bool | None = None
+    clip_rewards: bool | None = None
+    noop_max: int | None = None
+    max_episode_steps: int | None = None
+    camera: int | None = None
+
+    def resolved(self) -> EnvConfig:
+        """A copy with every ``None`` filled from the preset and the suite defaults, validated."""
+        if self.suite not in SUITES:
+            raise ConfigError(f"env.suite is '{self.suite}'; choose one of {', '.join(SUITES)}.")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ConfigError(f"env.preset is '{self.preset}'; choose one of {', '.join(PRESETS)} or leave it empty.")
+        defaults = dict(
+            image_size=84, grayscale=self.suite == "atari", frame_stack=1,
+            action_repeat={"atari": 4, "dmc": 2, "test": 1}[self.suite],
+            terminal_on_life_loss=False, clip_rewards=False, noop_max=30 if self.suite == "atari" else 0,
+            max_episode_steps={"atari": 27_000, "dmc": None, "test": None}[self.suite],
+            camera=(2 if self.task.startswith("quadruped") else 0) if self.suite == "dmc" else None,
+        )
+        defaults.update(PRESETS.get(self.preset, {}))
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in values.items():
+            if value is None and key in defaults:
+                values[key] = defaults[key]
+        cfg = replace(self, **values)
+        if cfg.image_size < 16:
+            raise ConfigError(f"env.image_size is {cfg.image_size}; use at least 16 pixels.")
+        if cfg.frame_stack < 1 or cfg.action_repeat < 1:
+            raise ConfigError("env.frame_stack and env.action_repeat must be at least 1.")
+        if cfg.suite != "atari" and cfg.terminal_on_life_loss:
+            raise ConfigError("env.terminal_on_life_loss only applies to Atari; set it to false.")
+        return cfg
+
+    def for_evaluation(self) -> EnvConfig:
+        """Evaluation sees whole games with true rewards: no life-loss terminals, no clipping."""
+        return replace(self.resolved(), terminal_on_life_loss=False, clip_rewards=False)
+
+    @property
+    def frame_channels(self) -> int:
+        """Channels of one frame (the replay stores one frame per step, not the stack)."""
+        return 1 if self.resolved().grayscale else 3

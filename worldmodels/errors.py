@@ -1,0 +1,6 @@
+"""The one exception type that the CLI turns into a single readable sentence."""
+
+
+class ConfigError(Exception):
+    """A problem the user can fix by changing a config value, installing something, or picking
+    another file. The message is one sentence that names the key or file and says what to do."""
