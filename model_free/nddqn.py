@@ -1,0 +1,99 @@
+"""NDDQN: double + dueling DQN with n-step returns, the Atari 100k baseline of the DrQ paper
+(Dopamine's settings, ../shared/REFERENCE.md).
+
+    for each env step:   act epsilon-greedily; store the frame
+    for each update:     sample (s, a, R^(n), gamma^n, s') with frame stack 4 and n = 10
+                         y = R + gamma^n Q_target(s', argmax_a Q(s', a))
+                         minimise Huber(Q(s, a) - y) with Adam
+                         every `target_update_period` updates: Q_target <- Q
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_free.targets import double_q_target, linearly_decaying_epsilon
+from worldmodels.errors import ConfigError
+from worldmodels.nets import DuelingHead, NatureCNN
+from worldmodels.replay import TransitionView
+from worldmodels.training import Agent, EnvSpec
+
+
+class QNetwork(nn.Module):
+    def __init__(self, spec: EnvSpec, hidden: int):
+        super().__init__()
+        self.encoder = NatureCNN(spec.obs_shape[0], spec.obs_shape[1])
+        self.head = DuelingHead(self.encoder.out_dim, spec.num_actions, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(obs))
+
+
+class NDDQN(Agent):
+    """Args:
+        batch_size: transitions per update.
+        n_step: steps of the multi-step return.
+        gamma: discount.
+        lr, adam_eps: Adam settings (Dopamine: 1e-4, 1.5e-4).
+        hidden: units of the dueling streams' hidden layer.
+        target_update_period: updates between copies of the online net into the target net
+            (1: the target is the online net as it was before this update).
+        epsilon_train, epsilon_eval: final exploration rate while training, and while evaluating.
+        epsilon_decay_steps: env steps after warm-up over which epsilon falls from 1.
+        updates_per_env_step: gradient updates per env step.
+    """
+
+    def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, lr: float = 1e-4,
+                 adam_eps: float = 1.5e-4, hidden: int = 512, target_update_period: int = 1,
+                 epsilon_train: float = 0.1, epsilon_eval: float = 0.05, epsilon_decay_steps: int = 5000,
+                 updates_per_env_step: float = 1.0):
+        super().__init__(updates_per_env_step)
+        self.save_hyperparameters()
+        self.view = TransitionView(batch_size, n_step, gamma)
+        self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
+
+    def build(self, spec: EnvSpec) -> None:
+        super().build(spec)
+        if not spec.discrete:
+            raise ConfigError("NDDQN needs a discrete action space; pick an Atari game or the catch test task.")
+        self.q = QNetwork(spec, self.hparams.hidden)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+
+    def replay_view(self) -> TransitionView:
+        return self.view
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.q.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps)
+
+    def epsilon(self, explore: bool) -> float:
+        h = self.hparams
+        if not explore:
+            return h.epsilon_eval
+        return linearly_decaying_epsilon(self.counters.env_steps, self.warmup_steps, h.epsilon_decay_steps, h.epsilon_train)
+
+    def act(self, obs, state, first, explore):
+        greedy = self.q(obs).argmax(dim=-1)
+        n = obs.shape[0]
+        random = torch.randint(0, self.spec.num_actions, (n,), generator=self.explore_generator).to(greedy.device)
+        explore_mask = (torch.rand(n, generator=self.explore_generator) < self.epsilon(explore)).to(greedy.device)
+        return torch.where(explore_mask, random, greedy), None
+
+    def training_step(self, batch, batch_idx):
+        q = self.q(batch["obs"])
+        q_taken = q.gather(1, batch["action"][:, None]).squeeze(1)
+        with torch.no_grad():
+            target = double_q_target(self.q(batch["next_obs"]), self.q_target(batch["next_obs"]),
+                                     batch["reward"], batch["discount"])
+        loss = F.smooth_l1_loss(q_taken, target)
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        if self.counters.updates % self.hparams.target_update_period == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
+        self.log_scalars({"train/td_loss": loss, "train/q_mean": q_taken.mean(), "train/target_mean": target.mean(),
+                          "train/epsilon": self.epsilon(True)})

@@ -1,0 +1,24 @@
+"""Value heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DuelingHead(nn.Module):
+    """Q(s, a) = V(s) + A(s, a) - mean_a A(s, a) (Wang et al., 2016), each stream a hidden layer of
+    ``hidden`` units."""
+
+    def __init__(self, in_dim: int, num_actions: int, hidden: int = 512):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.advantage = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_actions))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, advantage = self.value(x), self.advantage(x)
+        return value + advantage - advantage.mean(dim=-1, keepdim=True)

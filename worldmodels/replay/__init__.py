@@ -1,0 +1,6 @@
+"""Replay storage on TorchRL and the sampling views over it."""
+
+from worldmodels.replay.storage import Replay
+from worldmodels.replay.views import NotEnoughData, SequenceView, TransitionView
+
+__all__ = ["Replay", "SequenceView", "TransitionView", "NotEnoughData"]

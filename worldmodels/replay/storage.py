@@ -1,0 +1,168 @@
+"""Replay on TorchRL storages: every frame stored once, time-major, one column per environment.
+
+Row ``t`` of column ``e`` is environment ``e``'s frame at its step ``t`` and how it was reached:
+
+    obs       the newest frame only (C, H, W) uint8; frame stacks are rebuilt when sampling
+    action    the action that led to this frame (zeros on a first frame)
+    reward    the reward received on arriving at this frame (0 on a first frame)
+    first     this frame starts an episode
+    terminal  the episode ended here for real (no bootstrap past it)
+    last      the episode ended here, terminal or truncated (time limit, or a run stopped here)
+    episode   a run-wide episode id
+
+An episode's final frame is kept, so a truncated n-step return can bootstrap from it and a
+sequence shows it. Rows are staged in a small numpy chunk and written to the TorchRL storage a
+chunk at a time: one TensorDict write per step would cost more than an Atari step itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+from torchrl.data import LazyMemmapStorage, LazyTensorStorage
+
+from worldmodels.errors import ConfigError
+
+STEP_FIELDS = ("action", "reward", "first", "terminal", "last", "episode")
+
+
+class Replay:
+    """Args:
+        capacity: frames kept in all, over all environments (oldest overwritten first).
+        num_envs: environments written in lock step, one column each.
+        frame_stack: frames per observation as the agent sees it; views rebuild stacks of this size.
+        frame_channels: channels of one frame (1 gray, 3 RGB).
+        storage: ``memory`` (LazyTensorStorage) or ``memmap`` (LazyMemmapStorage on disk).
+        directory: where memmap files go (a temporary directory when empty).
+        seed: seeds the sampling generator.
+        chunk: rows staged before each write to the storage.
+    """
+
+    def __init__(self, capacity: int, num_envs: int = 1, frame_stack: int = 1, frame_channels: int = 3,
+                 storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 64):
+        if storage not in ("memory", "memmap"):
+            raise ConfigError(f"replay.storage is '{storage}'; choose memory or memmap.")
+        if capacity < num_envs * 2:
+            raise ConfigError(f"replay.capacity is {capacity}; it must hold at least two frames per environment.")
+        self.rows = capacity // num_envs  # rows per environment column
+        self.num_envs, self.frame_stack, self.frame_channels = num_envs, frame_stack, frame_channels
+        make = (lambda: LazyTensorStorage(self.rows * num_envs, ndim=2)) if storage == "memory" else (
+            lambda sub: LazyMemmapStorage(self.rows * num_envs, scratch_dir=None if directory is None else f"{directory}/{sub}", ndim=2))
+        self._frames = make() if storage == "memory" else make("frames")
+        self._steps = make() if storage == "memory" else make("steps")
+        self.generator = torch.Generator().manual_seed(seed)
+        self.time = 0  # rows written per column so far (staged ones included)
+        self._chunk = chunk
+        self._staged = 0
+        self._stage: dict[str, np.ndarray] | None = None
+        self._episode = np.full(num_envs, -1, np.int64)
+        self._next_episode = 0
+
+    # ------------------------------------------------------------------ writing
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
+            truncated: np.ndarray, first: np.ndarray) -> None:
+        """Store one vector step. ``obs`` is (N, k*C, H, W) as the env returns it; only the newest
+        frame is kept. ``action`` is what produced these frames (ignored where ``first``)."""
+        if self._stage is None:
+            self._allocate_stage(obs, action)
+        new = np.flatnonzero(first)
+        self._episode[new] = self._next_episode + np.arange(len(new))
+        self._next_episode += len(new)
+        s, stage = self._staged, self._stage
+        stage["obs"][s] = obs[:, -self.frame_channels:]
+        stage["action"][s] = action
+        stage["action"][s][first] = 0
+        stage["reward"][s] = np.where(first, 0.0, reward)
+        stage["first"][s] = first
+        stage["terminal"][s] = terminated
+        stage["last"][s] = terminated | truncated
+        stage["episode"][s] = self._episode
+        self._staged += 1
+        self.time += 1
+        if self._staged == self._chunk:
+            self.flush()
+
+    def _allocate_stage(self, obs: np.ndarray, action: np.ndarray) -> None:
+        n, chunk = self.num_envs, self._chunk
+        action = np.asarray(action)
+        self._stage = {
+            "obs": np.zeros((chunk, n, self.frame_channels, *obs.shape[2:]), np.uint8),
+            "action": np.zeros((chunk, *action.shape), np.int64 if action.dtype.kind in "iu" else np.float32),
+            "reward": np.zeros((chunk, n), np.float32),
+            "first": np.zeros((chunk, n), bool),
+            "terminal": np.zeros((chunk, n), bool),
+            "last": np.zeros((chunk, n), bool),
+            "episode": np.zeros((chunk, n), np.int64),
+        }
+
+    def flush(self) -> None:
+        """Write staged rows to the storage (sampling calls this first)."""
+        if not self._staged:
+            return
+        s = self._staged
+        rows = torch.from_numpy((self.time - s + np.arange(s)) % self.rows)
+        data = {k: torch.from_numpy(v[:s]) for k, v in self._stage.items()}
+        self._frames.set(rows, TensorDict({"obs": data.pop("obs")}, batch_size=[s, self.num_envs]))
+        self._steps.set(rows, TensorDict(data, batch_size=[s, self.num_envs]))
+        self._staged = 0
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def oldest(self) -> int:
+        """Logical time of the oldest row still stored."""
+        return max(0, self.time - self.rows)
+
+    def __len__(self) -> int:
+        return min(self.time, self.rows) * self.num_envs
+
+    def steps(self, t: torch.Tensor, env: torch.Tensor) -> TensorDict:
+        """Per-step fields at logical times ``t`` of columns ``env`` (any matching shapes)."""
+        return self._steps.get((t % self.rows, env))
+
+    def frames(self, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """Frames (..., C, H, W) uint8 at logical times ``t`` of columns ``env``."""
+        return self._frames.get((t % self.rows, env))["obs"]
+
+    def nbytes(self) -> int:
+        """Bytes the storages hold for the rows written so far."""
+        self.flush()
+        filled = min(self.time, self.rows)
+        per_row = sum(v.element_size() * v[0].numel() for v in self._steps.get((torch.tensor([0]), torch.tensor([0]))).values())
+        per_row += self.frames(torch.tensor([0]), torch.tensor([0])).numel()
+        return filled * self.num_envs * per_row
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        self.flush()
+        filled = min(self.time, self.rows)
+        rows = torch.arange(filled)
+        index = (rows[:, None].expand(filled, self.num_envs), torch.arange(self.num_envs).expand(filled, self.num_envs))
+        state = {"time": self.time, "rows": self.rows, "num_envs": self.num_envs, "episode": self._episode.copy(),
+                 "next_episode": self._next_episode, "generator": self.generator.get_state()}
+        if filled:
+            state["frames"] = self._frames.get(index)["obs"].clone()
+            state["steps"] = {k: v.clone() for k, v in self._steps.get(index).items()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["rows"], state["num_envs"]) != (self.rows, self.num_envs):
+            raise ConfigError(
+                f"the checkpoint's replay has {state['rows']} rows x {state['num_envs']} envs but this run has "
+                f"{self.rows} x {self.num_envs}; resume with the same replay.capacity and num_envs."
+            )
+        self.time, self._next_episode = state["time"], state["next_episode"]
+        self._episode = np.asarray(state["episode"]).copy()
+        self.generator.set_state(state["generator"])
+        self._staged, self._stage = 0, None
+        if "frames" in state:
+            filled = state["frames"].shape[0]
+            steps = dict(state["steps"])
+            # The run stopped mid-episode: the newest row of each column becomes a truncation, so no
+            # sample reads on into the frames the resumed run writes next.
+            newest = (self.time - 1) % self.rows
+            steps["last"] = steps["last"].clone()
+            steps["last"][newest] = True
+            rows = torch.arange(filled)
+            self._frames.set(rows, TensorDict({"obs": state["frames"]}, batch_size=[filled, self.num_envs]))
+            self._steps.set(rows, TensorDict(steps, batch_size=[filled, self.num_envs]))

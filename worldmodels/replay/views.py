@@ -1,0 +1,118 @@
+"""The two ways agents read the same replay: sequences (world models) and stacked n-step
+transitions (model-free agents), both assembled at sample time from single stored frames.
+
+Written here rather than with TorchRL's samplers: SliceSampler finds trajectories in a flat
+storage, while this replay is time-major with one column per lock-stepped environment and a moving
+write head; and no TorchRL sampler rebuilds frame stacks and n-step returns from single frames.
+Both views sample a start time and a column uniformly, then gather a window of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from worldmodels.replay.storage import Replay
+
+
+class NotEnoughData(RuntimeError):
+    pass
+
+
+def _uniform_times(replay: Replay, lo: int, hi: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` (time, column) pairs with time uniform in [lo, hi] and column uniform."""
+    if hi < lo:
+        raise NotEnoughData(f"the replay holds {replay.time} steps per environment, too few to sample from; "
+                            "raise the warm-up steps.")
+    t = torch.randint(lo, hi + 1, (count,), generator=replay.generator)
+    env = torch.randint(0, replay.num_envs, (count,), generator=replay.generator)
+    return t, env
+
+
+@dataclass
+class SequenceView:
+    """B x T windows of consecutive steps of one environment. A window may run across an episode
+    boundary; the boundary is always marked by ``first`` on the new episode's first step (and
+    ``last`` on the old one's final step), so a recurrent model resets its state there."""
+
+    batch_size: int = 16
+    seq_len: int = 64
+
+    def sample(self, replay: Replay) -> dict[str, torch.Tensor]:
+        replay.flush()
+        t0, env = _uniform_times(replay, replay.oldest, replay.time - self.seq_len, self.batch_size)
+        t = t0[:, None] + torch.arange(self.seq_len)
+        env = env[:, None].expand_as(t)
+        batch = dict(replay.steps(t, env).items())
+        batch["obs"] = replay.frames(t, env)
+        return batch
+
+
+@dataclass
+class TransitionView:
+    """Transitions (s_t, a_t, R_t, discount, s_{t+m}) with frame stacks of the replay's size and
+    n-step discounted returns:
+
+        m = n, or fewer if the episode ends at step t+m
+        R = sum_{j=1..m} gamma^(j-1) r_{t+j}
+        discount = gamma^m if s_{t+m} is not terminal else 0   (a truncation still bootstraps)
+
+    Frames of a stack that would come from before the episode's first frame repeat the first frame,
+    the padding of the env's FrameStack, so stacks match what the agent saw while acting."""
+
+    batch_size: int = 32
+    n_step: int = 1
+    gamma: float = 0.99
+
+    def sample(self, replay: Replay) -> dict[str, torch.Tensor]:
+        replay.flush()
+        k, n, b = replay.frame_stack, self.n_step, self.batch_size
+        # Starts need k-1 stored rows before them and n rows after; they must not be an episode's final row.
+        lo, hi = replay.oldest + k - 1, replay.time - 1 - n
+        t_parts, env_parts, found = [], [], 0
+        for _ in range(100):
+            t, env = _uniform_times(replay, lo, hi, 2 * b)
+            ok = ~replay.steps(t, env)["last"]
+            t_parts.append(t[ok]), env_parts.append(env[ok])
+            found += int(ok.sum())
+            if found >= b:
+                break
+        else:
+            raise NotEnoughData("almost every stored step ends an episode; the replay has no transitions to sample.")
+        t, env = torch.cat(t_parts)[:b], torch.cat(env_parts)[:b]
+
+        window = torch.arange(-(k - 1), n + 1)  # positions k-1 is t, k-1+j is t+j
+        rows = t[:, None] + window
+        cols = env[:, None].expand_as(rows)
+        steps = replay.steps(rows, cols)
+        after = slice(k, k + n)  # rows t+1 .. t+n
+        last = steps["last"][:, after]
+        taken = (torch.cumsum(last.int(), 1) - last.int()) == 0  # rows up to and including the first last
+        m = taken.sum(1)
+        powers = self.gamma ** torch.arange(n, dtype=torch.float32)
+        ret = (steps["reward"][:, after] * taken * powers).sum(1)
+        end = k - 1 + m  # window position of s_{t+m}
+        terminal = steps["terminal"].gather(1, end[:, None]).squeeze(1)
+        discount = torch.where(terminal, 0.0, self.gamma ** m.float())
+
+        # Frame sources for a stack ending at window position p: p-k+1..p, clamped to the episode start.
+        positions = torch.arange(len(window)).expand_as(rows)
+        start = torch.where(steps["first"], positions, torch.full_like(positions, -1)).cummax(1).values
+
+        def stack_rows(p: torch.Tensor) -> torch.Tensor:
+            src = p[:, None] - torch.arange(k - 1, -1, -1)
+            src = torch.maximum(src, start.gather(1, p[:, None]))
+            return rows.gather(1, src.clamp(min=0))
+
+        both = torch.cat([stack_rows(torch.full_like(m, k - 1)), stack_rows(end)], 1)
+        frames = replay.frames(both, env[:, None].expand_as(both))  # (B, 2k, C, H, W)
+        obs, next_obs = frames[:, :k], frames[:, k:]
+        return {
+            "obs": obs.flatten(1, 2),  # (B, k*C, H, W)
+            "action": steps["action"][:, k],  # row t+1 holds the action taken at t
+            "reward": ret,
+            "discount": discount,
+            "next_obs": next_obs.flatten(1, 2),
+            "n": m,
+        }

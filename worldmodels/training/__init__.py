@@ -1,0 +1,13 @@
+"""The Lightning machinery every agent shares: interaction at a replay ratio, evaluation,
+checkpoints with the replay, counters and progress."""
+
+from worldmodels.training.agent import Agent
+from worldmodels.training.checkpoints import AtomicCheckpointIO, PeriodicCheckpoint
+from worldmodels.training.counters import Counters
+from worldmodels.training.evaluation import Evaluation, run_episodes
+from worldmodels.training.experience import Experience
+from worldmodels.training.log_counters import LogCounters
+from worldmodels.training.spec import EnvSpec
+
+__all__ = ["Agent", "AtomicCheckpointIO", "Counters", "EnvSpec", "Evaluation", "Experience", "LogCounters",
+           "PeriodicCheckpoint", "run_episodes"]

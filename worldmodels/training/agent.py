@@ -1,0 +1,89 @@
+"""The contract between an agent and the shared loop.
+
+An agent is a LightningModule with manual optimization that
+- builds its networks once the environment is known (``build``),
+- acts on a batch of uint8 observations, carrying an optional recurrent state (``act``),
+- names the replay view it learns from and how many updates it wants per environment step,
+- learns from one sampled batch per ``training_step``.
+The loop (``Experience``) owns environments, replay and counters; it never looks inside an agent.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import torch
+
+from worldmodels.errors import ConfigError
+from worldmodels.training.counters import Counters
+from worldmodels.training.spec import EnvSpec
+
+
+class Agent(L.LightningModule):
+    def __init__(self, updates_per_env_step: float = 1.0):
+        super().__init__()
+        self.automatic_optimization = False
+        self.updates_per_env_step = updates_per_env_step
+        self.counters = Counters()  # the loop's own counters, once attached: schedules read env_steps
+        self.warmup_steps = 0  # the loop's random warm-up, once attached: exploration schedules start after it
+        self.spec: EnvSpec | None = None
+
+    # -------------------------------------------------------------- to implement
+    def build(self, spec: EnvSpec) -> None:
+        """Create the networks for this environment. Subclasses call ``super().build(spec)`` first."""
+        self.spec = spec
+
+    def replay_view(self):
+        """The replay view whose batches ``training_step`` expects (SequenceView or TransitionView)."""
+        raise NotImplementedError
+
+    def act(self, obs: torch.Tensor, state: Any, first: torch.Tensor, explore: bool) -> tuple[torch.Tensor, Any]:
+        """Actions for observations ``obs`` (N, k*C, H, W) uint8 on this module's device. ``first``
+        (N,) marks observations that start an episode: a recurrent agent resets its state there.
+        ``explore`` is True while collecting training data, False for the evaluation policy."""
+        raise NotImplementedError
+
+    def initial_state(self, num_envs: int) -> Any:
+        """Recurrent state before the first step; feed-forward agents have none."""
+        return None
+
+    # -------------------------------------------------------------- shared helpers
+    def attach_loop(self, counters: Counters, warmup_steps: int) -> None:
+        """Called by the loop: schedules (epsilon, stddev) run on its counters."""
+        self.counters, self.warmup_steps = counters, warmup_steps
+
+    @contextmanager
+    def acting(self):
+        """No gradients and evaluation mode (A-LIX mixing, dropout off) while the agent acts."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def log_scalars(self, metrics: dict[str, float | torch.Tensor]) -> None:
+        self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}, on_step=True, on_epoch=False)
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {name: g for name, g in vars(self).items() if isinstance(g, torch.Generator)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["agent_generators"] = {name: g.get_state() for name, g in self._generators().items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the agent's own random generators (exploration); refuse a checkpoint made for other networks with one sentence naming the first mismatch."""
+        saved, ours = checkpoint.get("state_dict", {}), self.state_dict()
+        for key, value in ours.items():
+            if key not in saved:
+                raise ConfigError(f"the checkpoint has no '{key}': it was made by another agent or configuration; "
+                                  "resume with the config it was trained with.")
+            if tuple(saved[key].shape) != tuple(value.shape):
+                raise ConfigError(f"the checkpoint's '{key}' has shape {tuple(saved[key].shape)} but this agent's has "
+                                  f"{tuple(value.shape)}; resume with the config it was trained with.")
+        for name, generator in self._generators().items():
+            if name in checkpoint.get("agent_generators", {}):
+                generator.set_state(checkpoint["agent_generators"][name])

@@ -1,0 +1,161 @@
+"""Environment interaction at a replay ratio, as the Lightning data source every agent trains from.
+
+Each batch handed to ``training_step`` is produced here: step the environments with the agent's
+exploration policy (uniform random actions during warm-up), store the frames once in the replay,
+and whenever the agent's update credit reaches one, sample a batch from the agent's replay view.
+The run ends when the environment step budget is spent.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+
+import lightning as L
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels.errors import ConfigError
+from worldmodels.replay import Replay
+from worldmodels.training.counters import Counters
+from worldmodels.training.spec import EnvSpec
+
+
+class Experience(L.LightningDataModule):
+    """Args:
+        env: the environment (suite, task, preset...).
+        num_envs: environments stepped together.
+        total_env_steps: agent decisions to train for (Atari 100k: 100000).
+        warmup_steps: env steps with uniform random actions before the first update.
+        replay_capacity: frames kept (over all environments).
+        replay_storage: ``memory`` or ``memmap`` (disk-backed).
+        replay_dir: directory for memmap files (a temporary one when empty).
+        seed: seeds environments, random actions and replay sampling (linked to ``seed_everything``).
+        progress_bar: show env steps, steps per second and the last episode's return.
+    """
+
+    def __init__(self, env: EnvConfig, num_envs: int = 1, total_env_steps: int = 100_000, warmup_steps: int = 1600,
+                 replay_capacity: int = 100_000, replay_storage: str = "memory", replay_dir: str | None = None,
+                 seed: int = 0, progress_bar: bool = True):
+        super().__init__()
+        self.env_config = env.resolved()
+        self.num_envs, self.total_env_steps, self.warmup_steps = num_envs, total_env_steps, warmup_steps
+        if total_env_steps < 1 or warmup_steps < 0:
+            raise ConfigError("data.total_env_steps must be positive and data.warmup_steps not negative.")
+        self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
+        self.seed, self.progress_bar = seed, progress_bar
+        self.counters = Counters()
+        self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
+        self.recent_returns: deque[float] = deque(maxlen=10)
+        self._envs = None
+        self.replay: Replay | None = None
+        self._rng = np.random.default_rng(seed)
+        self._credit = 0.0
+        self._obs = self._first = self._agent_state = None
+
+    # ----------------------------------------------------------------- set-up
+    @property
+    def envs(self):
+        if self._envs is None:
+            self._envs = make_vector_env(self.env_config, self.num_envs, self.seed, training=True)
+        return self._envs
+
+    @property
+    def spec(self) -> EnvSpec:
+        envs = self.envs
+        return EnvSpec.from_spaces(envs.single_observation_space, envs.single_action_space,
+                                   self.env_config.frame_channels, self.env_config.action_repeat)
+
+    def setup(self, stage: str) -> None:
+        if self.replay is None:
+            self.replay = Replay(self.replay_capacity, self.num_envs, self.env_config.frame_stack,
+                                 self.env_config.frame_channels, self.replay_storage, self.replay_dir, seed=self.seed)
+
+    def train_dataloader(self):
+        return self
+
+    # ----------------------------------------------------------------- the loop
+    def __iter__(self):
+        agent = self.trainer.lightning_module
+        agent.attach_loop(self.counters, self.warmup_steps)
+        view = agent.replay_view()
+        bar = tqdm(total=self.total_env_steps, initial=self.counters.env_steps, unit="step", dynamic_ncols=True,
+                   disable=not self.progress_bar, desc="env steps")
+        clock, clock_steps = time.perf_counter(), self.counters.env_steps
+        if self._obs is None:
+            self._begin()
+        try:
+            while self.counters.env_steps < self.total_env_steps:
+                taken = self._interact(agent)
+                bar.update(taken)
+                if self.counters.env_steps >= self.warmup_steps:
+                    self._credit += agent.updates_per_env_step * taken
+                while self._credit >= 1.0:
+                    self._credit -= 1.0
+                    self.counters.updates += 1
+                    yield view.sample(self.replay)
+                if time.perf_counter() - clock > 1.0:
+                    sps = (self.counters.env_steps - clock_steps) / (time.perf_counter() - clock)
+                    clock, clock_steps = time.perf_counter(), self.counters.env_steps
+                    last = f"{self.recent_returns[-1]:.1f}" if self.recent_returns else "-"
+                    bar.set_postfix_str(f"{sps:.0f} steps/s, updates {self.counters.updates}, last return {last}")
+        finally:
+            bar.close()
+
+    def _begin(self) -> None:
+        """Reset every environment and store the first frames."""
+        step = self.envs.reset(seed=self.seed + 1000 * self.counters.episodes)
+        self._store(step, self.envs.random_actions(self._rng))
+        self._agent_state = None
+
+    def _interact(self, agent) -> int:
+        """One vector step; returns the number of env steps it executed (reset steps are not ones)."""
+        if self.counters.env_steps < self.warmup_steps:
+            actions = self.envs.random_actions(self._rng)
+        else:
+            with agent.acting():
+                if self._agent_state is None:
+                    self._agent_state = agent.initial_state(self.num_envs)
+                obs = torch.as_tensor(self._obs, device=agent.device)
+                first = torch.as_tensor(self._first, device=agent.device)
+                actions, self._agent_state = agent.act(obs, self._agent_state, first, explore=True)
+                actions = actions.cpu().numpy()
+        step = self.envs.step(actions)
+        self._store(step, actions)
+        taken = int((~step.first).sum())
+        self.counters.env_steps += taken
+        self.counters.frames += taken * self.env_config.action_repeat
+        for _, score, length in step.finished_games:
+            self.counters.episodes += 1
+            self.finished_games.append((score, length))
+            self.recent_returns.append(score)
+        return taken
+
+    def _store(self, step, actions) -> None:
+        self.replay.add(step.obs, actions, step.reward, step.terminated, step.truncated, step.first)
+        self._obs, self._first = step.obs, step.first
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict:
+        return {
+            "counters": self.counters.state_dict(),
+            "replay": self.replay.state_dict(),
+            "credit": self._credit,
+            "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
+                    "python": random.getstate(), "global_numpy": np.random.get_state()},
+            "recent_returns": list(self.recent_returns),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counters.load_state_dict(state["counters"])
+        self.replay.load_state_dict(state["replay"])
+        self._credit = state["credit"]
+        self._rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["global_numpy"])
+        self.recent_returns.extend(state["recent_returns"])
+        self._obs = None  # environments cannot be checkpointed: resumed runs start new episodes

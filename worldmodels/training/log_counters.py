@@ -1,0 +1,25 @@
+"""Counters with every metric row, and the returns of training episodes as they finish."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+
+
+class LogCounters(L.Callback):
+    """Adds ``env_steps``, ``frames``, ``episodes`` and ``updates`` to each batch's metrics (W&B plots
+    against ``env_steps``). Games that ended are logged at once, straight to the loggers, so that
+    none is dropped between Lightning's logging intervals: ``train/episode_return`` (true score) and
+    ``train/episode_length`` (agent steps)."""
+
+    def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
+        data = trainer.datamodule
+        counters = {k: float(v) for k, v in data.counters.state_dict().items()}
+        agent.log_dict(counters, on_step=True, on_epoch=False)
+        if data.finished_games:
+            scores, lengths = zip(*data.finished_games)
+            data.finished_games.clear()
+            metrics = {"train/episode_return": float(np.mean(scores)), "train/episode_length": float(np.mean(lengths)),
+                       **counters}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=trainer.global_step)
