@@ -5,3 +5,4 @@ through :class:`worldmodels.training.Agent` and are chosen by a config's ``class
 """
 
 __version__ = "0.1.0"
+

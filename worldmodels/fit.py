@@ -77,7 +77,9 @@ class FitCLI(LightningCLI):
         wandb_id = id_file.read_text().strip() if id_file.exists() else None
         wandb_logger = WandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
                                    id=wandb_id, resume="allow" if wandb_id else None)
-        csv_logger = CSVLogger(str(self.run_dir), name="", version="csv")
+        # Lightning's CSV logger empties an existing file, so a resumed run writes a file of its own.
+        csv_version = "csv" if self.resume_from is None else f"csv-resumed-{time.strftime('%Y%m%d-%H%M%S')}"
+        csv_logger = CSVLogger(str(self.run_dir), name="", version=csv_version)
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
         extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
@@ -95,7 +97,7 @@ def main(args: list[str] | None = None) -> Path:
         cli = FitCLI(
             Agent, Experience, subclass_mode_model=True, run=False, args=args, save_config_callback=None,
             seed_everything_default=0, auto_configure_optimizers=False,
-            trainer_defaults=dict(max_epochs=1, enable_checkpointing=False, enable_progress_bar=False,
+            trainer_defaults=dict(max_epochs=-1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
         (cli.run_dir / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))

@@ -17,12 +17,16 @@ chunk at a time: one TensorDict write per step would cost more than an Atari ste
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from tensordict import TensorDict
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
 
 from worldmodels.errors import ConfigError
+
+logging.getLogger("torchrl").setLevel(logging.WARNING)  # torchrl logs every storage allocation at INFO
 
 STEP_FIELDS = ("action", "reward", "first", "terminal", "last", "episode")
 

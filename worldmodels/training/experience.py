@@ -91,8 +91,8 @@ class Experience(L.LightningDataModule):
             while self.counters.env_steps < self.total_env_steps:
                 taken = self._interact(agent)
                 bar.update(taken)
-                if self.counters.env_steps >= self.warmup_steps:
-                    self._credit += agent.updates_per_env_step * taken
+                if self.counters.env_steps > self.warmup_steps:  # updates = ratio x (steps - warm-up)
+                    self._credit += agent.updates_per_env_step * min(taken, self.counters.env_steps - self.warmup_steps)
                 while self._credit >= 1.0:
                     self._credit -= 1.0
                     self.counters.updates += 1
@@ -102,6 +102,7 @@ class Experience(L.LightningDataModule):
                     clock, clock_steps = time.perf_counter(), self.counters.env_steps
                     last = f"{self.recent_returns[-1]:.1f}" if self.recent_returns else "-"
                     bar.set_postfix_str(f"{sps:.0f} steps/s, updates {self.counters.updates}, last return {last}")
+            self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
 

@@ -1,0 +1,26 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# No account, no network: W&B writes offline runs; MuJoCo renders headless.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m worldmodels.fit`` in ``cwd`` (runs/ goes there), configs resolved from the repo."""
+    argv = [a if not a.startswith("configs/") else str(ROOT / a) for a in args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "worldmodels.fit", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def fit(tmp_path):
+    return lambda *args, **kw: run_fit(*args, cwd=tmp_path, **kw)

@@ -1,0 +1,151 @@
+"""Environments: observation specs on the real Atari and DMC environments, the Atari 100k protocol,
+the test tasks, lock-step autoreset, and clear errors for bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from worldmodels.envs import EnvConfig, make_env, make_vector_env
+from worldmodels.envs.atari import LifeLossTerminal
+from worldmodels.errors import ConfigError
+
+
+def test_atari_dqn_preset_gives_stacked_84px_gray_frames_and_the_minimal_action_set():
+    env = make_env(EnvConfig("atari", "pong", preset="dqn"), seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    assert env.observation_space.shape == (4, 84, 84)
+    assert env.action_space == gym.spaces.Discrete(6)  # Pong's minimal set; the full set has 18
+    ale = env.unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == 0.0  # no sticky actions
+    pre = next(w for w in _chain(env) if isinstance(w, gym.wrappers.AtariPreprocessing))
+    assert pre.frame_skip == 4 and pre.noop_max == 30
+    frames_before = ale.getEpisodeFrameNumber()
+    env.step(0)
+    assert ale.getEpisodeFrameNumber() - frames_before == 4
+
+
+def test_atari_world_model_preset_gives_64px_rgb_channels_first():
+    env = make_env(EnvConfig("atari", "breakout", preset="world_model"), seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 64, 64) and obs.dtype == np.uint8
+    assert env.action_space == gym.spaces.Discrete(4)
+
+
+def test_atari_training_clips_rewards_and_evaluation_keeps_true_scores():
+    cfg = EnvConfig("atari", "pong", preset="dqn")
+    assert make_env(cfg, training=True).spec is not None  # builds
+    train_cfg, eval_cfg = cfg.resolved(), cfg.for_evaluation()
+    assert train_cfg.clip_rewards and train_cfg.terminal_on_life_loss
+    assert not eval_cfg.clip_rewards and not eval_cfg.terminal_on_life_loss
+
+
+def test_life_loss_ends_the_learning_episode_but_not_the_game():
+    env = make_env(EnvConfig("atari", "breakout", preset="dqn", clip_rewards=False), seed=0)
+    assert any(isinstance(w, LifeLossTerminal) for w in _chain(env))
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    lives = ale.lives()
+    rng = np.random.default_rng(0)
+    for _ in range(5000):
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(4)))
+        if terminated:
+            break
+    assert terminated and not truncated and ale.lives() == lives - 1
+    frame_number = ale.getEpisodeFrameNumber()
+    obs, _ = env.reset()
+    assert ale.getEpisodeFrameNumber() == frame_number and ale.lives() == lives - 1  # no emulator reset
+    assert (obs[0] == obs[-1]).all()  # a fresh stack of the current frame
+
+
+def test_dmc_model_free_preset_renders_stacked_84px_rgb_with_actions_in_unit_box():
+    env = make_env(EnvConfig("dmc", "walker-walk", preset="dmc_model_free"), seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (9, 84, 84) and obs.dtype == np.uint8 and obs.max() > 0
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+    obs2, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert obs2.shape == (9, 84, 84) and np.isfinite(reward) and not terminated
+    # The stack shifts by one frame: the old newest frame is now the middle one.
+    assert (obs2[3:6] == obs[6:9]).all()
+
+
+def test_dmc_world_model_preset_and_quadruped_camera():
+    cfg = EnvConfig("dmc", "quadruped-walk", preset="dmc_world_model").resolved()
+    assert cfg.camera == 2 and cfg.action_repeat == 2 and cfg.image_size == 64
+    assert EnvConfig("dmc", "walker-walk").resolved().camera == 0
+    obs, _ = make_env(EnvConfig("dmc", "cartpole-swingup", preset="dmc_world_model"), seed=0).reset()
+    assert obs.shape == (3, 64, 64)
+
+
+def test_dmc_time_limit_is_a_truncation_not_a_termination():
+    env = make_env(EnvConfig("dmc", "cartpole-swingup", image_size=16, action_repeat=8), seed=0)
+    env.reset()
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
+        _, _, terminated, truncated, info = env.step(np.zeros(1, np.float32))
+        steps += 1
+    assert truncated and not terminated and steps == 125  # 1000 physics steps / action repeat 8
+    assert info["episode"]["l"] == 125
+
+
+def test_catch_pays_plus_or_minus_one_after_seven_steps():
+    env = make_env(EnvConfig("test", "catch", image_size=16, grayscale=True), seed=0)
+    env.reset(seed=0)
+    base = env.unwrapped
+    rewards = []
+    for _ in range(7):
+        # Follow the ball: move toward its column.
+        action = 1 + int(np.sign(base._ball[1] - base._paddle))
+        _, reward, terminated, _, _ = env.step(action)
+        rewards.append(reward)
+    assert terminated and rewards == [0.0] * 6 + [1.0]
+    env.reset(seed=1)
+    base._paddle = (base._ball[1] + 4) % 8  # far from the ball, and staying there
+    rewards = [env.step(1)[1] for _ in range(7)]
+    assert rewards == [0.0] * 6 + [-1.0]
+
+
+def test_reach_truncates_after_thirty_steps_and_rewards_minus_distance():
+    env = make_env(EnvConfig("test", "reach", image_size=32), seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 32, 32)
+    base = env.unwrapped
+    for t in range(30):
+        _, reward, terminated, truncated, _ = env.step(np.zeros(2, np.float32))
+        assert reward == pytest.approx(-np.linalg.norm(base._point - base._goal))
+    assert truncated and not terminated
+
+
+def test_vector_env_resets_on_the_step_after_an_episode_ends():
+    envs = make_vector_env(EnvConfig("test", "catch", image_size=16), num_envs=2, seed=0)
+    step = envs.reset(seed=0)
+    assert step.first.all()
+    for t in range(7):
+        step = envs.step(np.ones(2, np.int64))
+        assert not step.first.any()
+    assert step.terminated.all() and len(step.finished_games) == 2
+    step = envs.step(np.ones(2, np.int64))
+    assert step.first.all() and (step.reward == 0).all() and not step.terminated.any()
+
+
+@pytest.mark.parametrize("cfg, words", [
+    (EnvConfig("atari", "pongg"), ["pongg", "pong"]),
+    (EnvConfig("dmc", "walker-fly"), ["walker-fly", "domain-task"]),
+    (EnvConfig("test", "maze"), ["maze", "catch"]),
+    (EnvConfig("atari", "pong", preset="dqnn"), ["dqnn", "preset"]),
+    (EnvConfig("mujoco", "pong"), ["mujoco", "suite"]),
+    (EnvConfig("dmc", "walker-walk", terminal_on_life_loss=True), ["terminal_on_life_loss"]),
+])
+def test_bad_environment_config_fails_with_one_sentence_naming_it(cfg, words):
+    with pytest.raises(ConfigError) as error:
+        make_env(cfg)
+    message = str(error.value)
+    assert "\n" not in message and all(w in message for w in words)
+
+
+def _chain(env):
+    while True:
+        yield env
+        if not hasattr(env, "env"):
+            return
+        env = env.env

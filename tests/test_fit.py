@@ -1,0 +1,90 @@
+"""The CLI end to end: a smoke run leaves everything a researcher needs, resuming continues it, and
+bad input stops with one clear sentence."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldmodels.errors import ConfigError
+from worldmodels.training import AtomicCheckpointIO
+
+pytestmark = pytest.mark.integration
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=False, map_location="cpu")
+
+
+def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and_replay(fit, tmp_path):
+    done = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").glob("nddqn_atari-*")
+    assert (run / "config.yaml").read_text().count("class_path: model_free.NDDQN") == 1
+    assert "env_steps" in (run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
+    assert list(offline.glob("*.wandb")), "no W&B metrics file"
+    first = load(run / "checkpoints" / "last.ckpt")
+    data1 = first["Experience"]
+    assert data1["counters"]["env_steps"] == 400 and data1["counters"]["frames"] == 1600
+    assert data1["counters"]["updates"] == 200  # one update per env step after 200 warm-up steps
+
+    resumed = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
+                  "--data.total_env_steps", "500", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert str(run.name) in resumed.stdout  # the same run directory
+    data2 = load(run / "checkpoints" / "last.ckpt")["Experience"]
+    assert data2["counters"]["env_steps"] == 500 and data2["counters"]["updates"] == 300
+    assert data2["counters"]["episodes"] >= data1["counters"]["episodes"]
+    rows = data1["replay"]["frames"].shape[0]
+    assert torch.equal(data2["replay"]["frames"][:rows], data1["replay"]["frames"])
+    assert torch.equal(data2["replay"]["steps"]["reward"][:rows - 1], data1["replay"]["steps"]["reward"][:rows - 1])
+    assert bool(data2["replay"]["steps"]["last"][rows - 1].all())  # the interrupted episode became a truncation
+    assert bool(data2["replay"]["steps"]["first"][rows].all())  # and the resumed run started new episodes
+    assert list((run).glob("csv-resumed-*/metrics.csv"))
+
+    other = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
+                "--model.init_args.hidden", "256", "--ckpt_path", "last")
+    assert other.returncode == 2 and "shape" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_a_mistyped_key_fails_with_a_message_naming_it(fit):
+    done = fit("--config", "configs/nddqn_atari.yaml", "--model.init_args.learning_rate", "0.1")
+    assert done.returncode != 0
+    assert "learning_rate" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_game_fails_with_one_sentence(fit):
+    done = fit("--config", "configs/nddqn_atari.yaml", "--data.env.task", "pongg")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert "pongg" in line
+
+
+def test_a_corrupt_checkpoint_fails_with_one_sentence_naming_the_file(fit, tmp_path):
+    ckpt = tmp_path / "runs" / "broken" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint at all")
+    done = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml", "--ckpt_path", str(ckpt))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert str(ckpt) in line and "corrupt" in line
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "weights": torch.ones(3)}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert io.load_checkpoint(path)["step"] == 1
+    (tmp_path / "bad.ckpt").write_bytes(b"half a checkpoint")
+    with pytest.raises(ConfigError, match="corrupt"):
+        io.load_checkpoint(tmp_path / "bad.ckpt")

@@ -1,0 +1,139 @@
+"""Replay storage and its two views, against hand-computed values.
+
+Frames carry their own identity: environment e's frame at step t has every pixel equal to
+``t + 100 * e``, so a sampled stack or sequence says exactly which rows it came from.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.replay import NotEnoughData, Replay, SequenceView, TransitionView
+
+
+def fill(replay: Replay, steps: int, envs: int, first=(), terminal=(), truncated=(), reward=None):
+    """Write ``steps`` vector steps. first/terminal/truncated: sets of (t, env)."""
+    for t in range(steps):
+        obs = np.stack([np.full((replay.frame_stack * replay.frame_channels, 2, 2), t + 100 * e, np.uint8)
+                        for e in range(envs)])
+        rew = np.array([reward(t, e) if reward else 1.0 for e in range(envs)], np.float32)
+        flags = [np.array([(t, e) in s for e in range(envs)]) for s in (first, terminal, truncated)]
+        replay.add(obs, np.full(envs, t), rew, flags[1], flags[2], flags[0] | (t == 0))
+
+
+def sample_all(view, replay, times: int = 20):
+    """Many samples keyed by the pixel of the newest frame of obs (a unique id of the start row)."""
+    out = {}
+    for _ in range(times):
+        batch = view.sample(replay)
+        for i in range(len(batch["reward"])):
+            out[int(batch["obs"][i, -1, 0, 0])] = {k: v[i] for k, v in batch.items()}
+    return out
+
+
+def test_n_step_return_stops_at_terminal_and_does_not_bootstrap():
+    replay = Replay(1000, frame_stack=1, frame_channels=1)
+    # Episode 0..4 ends terminal at t=4; episode 5..19 runs on. Reward at row t is t.
+    fill(replay, 20, 1, first={(5, 0)}, terminal={(4, 0)}, reward=lambda t, e: float(t))
+    view = TransitionView(batch_size=64, n_step=3, gamma=0.5)
+    got = sample_all(view, replay)
+    # From t=2: rows 3 and 4 (terminal) -> m=2, R = 3 + 0.5*4 = 5, discount 0, next obs is frame 4.
+    assert got[2]["n"] == 2 and got[2]["reward"] == pytest.approx(5.0) and got[2]["discount"] == 0.0
+    assert got[2]["next_obs"][0, 0, 0] == 4
+    # From t=3: row 4 only.
+    assert got[3]["n"] == 1 and got[3]["reward"] == pytest.approx(4.0) and got[3]["discount"] == 0.0
+    # Full 3-step return inside an episode: t=6 -> 7 + 0.5*8 + 0.25*9 = 13.25, discount 0.125.
+    assert got[6]["n"] == 3 and got[6]["reward"] == pytest.approx(13.25) and got[6]["discount"] == pytest.approx(0.125)
+    assert got[6]["next_obs"][0, 0, 0] == 9
+    # The action of a transition is the one taken at t (stored on row t+1).
+    assert got[6]["action"] == 7
+    # An episode's final row is never a start.
+    assert 4 not in got
+
+
+def test_n_step_return_at_truncation_bootstraps_from_the_final_frame():
+    replay = Replay(1000, frame_stack=1, frame_channels=1)
+    fill(replay, 20, 1, first={(5, 0)}, truncated={(4, 0)}, reward=lambda t, e: float(t))
+    got = sample_all(TransitionView(batch_size=64, n_step=3, gamma=0.5), replay)
+    assert got[2]["n"] == 2 and got[2]["reward"] == pytest.approx(5.0)
+    assert got[2]["discount"] == pytest.approx(0.25)  # gamma^2: the time limit is not a terminal state
+    assert got[2]["next_obs"][0, 0, 0] == 4
+
+
+def test_frame_stack_at_episode_start_repeats_the_first_frame_and_never_the_previous_episode():
+    replay = Replay(1000, frame_stack=4, frame_channels=1)
+    fill(replay, 20, 1, first={(6, 0)}, terminal={(5, 0)})
+    got = sample_all(TransitionView(batch_size=64, n_step=1, gamma=0.9), replay)
+    assert got[6]["obs"][:, 0, 0].tolist() == [6, 6, 6, 6]
+    assert got[7]["obs"][:, 0, 0].tolist() == [6, 6, 6, 7]
+    assert got[9]["obs"][:, 0, 0].tolist() == [6, 7, 8, 9]
+    assert got[10]["obs"][:, 0, 0].tolist() == [7, 8, 9, 10]
+    assert got[7]["next_obs"][:, 0, 0].tolist() == [6, 6, 7, 8]
+    # The previous episode's stack just before its terminal frame.
+    assert got[4]["obs"][:, 0, 0].tolist() == [1, 2, 3, 4] and got[4]["next_obs"][:, 0, 0].tolist() == [2, 3, 4, 5]
+
+
+def test_transitions_come_from_one_environment_column():
+    replay = Replay(1000, num_envs=3, frame_stack=2, frame_channels=1)
+    fill(replay, 30, 3)
+    batch = TransitionView(batch_size=256, n_step=2, gamma=0.9).sample(replay)
+    newest, previous, nxt = batch["obs"][:, 1, 0, 0].long(), batch["obs"][:, 0, 0, 0].long(), batch["next_obs"][:, 1, 0, 0].long()
+    assert torch.equal(newest // 100, nxt // 100) and torch.equal(newest // 100, previous // 100)
+    assert torch.equal(nxt - newest, torch.full_like(nxt, 2))
+    assert set((newest // 100).tolist()) == {0, 1, 2}
+
+
+def test_sequences_mark_episode_boundaries_and_stay_in_one_column():
+    replay = Replay(1000, num_envs=2, frame_stack=1, frame_channels=1)
+    fill(replay, 40, 2, first={(10, 0), (25, 1)}, terminal={(9, 0)}, truncated={(24, 1)})
+    batch = SequenceView(batch_size=200, seq_len=8).sample(replay)
+    ids = batch["obs"][:, :, 0, 0, 0].long()
+    t, env = ids % 100, ids // 100
+    assert torch.equal(t[:, 1:] - t[:, :-1], torch.ones_like(t[:, 1:]))  # consecutive steps
+    assert torch.equal(env, env[:, :1].expand_as(env))  # one environment per sequence
+    boundary_first = ((t == 10) & (env == 0)) | ((t == 25) & (env == 1)) | (t == 0)
+    assert torch.equal(batch["first"], boundary_first)
+    assert torch.equal(batch["last"], ((t == 9) & (env == 0)) | ((t == 24) & (env == 1)))
+    assert torch.equal(batch["terminal"], (t == 9) & (env == 0))
+
+
+def test_ring_buffer_overwrites_the_oldest_rows_and_samples_only_stored_ones():
+    replay = Replay(50, num_envs=1, frame_stack=2, frame_channels=1, chunk=7)
+    fill(replay, 120, 1)
+    assert len(replay) == 50 and replay.oldest == 70
+    got = sample_all(TransitionView(batch_size=64, n_step=3, gamma=0.9), replay, times=10)
+    assert min(got) >= 71 and max(got) <= 116  # k-1 rows before, n rows after
+    seq = SequenceView(batch_size=64, seq_len=10).sample(replay)["obs"][:, :, 0, 0, 0]
+    assert int(seq.min()) >= 70 and int(seq.max()) <= 119
+
+
+def test_sampling_too_early_says_what_to_do():
+    replay = Replay(100, frame_stack=1, frame_channels=1)
+    fill(replay, 3, 1)
+    with pytest.raises(NotEnoughData, match="warm-up"):
+        TransitionView(batch_size=4, n_step=5).sample(replay)
+
+
+def test_checkpoint_round_trip_keeps_contents_and_marks_the_interrupted_episode_truncated():
+    replay = Replay(100, num_envs=2, frame_stack=1, frame_channels=1, seed=3)
+    fill(replay, 30, 2, reward=lambda t, e: t + 0.5 * e)
+    state = replay.state_dict()
+    restored = Replay(100, num_envs=2, frame_stack=1, frame_channels=1, seed=99)
+    restored.load_state_dict(state)
+    rows, cols = torch.arange(30)[:, None].expand(30, 2), torch.arange(2).expand(30, 2)
+    assert torch.equal(restored.frames(rows, cols), replay.frames(rows, cols))
+    assert torch.equal(restored.steps(rows, cols)["reward"], replay.steps(rows, cols)["reward"])
+    last = restored.steps(rows, cols)["last"]
+    assert last[29].all() and not last[:29].any() and not restored.steps(rows, cols)["terminal"].any()
+    # Same generator state: the next samples agree.
+    view = SequenceView(batch_size=5, seq_len=4)
+    assert torch.equal(view.sample(restored)["obs"], view.sample(replay)["obs"])
+
+
+def test_stored_bytes_per_frame_stay_within_ten_percent_of_the_raw_frame():
+    replay = Replay(2000, num_envs=1, frame_stack=4, frame_channels=1)
+    for t in range(2000):
+        replay.add(np.zeros((1, 4, 84, 84), np.uint8), np.zeros(1, np.int64), np.zeros(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
+    per_frame = replay.nbytes() / len(replay)
+    assert 84 * 84 <= per_frame <= 1.1 * 84 * 84

@@ -1,0 +1,209 @@
+"""Distributions shared by the agents: symlog, two-hot regression, unimix categoricals with
+straight-through samples, DreamerV3's bounded actor Normal and DrQ-v2's truncated exploration Normal.
+
+Every function works on any leading batch shape; the event (bins, classes, action dims) is the last axis.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+
+# ---------------------------------------------------------------------------------------------- symlog
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) ln(|x| + 1): squashes large magnitudes yet is the identity near 0, so targets of any
+    scale (rewards, returns, vector observations) give well-sized losses (DreamerV3)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) (exp(|x|) - 1), the inverse of :func:`symlog`."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+# --------------------------------------------------------------------------------------------- two-hot
+
+SPACES = ("symlog", "raw")
+
+
+def make_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0, space: str = "symlog",
+              device=None, dtype=torch.float32) -> torch.Tensor:
+    """Bin centres for two-hot regression.
+
+    ``space="symlog"`` (default, the 2023 reference code and sheeprl): linspace(low, high) and values are
+    symlog'ed before encoding. ``space="raw"`` (the paper's formula and the 2024 code): symexp of that grid,
+    values encoded as they are. The two agree on the bins' positions but interpolate differently between
+    them; REFERENCE.md asks for the 2023 code's form, whose Atari 100k result independent ports reproduce.
+    """
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    grid = torch.linspace(low, high, num_bins, device=device, dtype=dtype)
+    return grid if space == "symlog" else symexp(grid)
+
+
+def two_hot(values: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Weights (..., K) spreading each value over its two neighbouring bins so that sum_k w_k b_k = value.
+
+    For b_k <= x < b_{k+1}: (b_{k+1} - x)/(b_{k+1} - b_k) on k and (x - b_k)/(b_{k+1} - b_k) on k+1.
+    Values beyond the ends put all their weight on the end bin. No transform is applied here.
+    """
+    bins = bins.to(device=values.device, dtype=values.dtype)
+    num_bins = bins.shape[-1]
+    x = values.clamp(bins[0], bins[-1])
+    k = (torch.searchsorted(bins, x.contiguous(), right=True) - 1).clamp(0, num_bins - 2)
+    lo, hi = bins[k], bins[k + 1]
+    w_hi = (x - lo) / (hi - lo)
+    weights = torch.zeros(*values.shape, num_bins, device=values.device, dtype=values.dtype)
+    weights.scatter_add_(-1, k.unsqueeze(-1), (1.0 - w_hi).unsqueeze(-1))
+    weights.scatter_add_(-1, (k + 1).unsqueeze(-1), w_hi.unsqueeze(-1))
+    return weights
+
+
+def two_hot_decode(logits: torch.Tensor, bins: torch.Tensor, space: str = "symlog") -> torch.Tensor:
+    """Expected bin under softmax(logits), mapped back through symexp in symlog space: shape (...)."""
+    bins = bins.to(device=logits.device, dtype=logits.dtype)
+    expected = (torch.softmax(logits, dim=-1) * bins).sum(-1)
+    return symexp(expected) if space == "symlog" else expected
+
+
+def two_hot_loss(logits: torch.Tensor, target_values: torch.Tensor, bins: torch.Tensor,
+                 space: str = "symlog") -> torch.Tensor:
+    """Cross-entropy -sum_k two_hot(target)_k log softmax(logits)_k per element (no reduction).
+
+    The target is symlog'ed first in symlog space. It is treated as a constant (detached)."""
+    target = target_values.detach()
+    weights = two_hot(symlog(target) if space == "symlog" else target, bins)
+    return -(weights * torch.log_softmax(logits, dim=-1)).sum(-1)
+
+
+class TwoHotDist:
+    """A distribution-like view of two-hot logits, as the reward head and critic use it.
+
+    ``mean``/``mode`` decode the prediction, ``log_prob(y)`` is minus the two-hot cross-entropy, so a
+    head's loss is ``-dist.log_prob(target)``. Default ``space="symlog"`` (see :func:`make_bins`).
+    """
+
+    def __init__(self, logits: torch.Tensor, bins: torch.Tensor | None = None, space: str = "symlog",
+                 low: float = -20.0, high: float = 20.0):
+        if space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+        if bins is None:
+            bins = make_bins(logits.shape[-1], low, high, space, logits.device, logits.dtype)
+        self.logits, self.bins, self.space = logits, bins, space
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return two_hot_decode(self.logits, self.bins, self.space)
+
+    mode = mean  # the reference code's mode is also the decoded expectation
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return -two_hot_loss(self.logits, value, self.bins, self.space)
+
+
+DiscreteRegression = TwoHotDist
+
+# -------------------------------------------------------------------------------- unimix categoricals
+
+
+def unimix_logits(logits: torch.Tensor, unimix: float = 0.01) -> torch.Tensor:
+    """log((1 - unimix) softmax(logits) + unimix / K): a floor of unimix/K on every class keeps KL terms
+    and log-probs finite and the policy exploring (RSSM latents and the discrete actor, 1%)."""
+    probs = torch.softmax(logits, dim=-1)
+    if unimix > 0.0:
+        probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return torch.log(probs)
+
+
+class OneHotStraightThrough(D.OneHotCategorical):
+    """OneHotCategorical whose ``rsample`` is sample + probs - sg(probs): the forward value is an exact
+    one-hot while gradients flow as if it were ``probs`` (straight-through, DreamerV3's latents).
+
+    ``unimix`` > 0 mixes a uniform distribution in at construction (see :func:`unimix_logits`).
+    KL divergences from torch's registry apply since this is a OneHotCategorical subclass.
+    """
+
+    has_rsample = True
+
+    def __init__(self, logits: torch.Tensor | None = None, probs: torch.Tensor | None = None,
+                 unimix: float = 0.0, validate_args=None):
+        if unimix > 0.0:
+            if logits is not None:
+                logits = unimix_logits(logits, unimix)
+            else:
+                probs = (1.0 - unimix) * probs + unimix / probs.shape[-1]
+        super().__init__(probs=probs, logits=logits, validate_args=validate_args)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        sample = self.sample(sample_shape)
+        probs = self.probs.expand_as(sample)
+        return sample + probs - probs.detach()
+
+    @property
+    def mode(self) -> torch.Tensor:
+        """One-hot of the most likely class, with the same straight-through gradient."""
+        probs = self.probs
+        onehot = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+        return onehot + probs - probs.detach()
+
+
+# ------------------------------------------------------------------------------ continuous actions
+
+
+def bounded_normal(mean_raw: torch.Tensor, std_raw: torch.Tensor, min_std: float = 0.1,
+                   max_std: float = 1.0, std_offset: float = 2.0) -> D.Independent:
+    """DreamerV3's continuous actor distribution: Independent(Normal(tanh(mean_raw), std), 1) with
+    std = (max_std - min_std) sigmoid(std_raw + std_offset) + min_std, in [min_std, max_std].
+
+    The 2023 reference code (nets.Dist, ``dist='normal'``, minstd 0.1, maxstd 1.0) does exactly this:
+    the mean is squashed by tanh but the Normal itself is not, so samples can leave [-1, 1] and the
+    environment side clips them. We keep that choice (no tanh-transformed Normal, so ``log_prob`` and
+    ``entropy`` stay analytic); ``mode`` is tanh(mean_raw), inside [-1, 1]. Callers clip samples to the
+    action range before stepping the environment. The +2 offset starts std near its upper bound.
+    """
+    std = (max_std - min_std) * torch.sigmoid(std_raw + std_offset) + min_std
+    return D.Independent(D.Normal(torch.tanh(mean_raw), std), 1)
+
+
+class TruncatedNormal(D.Normal):
+    """DrQ-v2's exploration noise (facebookresearch/drqv2 utils.TruncatedNormal).
+
+    ``sample(clip)`` returns loc + clamp(scale * N(0, 1), -clip, clip), then clamps into
+    [low + eps, high - eps]; the clamp is straight-through (x - sg(x) + sg(clamp(x))) so the actor's
+    gradient reaches ``loc`` even where the action was clamped. Not a true truncated Normal:
+    ``log_prob``/``entropy`` are the plain Normal's, which DrQ-v2 only logs.
+    """
+
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, scale, low: float = -1.0, high: float = 1.0, eps: float = 1e-6):
+        super().__init__(loc, scale, validate_args=False)
+        self.low, self.high, self.eps = low, high, eps
+
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        clamped = x.clamp(self.low + self.eps, self.high - self.eps)
+        return x - x.detach() + clamped.detach()
+
+    def sample(self, clip: float | None = None, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device) * self.scale
+        if clip is not None:
+            noise = noise.clamp(-clip, clip)
+        return self._clamp(self.loc + noise)
+
+    def rsample(self, sample_shape=torch.Size(), clip: float | None = None) -> torch.Tensor:
+        return self.sample(clip, sample_shape)
+
+
+def linear_schedule(start: float, end: float, duration: float, step: float) -> float:
+    """start + (end - start) min(step / duration, 1): DrQ-v2's ``linear(start, end, duration)`` stddev
+    schedule, held at ``end`` after ``duration`` steps."""
+    mix = min(max(step / duration, 0.0), 1.0)
+    return start + (end - start) * mix

@@ -1,0 +1,99 @@
+"""Image augmentations of DrQ (Kostrikov et al. 2020) and DrQ-v2 (Yarats et al. 2021).
+
+Pixels arrive as ``(B, C, H, W)`` uint8 or float tensors. Shifts are exact integer translations
+with edge replication, written as index gathers with clamped indices: that is the same as
+replicate-padding and cropping, without allocating the padded image, and it keeps uint8 as uint8
+so augmentation can run on the replay batch before the float conversion.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def take_shifted(x: torch.Tensor, dim: int, offset: torch.Tensor) -> torch.Tensor:
+    """``out[b, ..., i, ...] = x[b, ..., clamp(i + offset[b]), ...]`` along ``dim`` (2 or 3).
+
+    offset: integer tensor of shape (B,) or (1,). Clamping the index to the image repeats the
+    edge pixel, exactly what a replicate pad followed by a crop gives."""
+    n = x.shape[dim]
+    index = (offset.view(-1, 1) + torch.arange(n, device=x.device)).clamp_(0, n - 1)  # (B, n)
+    shape = [1, 1, 1, 1]
+    shape[0], shape[dim] = index.shape
+    index = index.view(shape).expand(*x.shape[:dim], n, *x.shape[dim + 1:])
+    return x.gather(dim, index)
+
+
+def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Integer translation with edge replication: ``out[b, c, i, j] = x[b, c, i + dy[b], j + dx[b]]``
+    with indices clamped into the image. dy, dx: integer tensors of shape (B,) or (1,).
+    Differentiable in x (gather), any dtype."""
+    return take_shifted(take_shifted(x, 2, dy.to(x.device)), 3, dx.to(x.device))
+
+
+def sample_shifts(batch: int, pad: int, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """One crop offset per sample and axis, uniform in [0, 2 * pad]: int64 of shape (B, 2),
+    columns (row, column). Drawn on the generator's device so a seeded CPU generator gives the
+    same shifts whatever device the images live on."""
+    draw_on = generator.device if generator is not None else device
+    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator, device=draw_on)
+    return shifts.to(device) if device is not None else shifts
+
+
+def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None,
+                 shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """DrQ-v2's RandomShiftsAug: replicate-pad by ``pad``, crop back to (H, W) at a per-sample
+    offset in [0, 2 * pad] on each axis. Offset ``pad`` is the identity.
+
+    DrQ-v2 writes this with ``grid_sample``, but its grid lands exactly on pixel centres, so it
+    is an integer translation; done here as one (no interpolation error, dtype kept, uint8 works).
+
+    shifts: optional (B, 2) integer offsets (row, column) in [0, 2 * pad], e.g. for tests;
+    otherwise drawn with ``sample_shifts``.
+    """
+    if shifts is None:
+        shifts = sample_shifts(x.shape[0], pad, generator, x.device)
+    shifts = shifts.to(x.device)
+    return translate(x, shifts[:, 0] - pad, shifts[:, 1] - pad)
+
+
+def intensity_factors(batch: int, scale: float = 0.05, generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """DrQ's Atari intensity noise ``1 + scale * clip(N(0, 1), -2, 2)``, one per sample: (B, 1, 1, 1).
+    With scale 0.05 the factors lie in [0.9, 1.1]."""
+    draw_on = generator.device if generator is not None else device
+    noise = torch.randn(batch, generator=generator, device=draw_on).clamp_(-2.0, 2.0)
+    factors = (1.0 + scale * noise).view(batch, 1, 1, 1)
+    return factors.to(device) if device is not None else factors
+
+
+def drq_atari_augment(x: torch.Tensor, pad: int = 4, intensity_scale: float = 0.05,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ's Atari 100k augmentation (Dopamine): edge pad ``pad`` + random crop back to size,
+    then multiply each sample by ``1 + intensity_scale * clip(N(0, 1), -2, 2)``.
+
+    Expects floats, either in [0, 1] or in [0, 255] (the noise is multiplicative, so the scale
+    does not matter); uint8 input is converted to float. Returns float. The shift is drawn before
+    the intensity noise (none is drawn when pad is 0), so a seeded generator replays both.
+    """
+    if not x.is_floating_point():
+        x = x.float()
+    if pad > 0:
+        x = random_shift(x, pad, generator)
+    return x * intensity_factors(x.shape[0], intensity_scale, generator, x.device).to(x.dtype)
+
+
+class RandomShift(nn.Module):
+    """``random_shift`` as a layer: active in training mode, identity in eval mode (acting)."""
+
+    def __init__(self, pad: int = 4):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return random_shift(x, self.pad) if self.training and self.pad > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"pad={self.pad}"
