@@ -15,7 +15,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m worldmodels.fit`` in ``cwd`` (runs/ goes there), configs resolved from the repo."""
-    argv = [a if not a.startswith("configs/") else str(ROOT / a) for a in args]
+    argv = [str(ROOT / a) if a.startswith(("configs/", "tests/configs/")) else a for a in args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "worldmodels.fit", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)

@@ -79,7 +79,11 @@ class Experience(L.LightningDataModule):
 
     # ----------------------------------------------------------------- the loop
     def __iter__(self):
-        agent = self.trainer.lightning_module
+        return self.batches(self.trainer.lightning_module)
+
+    def batches(self, agent):
+        """Interact with ``agent``'s exploration policy and yield its training batches until the
+        step budget is spent."""
         agent.attach_loop(self.counters, self.warmup_steps)
         view = agent.replay_view()
         bar = tqdm(total=self.total_env_steps, initial=self.counters.env_steps, unit="step", dynamic_ncols=True,
@@ -102,7 +106,8 @@ class Experience(L.LightningDataModule):
                     clock, clock_steps = time.perf_counter(), self.counters.env_steps
                     last = f"{self.recent_returns[-1]:.1f}" if self.recent_returns else "-"
                     bar.set_postfix_str(f"{sps:.0f} steps/s, updates {self.counters.updates}, last return {last}")
-            self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
+            if self.trainer is not None:
+                self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
 
