@@ -35,5 +35,6 @@ def test_nddqn_learns_catch(fit, tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr[-3000:]
     random = random_policy_return(EnvConfig("test", "catch", image_size=44, grayscale=True))
     learned = final_eval_return(tmp_path / "run")
+    print(f"NDDQN on catch: {learned:.2f}, random policy: {random:.2f}")
     assert random < -0.4  # catch's random policy misses most balls
     assert learned > random + 0.6, f"NDDQN scored {learned:.2f} against random {random:.2f}"

@@ -54,7 +54,7 @@ def pipeline_steps_per_second(cfg: EnvConfig, steps: int) -> float:
     data = Experience(cfg, total_env_steps=steps, warmup_steps=steps, replay_capacity=max(steps * 2, 1000),
                       progress_bar=False)
     data.setup("fit")
-    data.envs  # built before the clock starts, like raw's env
+    data.begin_episodes()  # envs built and reset (ALE reloads the ROM on a seeded reset) before the clock, like raw's
     start = time.perf_counter()
     for _ in data.batches(NoLearning()):
         pass

@@ -2,7 +2,7 @@
 learn (a correct agent solves them in a few thousand steps on 2 CPU cores), not only shapes.
 
 - ``catch`` (discrete, 3 actions): a ball falls down an 8x8 grid; move the paddle on the bottom row
-  under it. +1 for a catch, -1 for a miss, 7 steps per episode. A random policy scores about -0.6.
+  under it. +1 for a catch, -1 for a miss, 7 steps per episode. A random policy scores about -0.75.
 - ``reach`` (continuous, 2-D actions in [-1, 1]): move a point to a goal drawn anew each episode;
   reward -distance each step, 30 steps per episode (truncated). A random policy scores about -30.
 """

@@ -44,7 +44,7 @@ class Replay:
     """
 
     def __init__(self, capacity: int, num_envs: int = 1, frame_stack: int = 1, frame_channels: int = 3,
-                 storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 64):
+                 storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 256):
         if storage not in ("memory", "memmap"):
             raise ConfigError(f"replay.storage is '{storage}'; choose memory or memmap.")
         if capacity < num_envs * 2:
@@ -70,17 +70,19 @@ class Replay:
         frame is kept. ``action`` is what produced these frames (ignored where ``first``)."""
         if self._stage is None:
             self._allocate_stage(obs, action)
-        new = np.flatnonzero(first)
-        self._episode[new] = self._next_episode + np.arange(len(new))
-        self._next_episode += len(new)
         s, stage = self._staged, self._stage
         stage["obs"][s] = obs[:, -self.frame_channels:]
         stage["action"][s] = action
-        stage["action"][s][first] = 0
-        stage["reward"][s] = np.where(first, 0.0, reward)
+        stage["reward"][s] = reward
         stage["first"][s] = first
         stage["terminal"][s] = terminated
-        stage["last"][s] = terminated | truncated
+        np.logical_or(terminated, truncated, out=stage["last"][s])
+        if first.any():  # new episodes: fresh ids; their action and reward are placeholders
+            new = np.flatnonzero(first)
+            self._episode[new] = self._next_episode + np.arange(len(new))
+            self._next_episode += len(new)
+            stage["action"][s][first] = 0
+            stage["reward"][s][first] = 0.0
         stage["episode"][s] = self._episode
         self._staged += 1
         self.time += 1

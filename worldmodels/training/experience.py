@@ -90,7 +90,7 @@ class Experience(L.LightningDataModule):
                    disable=not self.progress_bar, desc="env steps")
         clock, clock_steps = time.perf_counter(), self.counters.env_steps
         if self._obs is None:
-            self._begin()
+            self.begin_episodes()
         try:
             while self.counters.env_steps < self.total_env_steps:
                 taken = self._interact(agent)
@@ -111,8 +111,8 @@ class Experience(L.LightningDataModule):
         finally:
             bar.close()
 
-    def _begin(self) -> None:
-        """Reset every environment and store the first frames."""
+    def begin_episodes(self) -> None:
+        """Reset every environment and store the first frames (at the start and after a resume)."""
         step = self.envs.reset(seed=self.seed + 1000 * self.counters.episodes)
         self._store(step, self.envs.random_actions(self._rng))
         self._agent_state = None
