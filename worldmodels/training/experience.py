@@ -34,19 +34,20 @@ class Experience(L.LightningDataModule):
         replay_storage: ``memory`` or ``memmap`` (disk-backed).
         replay_dir: directory for memmap files (a temporary one when empty).
         seed: seeds environments, random actions and replay sampling (linked to ``seed_everything``).
+        max_updates: stop after this many updates even if env steps remain (smoke runs of big models).
         progress_bar: show env steps, steps per second and the last episode's return.
     """
 
     def __init__(self, env: EnvConfig, num_envs: int = 1, total_env_steps: int = 100_000, warmup_steps: int = 1600,
                  replay_capacity: int = 100_000, replay_storage: str = "memory", replay_dir: str | None = None,
-                 seed: int = 0, progress_bar: bool = True):
+                 seed: int = 0, max_updates: int | None = None, progress_bar: bool = True):
         super().__init__()
         self.env_config = env.resolved()
         self.num_envs, self.total_env_steps, self.warmup_steps = num_envs, total_env_steps, warmup_steps
         if total_env_steps < 1 or warmup_steps < 0:
             raise ConfigError("data.total_env_steps must be positive and data.warmup_steps not negative.")
         self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
-        self.seed, self.progress_bar = seed, progress_bar
+        self.seed, self.progress_bar, self.max_updates = seed, progress_bar, max_updates
         self.counters = Counters()
         self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
         self.recent_returns: deque[float] = deque(maxlen=10)
@@ -92,12 +93,12 @@ class Experience(L.LightningDataModule):
         if self._obs is None:
             self.begin_episodes()
         try:
-            while self.counters.env_steps < self.total_env_steps:
+            while self.counters.env_steps < self.total_env_steps and not self._update_budget_spent():
                 taken = self._interact(agent)
                 bar.update(taken)
                 if self.counters.env_steps > self.warmup_steps:  # updates = ratio x (steps - warm-up)
                     self._credit += agent.updates_per_env_step * min(taken, self.counters.env_steps - self.warmup_steps)
-                while self._credit >= 1.0:
+                while self._credit >= 1.0 and not self._update_budget_spent():
                     self._credit -= 1.0
                     self.counters.updates += 1
                     yield view.sample(self.replay)
@@ -110,6 +111,9 @@ class Experience(L.LightningDataModule):
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
+
+    def _update_budget_spent(self) -> bool:
+        return self.max_updates is not None and self.counters.updates >= self.max_updates
 
     def begin_episodes(self) -> None:
         """Reset every environment and store the first frames (at the start and after a resume)."""

@@ -1,0 +1,111 @@
+"""DreamerV3's mathematics against hand-computed values, and its state handling."""
+
+import pytest
+import torch
+
+from worldmodels.dreamer import DreamerV3
+from worldmodels.dreamer.behavior import ReturnScale, lambda_returns
+from worldmodels.dreamer.rssm import RSSM
+from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
+from worldmodels.training import EnvSpec
+
+
+def test_lambda_returns_on_a_three_step_example_with_a_terminal():
+    # States s0..s3; reward[t] and cont[t] are predicted at state t. s2 is terminal (cont 0).
+    reward = torch.tensor([9.0, 1.0, 2.0, 3.0])  # reward[0] is never used
+    cont = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    value = torch.tensor([0.5, 4.0, 5.0, 6.0])
+    gamma, lam = 0.9, 0.5
+    # R_3 = v_3 = 6
+    # R_2 = r_3 + g c_3 ((1-l) v_3 + l R_3) = 3 + 0.9 * (0.5*6 + 0.5*6) = 8.4
+    # R_1 = r_2 + g c_2 (...) = 2 + 0 = 2
+    # R_0 = r_1 + g c_1 ((1-l) v_1 + l R_1) = 1 + 0.9 * (0.5*4 + 0.5*2) = 3.7
+    returns = lambda_returns(reward, cont, value, gamma, lam)
+    assert returns.tolist() == pytest.approx([3.7, 2.0, 8.4])
+
+
+def test_lambda_one_is_the_discounted_monte_carlo_return_and_lambda_zero_the_td_target():
+    reward, cont, value = torch.tensor([0.0, 1.0, 1.0]), torch.ones(3), torch.tensor([0.0, 10.0, 20.0])
+    assert lambda_returns(reward, cont, value, 0.5, 1.0)[0] == pytest.approx(1 + 0.5 * (1 + 0.5 * 20))
+    assert lambda_returns(reward, cont, value, 0.5, 0.0)[0] == pytest.approx(1 + 0.5 * 10)
+
+
+def test_return_scale_tracks_the_ema_of_the_5th_to_95th_percentile_range_and_never_goes_below_one():
+    norm = ReturnScale(decay=0.99)
+    returns = torch.arange(101, dtype=torch.float32)  # 5th percentile 5, 95th percentile 95
+    scale = norm.update(returns)
+    assert norm.low.item() == pytest.approx(0.01 * 5) and norm.high.item() == pytest.approx(0.01 * 95)
+    assert scale.item() == 1.0  # 0.9 < 1: small returns are not scaled up
+    for _ in range(2000):
+        norm.update(returns)
+    assert norm.scale.item() == pytest.approx(90.0, rel=1e-3)
+
+
+def test_kl_free_bits_clip_stops_gradients_below_one_nat():
+    post = torch.tensor([[[2.0, 0.0], [0.0, 0.0]]], requires_grad=True)  # (1, S=2, K=2)
+    prior = torch.zeros(1, 2, 2, requires_grad=True)
+    raw = categorical_kl(post, prior)
+    p = torch.softmax(torch.tensor([2.0, 0.0]), 0)
+    expected = (p * (p / 0.5).log()).sum()  # the second variable matches the prior exactly
+    assert raw.item() == pytest.approx(expected.item())
+    assert raw.item() < 1.0
+    dyn, rep, kl = kl_balance(post, prior, free=1.0)
+    assert dyn.item() == 1.0 and rep.item() == 1.0
+    (dyn + rep).sum().backward()
+    assert post.grad.abs().sum() == 0 and prior.grad.abs().sum() == 0
+    # Above one nat the gradient flows: dynamics into the prior only, representation into the posterior only.
+    post2 = torch.tensor([[[8.0, 0.0], [8.0, 0.0]]], requires_grad=True)
+    prior2 = torch.zeros(1, 2, 2, requires_grad=True)
+    dyn, rep, _ = kl_balance(post2, prior2, free=1.0)
+    assert dyn.item() > 1.0
+    dyn.sum().backward()
+    assert post2.grad is None or post2.grad.abs().sum() == 0
+    assert prior2.grad.abs().sum() > 0
+
+
+def test_rssm_resets_its_state_at_an_episode_start_inside_a_sequence():
+    torch.manual_seed(0)
+    rssm = RSSM(embed_dim=8, action_dim=3, deter=16, hidden=16, stoch=4, classes=4)
+    embed = torch.randn(1, 6, 8)
+    action = torch.randn(1, 6, 3)
+    first = torch.tensor([[True, False, False, True, False, False]])
+    with torch.no_grad():
+        post, _ = rssm.observe(embed, action, first)
+        # The step at the reset sees exactly what a fresh sequence's first step sees (later steps differ
+        # only by the random latent samples drawn before).
+        fresh, _ = rssm.observe(embed[:, 3:], action[:, 3:], first[:, 3:])
+    assert torch.allclose(post.deter[:, 3], fresh.deter[:, 0], atol=1e-6)
+    assert torch.allclose(post.logits[:, 3], fresh.logits[:, 0], atol=1e-6)
+    # Without the reset they differ: the reset is what makes them equal.
+    no_reset = first.clone()
+    no_reset[0, 3] = False
+    with torch.no_grad():
+        carried, _ = rssm.observe(embed, action, no_reset)
+    assert not torch.allclose(carried.deter[:, 3], fresh.deter[:, 0], atol=1e-4)
+
+
+def test_acting_resets_the_recurrent_state_where_an_episode_starts():
+    agent = DreamerV3(size="XS")
+    agent.build(EnvSpec((3, 64, 64), 3, num_actions=4))
+    obs = torch.randint(0, 255, (2, 3, 64, 64), dtype=torch.uint8)
+    with agent.acting():
+        _, state = agent.act(obs, None, torch.ones(2, dtype=torch.bool), explore=False)
+        _, state = agent.act(obs, state, torch.zeros(2, dtype=torch.bool), explore=False)
+        _, reset = agent.act(obs, state, torch.tensor([True, False]), explore=False)
+        _, start = agent.act(obs, None, torch.ones(2, dtype=torch.bool), explore=False)
+    deter_reset, deter_start = reset[0].deter, start[0].deter
+    assert torch.allclose(deter_reset[0], deter_start[0], atol=1e-6)  # env 0 started over
+    assert not torch.allclose(deter_reset[1], deter_start[1], atol=1e-4)  # env 1 carried its state
+
+
+def test_reward_and_critic_heads_start_at_zero():
+    agent = DreamerV3(size="XS")
+    agent.build(EnvSpec((3, 64, 64), 3, action_dim=2))
+    feat = torch.randn(5, agent.world_model.rssm.feat_dim)
+    assert torch.allclose(agent.world_model.reward(feat), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(agent.critic.value(feat), torch.zeros(5), atol=1e-6)
+
+
+def test_sizes_follow_the_2023_table():
+    assert SIZES["S"].deter == 512 and SIZES["S"].depth == 32 and SIZES["S"].units == 512 and SIZES["S"].layers == 2
+    assert SIZES["XL"].deter == 4096 and SIZES["XL"].depth == 96

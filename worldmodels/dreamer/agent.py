@@ -1,0 +1,142 @@
+"""DreamerV3 (Hafner et al., 2023) as an agent of the shared pipeline.
+
+    each update, on B x T replayed sequences:
+        world model:  observe the sequence with the RSSM; minimise image + reward + continue + KL losses
+        behaviour:    imagine H steps from every posterior state; train the actor on normalised
+                      lambda-return advantages and the two-hot critic on the returns
+    acting: carry (h, z, a) across env steps; reset it at episode starts
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from worldmodels.diagnostics.open_loop import open_loop_video
+from worldmodels.dreamer.behavior import Actor, Critic, ReturnScale, behavior_losses
+from worldmodels.dreamer.rssm import State
+from worldmodels.dreamer.world_model import SIZES, WorldModel
+from worldmodels.errors import ConfigError
+from worldmodels.replay import SequenceView
+from worldmodels.training import Agent, EnvSpec
+
+
+class DreamerV3(Agent):
+    """Args (defaults: the 2023 paper, REFERENCE.md):
+        size: XS, S, M, L or XL (deterministic state, CNN depth, MLP width and depth).
+        batch_size, seq_len: replayed sequences per update and their length.
+        train_ratio: replayed steps per env step; updates per env step = train_ratio / (B x T).
+        horizon, gamma, lam: imagination length, discount, lambda of the returns.
+        free_nats, dyn_scale, rep_scale: KL balancing.
+        entropy_coef: actor entropy bonus.
+        slow_critic_fraction, slow_reg: EMA rate of the slow critic, weight of its regulariser.
+        model_lr, model_eps, model_clip: world-model Adam and gradient-norm clip.
+        ac_lr, ac_eps, ac_clip: actor and critic Adam and clip.
+        unimix: uniform mix of every categorical (latents and discrete actor).
+        video_every: log an open-loop video every this many updates (the first update included).
+    """
+
+    def __init__(self, size: str = "S", batch_size: int = 16, seq_len: int = 64, train_ratio: float = 1024,
+                 horizon: int = 15, gamma: float = 0.997, lam: float = 0.95, free_nats: float = 1.0,
+                 dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
+                 slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
+                 model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,
+                 ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000):
+        if size not in SIZES:
+            raise ConfigError(f"model.init_args.size is '{size}'; choose one of {', '.join(SIZES)}.")
+        super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
+        self.save_hyperparameters()
+        self.view = SequenceView(batch_size, seq_len)
+        self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())
+
+    def build(self, spec: EnvSpec) -> None:
+        super().build(spec)
+        if spec.frame_stack != 1:
+            raise ConfigError("DreamerV3 remembers the past in its RSSM: set data.env.frame_stack to 1.")
+        h, size = self.hparams, SIZES[self.hparams.size]
+        self.action_dim = spec.num_actions if spec.discrete else spec.action_dim
+        self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix)
+        feat = self.world_model.rssm.feat_dim
+        self.actor = Actor(feat, self.action_dim, spec.discrete, size.units, size.layers, h.unimix)
+        self.critic = Critic(feat, size.units, size.layers)
+        self.returns_scale = ReturnScale()
+
+    def replay_view(self) -> SequenceView:
+        return self.view
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return [torch.optim.Adam(self.world_model.parameters(), lr=h.model_lr, eps=h.model_eps),
+                torch.optim.Adam(self.actor.parameters(), lr=h.ac_lr, eps=h.ac_eps),
+                torch.optim.Adam(self.critic.net.parameters(), lr=h.ac_lr, eps=h.ac_eps)]
+
+    def action_vectors(self, action: torch.Tensor) -> torch.Tensor:
+        """Replay actions as RSSM inputs: one-hot for discrete spaces, as stored for continuous ones."""
+        return F.one_hot(action.long(), self.action_dim).float() if self.spec.discrete else action.float()
+
+    # ------------------------------------------------------------------ acting
+    def initial_state(self, num_envs: int):
+        return None  # made on the first call, on the right device
+
+    def act(self, obs, state, first, explore):
+        n = obs.shape[0]
+        rssm = self.world_model.rssm
+        if state is None:
+            state = (rssm.initial(n), torch.zeros(n, self.action_dim, device=obs.device))
+            first = torch.ones_like(first)
+        latent, prev_action = state
+        embed = self.world_model.encoder(obs)
+        latent, _ = rssm.obs_step(latent, prev_action, embed, first)
+        policy = self.actor(latent.features())
+        if explore:
+            action = policy.sample()
+        else:
+            action = policy.mode
+        if self.spec.discrete:
+            return action.argmax(-1), (latent, action)
+        action = action.clamp(-1, 1)
+        return action, (latent, action)
+
+    # ------------------------------------------------------------------ learning
+    def training_step(self, batch, batch_idx):
+        h = self.hparams
+        model_opt, actor_opt, critic_opt = self.optimizers()
+        first = batch["first"].clone()
+        first[:, 0] = True  # a sampled window starts from the initial state, whatever preceded it
+        action = self.action_vectors(batch["action"])
+
+        model_loss, post, metrics = self.world_model.loss(batch["obs"], action, batch["reward"], batch["terminal"],
+                                                          first, h.free_nats, h.dyn_scale, h.rep_scale)
+        model_opt.zero_grad()
+        self.manual_backward(model_loss)
+        metrics["wm/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.world_model.parameters(), h.model_clip)
+        model_opt.step()
+
+        start = State(*(x.detach().flatten(0, 1) for x in post))
+        start_cont = (~batch["terminal"]).float().flatten()
+        actor_loss, critic_loss, behavior_metrics = behavior_losses(
+            self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, h.horizon, h.gamma,
+            h.lam, h.entropy_coef, h.slow_reg)
+        actor_opt.zero_grad()
+        self.manual_backward(actor_loss)
+        metrics["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.actor.parameters(), h.ac_clip)
+        actor_opt.step()
+        critic_opt.zero_grad()  # also drops what the actor's loss left on the critic and the model
+        self.manual_backward(critic_loss)
+        metrics["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critic.net.parameters(), h.ac_clip)
+        critic_opt.step()
+        self.critic.update_slow(h.slow_critic_fraction)
+
+        metrics["wm/loss"] = model_loss
+        self.log_scalars({**metrics, **behavior_metrics})
+        if h.video_every and (self.counters.updates - 1) % h.video_every == 0:
+            self.log_open_loop_video(batch, action, first)
+
+    @torch.no_grad()
+    def log_open_loop_video(self, batch, action, first, sequences: int = 6, context: int = 5) -> None:
+        obs = batch["obs"][:sequences]
+        pred = self.world_model.open_loop(obs, action[:sequences], first[:sequences], context)
+        video = open_loop_video(obs, pred, context).numpy()
+        for logger in self.trainer.loggers:
+            if hasattr(logger, "log_video"):
+                logger.log_video("wm/open_loop", [video], step=self.trainer.global_step, fps=[10], format=["mp4"])

@@ -1,0 +1,161 @@
+"""DreamerV3's actor-critic, trained on trajectories imagined by the world model (2023 spec).
+
+From every posterior state of the batch, imagine H = 15 steps with the actor, then
+    returns   R_t = r_{t+1} + gamma c_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}),  R_H = v_H
+    weights   w_t = prod_{i<=t} gamma c_i / gamma      (c_0 is the true continue flag of the start)
+    scale     S = EMA_0.99(perc_95(R)) - EMA_0.99(perc_5(R))
+    actor     -w * [ log pi(a|s) sg((R - v) / max(1, S)) ]   discrete (REINFORCE)
+              -w * (R - v) / max(1, S)                        continuous (backprop through the model)
+              - 3e-4 * w * H[pi]
+    critic    -w * [ log p_v(sg(R)) + log p_v(sg(v_slow)) ]   two-hot; v_slow an EMA (0.02) of the critic
+Continue flags c are the mode of the continue head, as in the reference code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worldmodels.dreamer.rssm import RSSM, State, stack_states
+from worldmodels.nets.distributions import (OneHotStraightThrough, bounded_normal, make_bins, two_hot_decode,
+                                            two_hot_loss)
+from worldmodels.nets.dreamer_blocks import mlp
+
+
+def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
+                   lam: float) -> torch.Tensor:
+    """R_t for t = 0..H-1 from (H+1, ...) rewards, continue flags and values, where reward[t] and
+    cont[t] are predicted at state t (so r_{t+1} is reward[t+1]); the recursion ends with R_H = v_H."""
+    last = value[-1]
+    out = []
+    for t in reversed(range(reward.shape[0] - 1)):
+        last = reward[t + 1] + gamma * cont[t + 1] * ((1 - lam) * value[t + 1] + lam * last)
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
+class ReturnScale(nn.Module):
+    """EMA of the 5th and 95th percentiles of the returns; ``scale`` is max(1, high - low), so large
+    returns are scaled down while small ones are not scaled up (which would amplify noise)."""
+
+    def __init__(self, decay: float = 0.99, low: float = 0.05, high: float = 0.95):
+        super().__init__()
+        self.decay, self.quantiles = decay, torch.tensor([low, high])
+        self.register_buffer("low", torch.zeros(()))
+        self.register_buffer("high", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def update(self, returns: torch.Tensor) -> torch.Tensor:
+        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles.to(returns.device))
+        d = self.decay
+        # The reference code starts its EMA from zero; so do we (no special first step).
+        self.low.mul_(d).add_((1 - d) * low)
+        self.high.mul_(d).add_((1 - d) * high)
+        self.initialised.fill_(True)
+        return self.scale
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return torch.clamp(self.high - self.low, min=1.0)
+
+
+class Actor(nn.Module):
+    def __init__(self, feat_dim: int, action_dim: int, discrete: bool, units: int, layers: int,
+                 unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0):
+        super().__init__()
+        self.discrete, self.unimix, self.min_std, self.max_std = discrete, unimix, min_std, max_std
+        self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim)
+
+    def dist(self, out: torch.Tensor):
+        """The policy from the network's raw output: unimix categorical, or bounded Normal."""
+        if self.discrete:
+            return OneHotStraightThrough(logits=out, unimix=self.unimix)
+        mean, std = out.chunk(2, -1)
+        return bounded_normal(mean, std, self.min_std, self.max_std)
+
+    def forward(self, feat: torch.Tensor):
+        return self.dist(self.net(feat))
+
+
+class Critic(nn.Module):
+    """Two-hot value head (zero-initialised output) and its slow EMA copy."""
+
+    def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255):
+        super().__init__()
+        self.net = mlp(feat_dim, units, layers, bins, zero_out=True)
+        self.slow = mlp(feat_dim, units, layers, bins, zero_out=True).requires_grad_(False)
+        self.slow.load_state_dict(self.net.state_dict())
+        self.register_buffer("bins", make_bins(bins), persistent=False)
+
+    def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
+        return two_hot_decode((self.slow if slow else self.net)(feat), self.bins)
+
+    def loss(self, feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return two_hot_loss(self.net(feat), target, self.bins)
+
+    @torch.no_grad()
+    def update_slow(self, fraction: float) -> None:
+        for slow, fast in zip(self.slow.parameters(), self.net.parameters()):
+            slow.lerp_(fast, fraction)
+
+
+def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State, torch.Tensor, torch.Tensor]:
+    """States s_0..s_H, actions a_0..a_{H-1} and the actor's raw outputs at s_0..s_{H-1}. The actor
+    sees stopped features and always keeps its graph (its loss reuses these outputs); the dynamics
+    keep theirs only when the caller enables gradients (continuous actions: backprop through the model)."""
+    states, actions, outs, state = [start], [], [], start
+    for _ in range(horizon):
+        with torch.enable_grad():
+            out = actor.net(state.features().detach())
+        action = actor.dist(out).rsample()
+        actions.append(action)
+        outs.append(out)
+        state = rssm.img_step(state, action)
+        states.append(state)
+    with torch.enable_grad():
+        outs = torch.stack(outs, 0)
+    return stack_states(states, 0), torch.stack(actions, 0), outs
+
+
+def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
+                    start_cont: torch.Tensor, horizon: int = 15, gamma: float = 0.997, lam: float = 0.95,
+                    entropy_coef: float = 3e-4, slow_reg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states)."""
+    # REINFORCE needs no gradient through the imagined dynamics: imagine without building that graph.
+    backprop = not actor.discrete
+    with torch.set_grad_enabled(backprop):
+        traj, actions, actor_out = imagine(world_model.rssm, actor, start, horizon)
+        feat = traj.features()  # (H+1, N, F)
+        reward = world_model.reward(feat[1:])  # r_{t+1} for t = 0..H-1
+        cont = (world_model.continue_head(feat[1:]).squeeze(-1) > 0).float()  # mode of the Bernoulli
+        cont = torch.cat([start_cont[None], cont], 0)
+    critic_feat = feat[:-1].detach()
+    critic_logits = critic.net(critic_feat)  # with gradient, for the critic's loss
+    if backprop:
+        value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
+    else:
+        with torch.no_grad():
+            value = torch.cat([two_hot_decode(critic_logits, critic.bins), critic.value(feat[-1:])], 0)
+    returns = lambda_returns(torch.cat([reward[:1], reward], 0), cont, value, gamma, lam)  # (H, N); index 0 unused
+    weight = (torch.cumprod(gamma * cont, 0) / gamma).detach()[:-1]
+
+    scale = returns_scale.update(returns)
+    advantage = (returns - value[:-1]) / scale
+    policy = actor.dist(actor_out)
+    entropy = policy.entropy()
+    if actor.discrete:
+        objective = policy.log_prob(actions.detach()) * advantage.detach()
+    else:
+        objective = advantage  # gradients flow through the imagined dynamics into the actor
+    actor_loss = -(weight * (objective + entropy_coef * entropy)).mean()
+
+    with torch.no_grad():
+        slow_target = critic.value(critic_feat, slow=True)
+    critic_loss = (weight * (two_hot_loss(critic_logits, returns.detach(), critic.bins)
+                             + slow_reg * two_hot_loss(critic_logits, slow_target, critic.bins))).mean()
+    metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
+               "critic/loss": critic_loss, "critic/value": value.mean(), "imagined/return": returns.mean(),
+               "imagined/reward": reward.mean(), "imagined/continue": cont[1:].mean(),
+               "actor/return_scale": scale, "actor/return_low": returns_scale.low, "actor/return_high": returns_scale.high}
+    return actor_loss, critic_loss, metrics
