@@ -70,12 +70,13 @@ def test_rssm_resets_its_state_at_an_episode_start_inside_a_sequence():
     action = torch.randn(1, 6, 3)
     first = torch.tensor([[True, False, False, True, False, False]])
     with torch.no_grad():
-        post, _ = rssm.observe(embed, action, first)
+        post, prior_logits = rssm.observe(embed, action, first)
         # The step at the reset sees exactly what a fresh sequence's first step sees (later steps differ
         # only by the random latent samples drawn before).
-        fresh, _ = rssm.observe(embed[:, 3:], action[:, 3:], first[:, 3:])
+        fresh, fresh_prior = rssm.observe(embed[:, 3:], action[:, 3:], first[:, 3:])
     assert torch.allclose(post.deter[:, 3], fresh.deter[:, 0], atol=1e-6)
     assert torch.allclose(post.logits[:, 3], fresh.logits[:, 0], atol=1e-6)
+    assert torch.allclose(prior_logits[:, 3], fresh_prior[:, 0], atol=1e-6)
     # Without the reset they differ: the reset is what makes them equal.
     no_reset = first.clone()
     no_reset[0, 3] = False

@@ -27,15 +27,17 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     assert list(offline.glob("*.wandb")), "no W&B metrics file"
     first = load(run / "checkpoints" / "last.ckpt")
     data1 = first["Experience"]
-    assert data1["counters"]["env_steps"] == 400 and data1["counters"]["frames"] == 1600
-    assert data1["counters"]["updates"] == 200  # one update per env step after 200 warm-up steps
+    # The smoke run stops after 6 updates; one update per env step after 200 warm-up steps.
+    assert data1["counters"]["updates"] == 6
+    assert data1["counters"]["env_steps"] == 206 and data1["counters"]["frames"] == 4 * 206
 
     resumed = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
-                  "--data.total_env_steps", "500", "--ckpt_path", "last")
+                  "--data.max_updates", "50", "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert str(run.name) in resumed.stdout  # the same run directory
     data2 = load(run / "checkpoints" / "last.ckpt")["Experience"]
-    assert data2["counters"]["env_steps"] == 500 and data2["counters"]["updates"] == 300
+    assert data2["counters"]["updates"] == 50
+    assert data2["counters"]["env_steps"] == 206 + 44  # one update per env step, as before
     assert data2["counters"]["episodes"] >= data1["counters"]["episodes"]
     rows = data1["replay"]["frames"].shape[0]
     assert torch.equal(data2["replay"]["frames"][:rows], data1["replay"]["frames"])
@@ -88,3 +90,22 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(t
     (tmp_path / "bad.ckpt").write_bytes(b"half a checkpoint")
     with pytest.raises(ConfigError, match="corrupt"):
         io.load_checkpoint(tmp_path / "bad.ckpt")
+
+
+DREAMER_SCALARS = ["wm/image_loss", "wm/reward_loss", "wm/continue_loss", "wm/kl_dyn", "wm/kl_rep",
+                   "wm/posterior_entropy", "wm/prior_entropy", "actor/loss", "critic/loss", "actor/return_scale",
+                   "imagined/return", "actor/entropy", "wm/grad_norm", "actor/grad_norm", "critic/grad_norm",
+                   "eval/return_mean", "env_steps", "frames"]
+
+
+@pytest.mark.parametrize("config", ["configs/dreamer_atari.yaml", "configs/dreamer_dmc.yaml"])
+def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation_video(fit, tmp_path, config):
+    done = fit("--config", config, "--config", "configs/smoke.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").glob("dreamer_*")
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert not [k for k in DREAMER_SCALARS if k not in header]
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
+    assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -11,7 +11,7 @@ main loop, with the same Fabric / optimizers / Moments / MetricAggregator setup 
 `dreamer_v3.main`. The observation space is one RGB key (3x64x64 uint8, channel-first as sheeprl's env wrappers give
 it) and the action space is Discrete(6) (Pong's minimal set), so no emulator is needed. Replay-buffer sampling is not
 timed: the batches are random, drawn before each timed update, shaped and typed like `sample_batches` yields them.
-Prints one JSON object to stdout.
+Prints one JSON object on one line of stdout (what `tools/bench_dreamer.py` parses).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def make_cfg(overrides):
 def random_batch(cfg, generator):
     """One batch as `sample_batches` yields it: [T, B, ...] float tensors (images still 0..255)."""
     T, B = cfg.algo.per_rank_sequence_length, cfg.algo.per_rank_batch_size
-    rgb = torch.randint(0, 256, (T, B, 3, cfg.env.screen_size, cfg.env.screen_size), dtype=torch.uint8, generator=generator)
+    size = cfg.env.screen_size
+    rgb = torch.randint(0, 256, (T, B, 3, size, size), dtype=torch.uint8, generator=generator)
     actions = torch.nn.functional.one_hot(torch.randint(0, N_ACTIONS, (T, B), generator=generator), N_ACTIONS)
     rewards = torch.randint(-1, 2, (T, B, 1), generator=generator) * (torch.rand(T, B, 1, generator=generator) < 0.05)
     terminated = (torch.rand(T, B, 1, generator=generator) < 0.01).to(torch.uint8)
@@ -83,25 +84,22 @@ def main():
     Distribution.set_default_validate_args(cfg.distribution.validate_args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    keys_to_remove = set(cfg.metric.aggregator.metrics.keys()) - dv3_utils.AGGREGATOR_KEYS
-    for k in keys_to_remove:
+    for k in set(cfg.metric.aggregator.metrics.keys()) - dv3_utils.AGGREGATOR_KEYS:
         cfg.metric.aggregator.metrics.pop(k, None)
     MetricAggregator.disabled = cfg.metric.log_level == 0 or len(cfg.metric.aggregator.metrics) == 0
     fabric = hydra.utils.instantiate(cfg.fabric, strategy="auto", callbacks=[], _convert_="all")
     fabric.seed_everything(cfg.seed)
 
     # dreamer_v3.main, without the environments and the replay buffer
-    obs_space = gym.spaces.Dict(
-        {"rgb": gym.spaces.Box(0, 255, (3, cfg.env.screen_size, cfg.env.screen_size), np.uint8)}
-    )
+    size = cfg.env.screen_size
+    obs_space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (3, size, size), np.uint8)})
     actions_dim, is_continuous = (N_ACTIONS,), False
-    world_model, actor, critic, target_critic, player = build_agent(fabric, actions_dim, is_continuous, cfg, obs_space)
-    world_optimizer = hydra.utils.instantiate(cfg.algo.world_model.optimizer, params=world_model.parameters(), _convert_="all")
-    actor_optimizer = hydra.utils.instantiate(cfg.algo.actor.optimizer, params=actor.parameters(), _convert_="all")
-    critic_optimizer = hydra.utils.instantiate(cfg.algo.critic.optimizer, params=critic.parameters(), _convert_="all")
-    world_optimizer, actor_optimizer, critic_optimizer = fabric.setup_optimizers(
-        world_optimizer, actor_optimizer, critic_optimizer
-    )
+    world_model, actor, critic, target_critic, _player = build_agent(fabric, actions_dim, is_continuous, cfg, obs_space)
+    world_optimizer, actor_optimizer, critic_optimizer = fabric.setup_optimizers(*(
+        hydra.utils.instantiate(opt_cfg, params=module.parameters(), _convert_="all")
+        for opt_cfg, module in [(cfg.algo.world_model.optimizer, world_model), (cfg.algo.actor.optimizer, actor),
+                                (cfg.algo.critic.optimizer, critic)]
+    ))
     m = cfg.algo.actor.moments
     moments = dv3_utils.Moments(m.decay, m.max, m.percentile.low, m.percentile.high)
     aggregator = None
@@ -109,19 +107,14 @@ def main():
         aggregator = hydra.utils.instantiate(cfg.metric.aggregator, _convert_="all").to(fabric.device)
 
     rssm = world_model.rssm
-    params = {
-        "encoder": count(world_model.encoder),
-        "recurrent_model": count(rssm.recurrent_model),
-        "representation_model": count(rssm.representation_model),
-        "transition_model": count(rssm.transition_model),
-        "initial_recurrent_state": rssm.initial_recurrent_state.numel(),
-        "decoder": count(world_model.observation_model),
-        "reward_head": count(world_model.reward_model),
-        "continue_head": count(world_model.continue_model),
-        "actor": count(actor),
-        "critic": count(critic),
-        "target_critic": count(target_critic),
-    }
+    params = {name: count(module) for name, module in [
+        ("encoder", world_model.encoder), ("recurrent_model", rssm.recurrent_model),
+        ("representation_model", rssm.representation_model), ("transition_model", rssm.transition_model),
+        ("decoder", world_model.observation_model), ("reward_head", world_model.reward_model),
+        ("continue_head", world_model.continue_model), ("actor", actor), ("critic", critic),
+        ("target_critic", target_critic),
+    ]}
+    params["initial_recurrent_state"] = rssm.initial_recurrent_state.numel()
     params["world_model_total"] = count(world_model)
     params["total_trained"] = params["world_model_total"] + params["actor"] + params["critic"]
     params["total_with_target_critic"] = params["total_trained"] + params["target_critic"]
@@ -147,30 +140,28 @@ def main():
         start = time.perf_counter()
         update(batch)
         times.append(time.perf_counter() - start)
-    metrics = {k: float(v) for k, v in aggregator.compute().items()} if aggregator else {}
+    metrics = {}  # the losses, to see that they are finite (no episode ends here: those metrics are dropped)
+    if aggregator:
+        for name in ("Rewards/rew_avg", "Game/ep_len_avg"):
+            aggregator.metrics.pop(name, None)
+        metrics = {k: float(v) for k, v in aggregator.compute().items()}
 
     seconds = sum(times) / len(times)
     wm, a = cfg.algo.world_model, cfg.algo
+    config = {
+        "batch_size": a.per_rank_batch_size, "sequence_length": a.per_rank_sequence_length, "horizon": a.horizon,
+        "recurrent_state_size": wm.recurrent_model.recurrent_state_size, "hidden_size": wm.transition_model.hidden_size,
+        "dense_units": a.dense_units, "mlp_layers": a.mlp_layers, "cnn_multiplier": wm.encoder.cnn_channels_multiplier,
+        "stochastic_size": wm.stochastic_size, "discrete_size": wm.discrete_size, "reward_bins": wm.reward_model.bins,
+        "critic_bins": a.critic.bins, "compile": a.compile.enabled, "precision": cfg.fabric.precision,
+    }
     print(json.dumps({
-        "sheeprl_version": sheeprl.__version__,
-        "torch_version": torch.__version__,
-        "config": {
-            "algo": "dreamer_v3_S", "batch_size": a.per_rank_batch_size, "sequence_length": a.per_rank_sequence_length,
-            "recurrent_state_size": wm.recurrent_model.recurrent_state_size,
-            "hidden_size": wm.transition_model.hidden_size, "dense_units": a.dense_units, "mlp_layers": a.mlp_layers,
-            "cnn_channels_multiplier": wm.encoder.cnn_channels_multiplier, "stochastic_size": wm.stochastic_size,
-            "discrete_size": wm.discrete_size, "reward_bins": wm.reward_model.bins, "critic_bins": a.critic.bins,
-            "horizon": a.horizon, "compile": a.compile.enabled, "precision": cfg.fabric.precision,
-        },
-        "params": params,
-        "updates": args.updates,
-        "seconds_per_update_each": [round(t, 4) for t in times],
-        "seconds_per_update": seconds,
-        "updates_per_second": 1.0 / seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kilobytes on Linux
-        "torch_threads": torch.get_num_threads(),
-        "losses_mean": metrics,
-    }, indent=1))
+        "sheeprl_version": sheeprl.__version__, "torch_version": torch.__version__, "config": config,
+        "params": params, "updates": args.updates, "seconds_per_update_each": [round(t, 3) for t in times],
+        "seconds_per_update": seconds, "updates_per_second": 1.0 / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
+        "torch_threads": torch.get_num_threads(), "losses_mean": metrics,
+    }))
 
 
 if __name__ == "__main__":

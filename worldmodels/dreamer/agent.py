@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from worldmodels.diagnostics.open_loop import open_loop_video
 from worldmodels.dreamer.behavior import Actor, Critic, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State
-from worldmodels.dreamer.world_model import SIZES, WorldModel
+from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
 from worldmodels.errors import ConfigError
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
@@ -24,6 +24,8 @@ from worldmodels.training import Agent, EnvSpec
 class DreamerV3(Agent):
     """Args (defaults: the 2023 paper, REFERENCE.md):
         size: XS, S, M, L or XL (deterministic state, CNN depth, MLP width and depth).
+        deter, cnn_depth, mlp_units, mlp_layers: override one dimension of the size (tests, ablations).
+        stoch, classes: latent variables and classes per variable (32 x 32).
         batch_size, seq_len: replayed sequences per update and their length.
         train_ratio: replayed steps per env step; updates per env step = train_ratio / (B x T).
         horizon, gamma, lam: imagination length, discount, lambda of the returns.
@@ -36,7 +38,9 @@ class DreamerV3(Agent):
         video_every: log an open-loop video every this many updates (the first update included).
     """
 
-    def __init__(self, size: str = "S", batch_size: int = 16, seq_len: int = 64, train_ratio: float = 1024,
+    def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
+                 mlp_units: int | None = None, mlp_layers: int | None = None, stoch: int = 32, classes: int = 32,
+                 batch_size: int = 16, seq_len: int = 64, train_ratio: float = 1024,
                  horizon: int = 15, gamma: float = 0.997, lam: float = 0.95, free_nats: float = 1.0,
                  dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
                  slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
@@ -53,7 +57,10 @@ class DreamerV3(Agent):
         super().build(spec)
         if spec.frame_stack != 1:
             raise ConfigError("DreamerV3 remembers the past in its RSSM: set data.env.frame_stack to 1.")
-        h, size = self.hparams, SIZES[self.hparams.size]
+        h = self.hparams
+        table = SIZES[h.size]
+        size = Size(h.deter or table.deter, h.cnn_depth or table.depth, h.mlp_units or table.units,
+                    table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes)
         self.action_dim = spec.num_actions if spec.discrete else spec.action_dim
         self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix)
         feat = self.world_model.rssm.feat_dim
@@ -86,7 +93,7 @@ class DreamerV3(Agent):
             first = torch.ones_like(first)
         latent, prev_action = state
         embed = self.world_model.encoder(obs)
-        latent, _ = rssm.obs_step(latent, prev_action, embed, first)
+        latent = rssm.obs_step(latent, prev_action, embed, first)
         policy = self.actor(latent.features())
         if explore:
             action = policy.sample()

@@ -42,7 +42,11 @@ class RSSM(nn.Module):
         self.img_in = mlp(stoch * classes + action_dim, hidden, 1)
         self.gru = NormGRUCell(hidden, deter)
         self.prior_net = mlp(deter, hidden, 1, stoch * classes)
-        self.post_net = mlp(deter + embed_dim, hidden, 1, stoch * classes)
+        # The posterior's first layer reads [h_t, e_t]; it is split in two Linears so that the
+        # embedding half runs once for a whole sequence instead of once per step.
+        self.post_deter = nn.Linear(deter, hidden, bias=False)
+        self.post_embed = nn.Linear(embed_dim, hidden, bias=False)
+        self.post_out = nn.Sequential(nn.LayerNorm(hidden, eps=1e-3), nn.SiLU(), nn.Linear(hidden, stoch * classes))
         # Learned initial deterministic state (tanh of a parameter), as the 2023 code's `initial: learned`.
         self.initial_deter = nn.Parameter(torch.zeros(deter))
 
@@ -69,29 +73,40 @@ class RSSM(nn.Module):
 
     def img_step(self, prev: State, action: torch.Tensor) -> State:
         """Prior step: from the previous state and action to h_t and z_t ~ p(z_t | h_t)."""
-        x = self.img_in(torch.cat([prev.stoch.flatten(-2), action], -1))
-        deter = self.gru(x, prev.deter)
+        deter = self.recurrent_step(prev, action)
         logits, dist = self._dist(self.prior_net(deter))
         return State(deter, dist.rsample(), logits)
 
-    def obs_step(self, prev: State, action: torch.Tensor, embed: torch.Tensor, first: torch.Tensor) -> tuple[State, State]:
-        """Posterior step: (posterior, prior) at t from the state and action at t-1 and the embedding at t."""
+    def recurrent_step(self, prev: State, action: torch.Tensor) -> torch.Tensor:
+        """h_t from the state and action at t-1."""
+        return self.gru(self.img_in(torch.cat([prev.stoch.flatten(-2), action], -1)), prev.deter)
+
+    def posterior(self, deter: torch.Tensor, projected_embed: torch.Tensor) -> State:
+        """z_t ~ q(z_t | h_t, e_t), with ``projected_embed`` = post_embed(e_t)."""
+        logits, dist = self._dist(self.post_out(self.post_deter(deter) + projected_embed))
+        return State(deter, dist.rsample(), logits)
+
+    def obs_step(self, prev: State, action: torch.Tensor, embed: torch.Tensor, first: torch.Tensor) -> State:
+        """Posterior state at t from the state and action at t-1 and the embedding at t (acting)."""
         prev, action = self.reset_where(prev, action, first)
-        prior = self.img_step(prev, action)
-        logits, dist = self._dist(self.post_net(torch.cat([prior.deter, embed], -1)))
-        return State(prior.deter, dist.rsample(), logits), prior
+        return self.posterior(self.recurrent_step(prev, action), self.post_embed(embed))
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, first: torch.Tensor,
-                state: State | None = None) -> tuple[State, State]:
-        """Posterior and prior states over a (B, T) sequence; ``action[:, t]`` is the action that led
-        to step t (the replay's convention)."""
+                state: State | None = None) -> tuple[State, torch.Tensor]:
+        """Posterior states over a (B, T) sequence and the prior logits at the same steps;
+        ``action[:, t]`` is the action that led to step t (the replay's convention). Only the
+        recurrence runs step by step: the embedding projection before it and the prior (which
+        the posterior rollout does not need) after it run once on the whole sequence."""
         state = self.initial(embed.shape[0]) if state is None else state
-        posts, priors = [], []
+        projected = self.post_embed(embed)
+        posts = []
         for t in range(embed.shape[1]):
-            state, prior = self.obs_step(state, action[:, t], embed[:, t], first[:, t])
+            prev, prev_action = self.reset_where(state, action[:, t], first[:, t])
+            state = self.posterior(self.recurrent_step(prev, prev_action), projected[:, t])
             posts.append(state)
-            priors.append(prior)
-        return stack_states(posts, 1), stack_states(priors, 1)
+        posts = stack_states(posts, 1)
+        prior_logits, _ = self._dist(self.prior_net(posts.deter))
+        return posts, prior_logits
 
     def imagine_with_actions(self, state: State, actions: torch.Tensor) -> State:
         """Prior rollout along recorded actions (B, T, A): the open-loop prediction."""

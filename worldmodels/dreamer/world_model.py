@@ -27,6 +27,8 @@ class Size:
     depth: int  # CNN channel multiplier
     units: int  # MLP width (also the RSSM's hidden width)
     layers: int  # MLP depth of every head
+    stoch: int = 32  # categorical latent variables
+    classes: int = 32  # classes per variable
 
 
 # The 2023 paper's table; XS is not in the paper but common in ports (REFERENCE.md).
@@ -62,7 +64,7 @@ class WorldModel(nn.Module):
         if image % 16:
             raise ValueError(f"DreamerV3's CNN needs an image side divisible by 16, got {image}")
         self.encoder = ConvEncoder(channels, size.depth, image)
-        self.rssm = RSSM(self.encoder.out_dim, action_dim, size.deter, size.units, unimix=unimix)
+        self.rssm = RSSM(self.encoder.out_dim, action_dim, size.deter, size.units, size.stoch, size.classes, unimix)
         feat = self.rssm.feat_dim
         self.decoder = ConvDecoder(feat, channels, size.depth, image)
         self.reward_head = mlp(feat, size.units, size.layers, bins, zero_out=True)
@@ -94,19 +96,19 @@ class WorldModel(nn.Module):
              rep_scale: float = 0.1) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         """World-model loss on a (B, T) batch; returns it, the posterior states and metrics."""
         embed = self.encoder(obs)
-        post, prior = self.rssm.observe(embed, action, first)
+        post, prior_logits = self.rssm.observe(embed, action, first)
         feat = post.features()
         target = obs.float() / 255.0 - 0.5
         image = ((self.decoder(feat) - target) ** 2).sum((-3, -2, -1))
         reward_loss = two_hot_loss(self.reward_head(feat), reward, self.bins)
         cont_logits = self.continue_head(feat).squeeze(-1)
         cont_loss = F.binary_cross_entropy_with_logits(cont_logits, (~terminal).float(), reduction="none")
-        dyn, rep, kl = kl_balance(post.logits, prior.logits, free_nats)
+        dyn, rep, kl = kl_balance(post.logits, prior_logits, free_nats)
         loss = (image + reward_loss + cont_loss).mean() + dyn_scale * dyn.mean() + rep_scale * rep.mean()
         metrics = {
             "wm/image_loss": image.mean(), "wm/reward_loss": reward_loss.mean(), "wm/continue_loss": cont_loss.mean(),
             "wm/kl_dyn": dyn.mean(), "wm/kl_rep": rep.mean(), "wm/kl": kl.mean(),
-            "wm/posterior_entropy": entropy(post.logits).mean(), "wm/prior_entropy": entropy(prior.logits).mean(),
+            "wm/posterior_entropy": entropy(post.logits).mean(), "wm/prior_entropy": entropy(prior_logits).mean(),
         }
         return loss, post, metrics
 

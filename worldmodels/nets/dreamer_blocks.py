@@ -8,8 +8,15 @@ from einops import rearrange
 from torch import nn
 
 
+# LayerNorm epsilon of the DreamerV3 reference code (and sheeprl), larger than torch's 1e-5.
+NORM_EPS = 1e-3
+
+
 class ChannelNorm(nn.LayerNorm):
     """LayerNorm over the channels of a (B, C, H, W) map, as the reference code normalises conv features."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=NORM_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -20,7 +27,7 @@ def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_o
     DreamerV3's reward and critic heads, so their first predictions are 0)."""
     blocks: list[nn.Module] = []
     for i in range(layers):
-        blocks += [nn.Linear(in_dim if i == 0 else units, units, bias=False), nn.LayerNorm(units), nn.SiLU()]
+        blocks += [nn.Linear(in_dim if i == 0 else units, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU()]
     if out_dim is not None:
         out = nn.Linear(units if layers else in_dim, out_dim)
         if zero_out:
@@ -40,13 +47,15 @@ class ConvEncoder(nn.Module):
         for mult in (1, 2, 4, 8):
             layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
             channels = depth * mult
-        self.net = nn.Sequential(*layers, nn.Flatten())
+        # Channels-last: oneDNN's CPU convolutions run about 20% faster, and ChannelNorm's permute is free.
+        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.out_dim = channels * (image_size // 16) ** 2
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-3]
-        x = obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5
-        return self.net(x).reshape(*lead, -1)
+        x = (obs.reshape(-1, *obs.shape[-3:]).float() / 255.0 - 0.5).contiguous(memory_format=torch.channels_last)
+        # Flattened in (C, H, W) order whatever the memory layout, so weights do not depend on it.
+        return self.net(x).reshape(x.shape[0], -1).reshape(*lead, -1)
 
 
 class ConvDecoder(nn.Module):
@@ -62,12 +71,12 @@ class ConvDecoder(nn.Module):
             layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
             channels = depth * mult
         layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
         x = rearrange(self.inp(feat.reshape(-1, feat.shape[-1])), "b (c h w) -> b c h w", h=self.min_res, w=self.min_res)
-        out = self.net(x)
+        out = self.net(x.contiguous(memory_format=torch.channels_last)).contiguous()
         return out.reshape(*lead, *out.shape[1:])
 
 
@@ -80,7 +89,7 @@ class NormGRUCell(nn.Module):
     def __init__(self, in_dim: int, units: int):
         super().__init__()
         self.linear = nn.Linear(in_dim + units, 3 * units, bias=False)
-        self.norm = nn.LayerNorm(3 * units)
+        self.norm = nn.LayerNorm(3 * units, eps=NORM_EPS)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         reset, cand, update = self.norm(self.linear(torch.cat([x, h], -1))).chunk(3, -1)

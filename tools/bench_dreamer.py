@@ -1,0 +1,133 @@
+"""DreamerV3 gradient updates per second and peak memory, against sheeprl 0.8.4 in the same run.
+
+    python tools/bench_dreamer.py [--size S] [--updates 3] [--repeats 2] \
+        [--sheeprl-python /path/to/sheeprl-venv/bin/python]
+
+Both sides train on the same random batch shape: 16 sequences x 64 steps of 64x64 RGB uint8 frames
+with 6 discrete actions (Atari Pong's minimal set), size S, on this machine's CPU threads. Each side
+runs in its own process (peak memory is per process), alternately, ``--repeats`` times; medians are
+reported. sheeprl is not a dependency: install it in its own virtual environment
+(``pip install torch==2.13.0 "sheeprl[atari,dmc]==0.8.4" "mujoco==3.17.0"``) and pass its python;
+its side is ``tools/sheeprl_dreamer_peer.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def random_batch(batch: int, seq: int, actions: int, continuous: bool = False) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "obs": torch.randint(0, 256, (batch, seq, 3, 64, 64), dtype=torch.uint8, generator=g),
+        "action": (torch.rand(batch, seq, actions, generator=g) * 2 - 1) if continuous
+        else torch.randint(0, actions, (batch, seq), generator=g),
+        "reward": torch.randn(batch, seq, generator=g),
+        "first": torch.rand(batch, seq, generator=g) < 0.01,
+        "terminal": torch.rand(batch, seq, generator=g) < 0.01,
+    }
+
+
+def measure_ours(size: str, updates: int, continuous: bool, device: str, precision: str, compile_: bool) -> dict:
+    """One process's measurement: a warm-up update, then ``updates`` timed ones."""
+    from worldmodels.dreamer import DreamerV3
+    from worldmodels.training import EnvSpec
+
+    agent = DreamerV3(size=size, video_every=0)
+    spec = EnvSpec((3, 64, 64), 3, action_dim=6) if continuous else EnvSpec((3, 64, 64), 3, num_actions=6)
+    agent.build(spec)
+    agent.to(device)
+    optimizers = agent.configure_optimizers()
+    agent.optimizers = lambda: optimizers  # outside a Trainer: the step is called directly
+    agent.manual_backward = lambda loss: loss.backward()
+    agent.log_scalars = lambda metrics: None
+    if compile_:
+        agent.world_model.compile()
+        agent.actor.compile()
+        agent.critic.compile()
+    batch = {k: v.to(device) for k, v in random_batch(16, 64, 6, continuous).items()}
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+    def step():
+        with autocast:
+            agent.training_step(batch, 0)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(updates):
+        step()
+    seconds = (time.perf_counter() - start) / updates
+    out = {"seconds_per_update": seconds, "updates_per_second": 1 / seconds,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda"):
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def run_json(cmd: list[str]) -> dict:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="S")
+    parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--continuous", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--sheeprl-python", default=None)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure_ours(args.size, args.updates, args.continuous, args.device, args.precision, args.compile)))
+        return
+
+    ours_cmd = [sys.executable, __file__, "--child", "--size", args.size, "--updates", str(args.updates),
+                "--device", args.device, "--precision", args.precision] + (["--continuous"] if args.continuous else []) \
+        + (["--compile"] if args.compile else [])
+    peer_cmd = None if args.sheeprl_python is None else [args.sheeprl_python, str(HERE / "sheeprl_dreamer_peer.py"),
+                                                         "--updates", str(args.updates)]
+    ours, peer = [], []
+    for _ in range(args.repeats):  # alternate so both see the same machine load
+        ours.append(run_json(ours_cmd))
+        if peer_cmd:
+            peer.append(run_json(peer_cmd))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, device {args.device}, "
+          f"precision {args.precision}, compile {args.compile}")
+    print("\n| implementation | size | batch | s / update | updates / s | peak memory (MB) |")
+    print("|---|---|---|---|---|---|")
+
+    def row(name, results):
+        s = statistics.median(r["seconds_per_update"] for r in results)
+        mem = max(r.get("peak_gpu_mb", r["peak_rss_mb"]) for r in results)
+        print(f"| {name} | {args.size} | 16 x 64 | {s:.2f} | {1 / s:.3f} | {mem:.0f} |")
+        return s
+
+    ours_s = row("worldmodels DreamerV3", ours)
+    if peer:
+        peer_s = row("sheeprl 0.8.4 dreamer_v3", peer)
+        print(f"\nspeed-up over sheeprl: {peer_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
