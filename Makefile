@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CONFIG ?= configs/nddqn_atari.yaml
+CONFIG ?= configs/dreamer_atari.yaml
 export MUJOCO_GL ?= egl
 
 .PHONY: setup train smoke test bench

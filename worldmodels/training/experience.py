@@ -55,6 +55,7 @@ class Experience(L.LightningDataModule):
         self.replay: Replay | None = None
         self._rng = np.random.default_rng(seed)
         self._credit = 0.0
+        self._yielded = 0  # batches produced, one ahead of counters.updates while Lightning prefetches
         self._obs = self._first = self._agent_state = None
 
     # ----------------------------------------------------------------- set-up
@@ -90,6 +91,7 @@ class Experience(L.LightningDataModule):
         bar = tqdm(total=self.total_env_steps, initial=self.counters.env_steps, unit="step", dynamic_ncols=True,
                    disable=not self.progress_bar, desc="env steps")
         clock, clock_steps = time.perf_counter(), self.counters.env_steps
+        self._yielded = self.counters.updates
         if self._obs is None:
             self.begin_episodes()
         try:
@@ -100,7 +102,7 @@ class Experience(L.LightningDataModule):
                     self._credit += agent.updates_per_env_step * min(taken, self.counters.env_steps - self.warmup_steps)
                 while self._credit >= 1.0 and not self._update_budget_spent():
                     self._credit -= 1.0
-                    self.counters.updates += 1
+                    self._yielded += 1
                     yield view.sample(self.replay)
                 if time.perf_counter() - clock > 1.0:
                     sps = (self.counters.env_steps - clock_steps) / (time.perf_counter() - clock)
@@ -113,7 +115,12 @@ class Experience(L.LightningDataModule):
             bar.close()
 
     def _update_budget_spent(self) -> bool:
-        return self.max_updates is not None and self.counters.updates >= self.max_updates
+        return self.max_updates is not None and self._yielded >= self.max_updates
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        # Counted here, when training_step is about to get the batch: Lightning fetches one batch ahead.
+        self.counters.updates += 1
+        return batch
 
     def begin_episodes(self) -> None:
         """Reset every environment and store the first frames (at the start and after a resume)."""
