@@ -1,0 +1,52 @@
+"""The DrQ / DrQ-v2 / A-LIX pixel encoder: four 3x3 convolutions of 32 channels (the first with
+stride 2), ReLU, flattened: 32 x 35 x 35 = 39200 features at 84x84. DrQ scales pixels to [0, 1],
+DrQ-v2 and A-LIX centre them (``shift=-0.5``). ``mixing`` puts a layer (A-LIX's local signal
+mixing) after every conv + ReLU."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from worldmodels.nets.cnn import PixelScale
+
+
+def orthogonal_init(module: nn.Module) -> None:
+    """DrQ-v2's weight_init: orthogonal weights (ReLU gain for convs), zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight.data)
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.orthogonal_(module.weight.data, nn.init.calculate_gain("relu"))
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+
+
+class DrQEncoder(nn.Module):
+    def __init__(self, in_channels: int, image_size: int = 84, shift: float = -0.5,
+                 mixing: Callable[[], nn.Module] | None = None):
+        super().__init__()
+        layers: list[nn.Module] = [PixelScale(shift)]
+        for i in range(4):
+            layers += [nn.Conv2d(in_channels if i == 0 else 32, 32, 3, stride=2 if i == 0 else 1), nn.ReLU()]
+            if mixing is not None:
+                layers.append(mixing())
+        self.convs = nn.Sequential(*layers)
+        self.apply(orthogonal_init)
+        side = (image_size - 3) // 2 + 1 - 6
+        self.out_dim = 32 * side * side
+        self.feature_shape = (32, side, side)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.convs(obs).flatten(1)
+
+
+class Trunk(nn.Sequential):
+    """Linear to ``feature_dim``, LayerNorm, tanh: the per-head projection of DrQ-v2 (and DrQ's encoder head)."""
+
+    def __init__(self, in_dim: int, feature_dim: int = 50):
+        super().__init__(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
+        self.apply(orthogonal_init)
