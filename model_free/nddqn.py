@@ -3,9 +3,14 @@
 
     for each env step:   act epsilon-greedily; store the frame
     for each update:     sample (s, a, R^(n), gamma^n, s') with frame stack 4 and n = 10
+                         [DrQ: augment s and s' independently: edge pad 4 + crop + intensity]
                          y = R + gamma^n Q_target(s', argmax_a Q(s', a))
                          minimise Huber(Q(s, a) - y) with Adam
+                         [A-LIX: one dual step on the mixing strength S from the ND score]
                          every `target_update_period` updates: Q_target <- Q
+
+``DrQAtari`` and ``ALIXAtari`` below are this agent with DrQ's augmentation (and the DrQ(epsilon)
+exploration rates), or with A-LIX's adaptive local signal mixing after every conv layer.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from torch import nn
 from model_free.targets import double_q_target, linearly_decaying_epsilon
 from worldmodels.errors import ConfigError
 from worldmodels.nets import DuelingHead, NatureCNN
+from worldmodels.regularizers import AdaptiveStrength, LocalSignalMixing, drq_atari_augment
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
 
 class QNetwork(nn.Module):
-    def __init__(self, spec: EnvSpec, hidden: int):
+    def __init__(self, spec: EnvSpec, hidden: int, mixing=None):
         super().__init__()
-        self.encoder = NatureCNN(spec.obs_shape[0], spec.obs_shape[1])
+        self.encoder = NatureCNN(spec.obs_shape[0], spec.obs_shape[1], mixing)
         self.head = DuelingHead(self.encoder.out_dim, spec.num_actions, hidden)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -45,12 +51,15 @@ class NDDQN(Agent):
         epsilon_train, epsilon_eval: final exploration rate while training, and while evaluating.
         epsilon_decay_steps: env steps after warm-up over which epsilon falls from 1.
         updates_per_env_step: gradient updates per env step.
+        augment: DrQ's Atari augmentation of s and s' (edge pad 4, random crop, intensity x(1 + 0.05 N)).
+        alix: A-LIX's adaptive local signal mixing after every conv + ReLU, S tuned toward ``alix_target_nd``.
     """
 
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, lr: float = 1e-4,
                  adam_eps: float = 1.5e-4, hidden: int = 512, target_update_period: int = 1,
                  epsilon_train: float = 0.1, epsilon_eval: float = 0.05, epsilon_decay_steps: int = 5000,
-                 updates_per_env_step: float = 1.0):
+                 updates_per_env_step: float = 1.0, augment: bool = False, alix: bool = False,
+                 alix_target_nd: float = 0.535):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         self.view = TransitionView(batch_size, n_step, gamma)
@@ -60,8 +69,18 @@ class NDDQN(Agent):
         super().build(spec)
         if not spec.discrete:
             raise ConfigError("NDDQN needs a discrete action space; pick an Atari game or the catch test task.")
-        self.q = QNetwork(spec, self.hparams.hidden)
+        mixing = None
+        if self.hparams.alix:
+            # One S for every layer, tuned from the last layer's gradient (the only one that records it).
+            self.alix_strength = AdaptiveStrength(target_nd=self.hparams.alix_target_nd)
+            layers = iter([False, False, True])
+            mixing = lambda: LocalSignalMixing(self.alix_strength, record_gradient=next(layers))
+        self.q = QNetwork(spec, self.hparams.hidden, mixing)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        if self.hparams.alix:  # the target's mixing layers share the online S, as in the reference code
+            for layer in self.q_target.modules():
+                if isinstance(layer, LocalSignalMixing):
+                    layer.strength = self.alix_strength
 
     def replay_view(self) -> TransitionView:
         return self.view
@@ -83,6 +102,8 @@ class NDDQN(Agent):
         return torch.where(explore_mask, random, greedy), None
 
     def training_step(self, batch, batch_idx):
+        if self.hparams.augment:
+            batch = {**batch, "obs": drq_atari_augment(batch["obs"]), "next_obs": drq_atari_augment(batch["next_obs"])}
         q = self.q(batch["obs"])
         q_taken = q.gather(1, batch["action"][:, None]).squeeze(1)
         with torch.no_grad():
@@ -95,5 +116,27 @@ class NDDQN(Agent):
         optimizer.step()
         if self.counters.updates % self.hparams.target_update_period == 0:
             self.q_target.load_state_dict(self.q.state_dict())
-        self.log_scalars({"train/td_loss": loss, "train/q_mean": q_taken.mean(), "train/target_mean": target.mean(),
-                          "train/epsilon": self.epsilon(True)})
+        metrics = {"train/td_loss": loss, "train/q_mean": q_taken.mean(), "train/target_mean": target.mean(),
+                   "train/epsilon": self.epsilon(True)}
+        if self.hparams.alix:
+            last_mixing = [m for m in self.q.modules() if isinstance(m, LocalSignalMixing)][-1]
+            metrics["train/nd_score"] = self.alix_strength.update_from(last_mixing)
+            metrics["train/alix_s"] = self.alix_strength.value
+        self.log_scalars(metrics)
+
+
+class DrQAtari(NDDQN):
+    """DrQ on Atari 100k (Kostrikov et al.): NDDQN with the augmentation and DrQ(epsilon)'s
+    exploration (0.01 while training, 0.001 while evaluating); K = M = 1."""
+
+    def __init__(self, augment: bool = True, epsilon_train: float = 0.01, epsilon_eval: float = 0.001, **kwargs):
+        super().__init__(augment=augment, epsilon_train=epsilon_train, epsilon_eval=epsilon_eval, **kwargs)
+
+
+class ALIXAtari(NDDQN):
+    """A-LIX on Atari 100k (Cetin et al.): NDDQN without image augmentation, with adaptive local
+    signal mixing after every conv layer. The paper reports Atari 100k results but its public code
+    covers DMC only; this follows the DMC code's layer and dual update on the Nature CNN."""
+
+    def __init__(self, alix: bool = True, **kwargs):
+        super().__init__(alix=alix, **kwargs)

@@ -109,3 +109,21 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+MODEL_FREE_SCALARS = {
+    "configs/drq_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
+    "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score"],
+}
+
+
+@pytest.mark.parametrize("config", sorted(MODEL_FREE_SCALARS))
+def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_path, config):
+    done = fit("--config", config, "--config", "configs/smoke.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").glob("*-*")
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert not [k for k in MODEL_FREE_SCALARS[config] + ["eval/return_mean", "env_steps"] if k not in header]
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()

@@ -3,6 +3,8 @@ the network's first layer, so replay batches never travel as float."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -20,17 +22,17 @@ class PixelScale(nn.Module):
 
 class NatureCNN(nn.Module):
     """The DQN encoder of Mnih et al. (2015): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU, flattened.
-    Initialised Xavier-uniform as Dopamine's JAX networks are (its DrQ/NDDQN Atari 100k runs)."""
+    Initialised Xavier-uniform as Dopamine's JAX networks are (its DrQ/NDDQN Atari 100k runs).
+    ``mixing`` puts a layer (A-LIX's local signal mixing) after every conv + ReLU."""
 
-    def __init__(self, in_channels: int, image_size: int = 84):
+    def __init__(self, in_channels: int, image_size: int = 84, mixing: Callable[[], nn.Module] | None = None):
         super().__init__()
-        self.net = nn.Sequential(
-            PixelScale(),
-            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
+        layers: list[nn.Module] = [PixelScale()]
+        for c_in, c_out, kernel, stride in [(in_channels, 32, 8, 4), (32, 64, 4, 2), (64, 64, 3, 1)]:
+            layers += [nn.Conv2d(c_in, c_out, kernel, stride=stride), nn.ReLU()]
+            if mixing is not None:
+                layers.append(mixing())
+        self.net = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             self.out_dim = self.net(torch.zeros(1, in_channels, image_size, image_size, dtype=torch.uint8)).shape[1]
         for m in self.modules():
