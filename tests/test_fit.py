@@ -114,6 +114,10 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
 MODEL_FREE_SCALARS = {
     "configs/drq_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
     "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score"],
+    "configs/drqv2_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/q1_mean", "train/stddev"],
+    "configs/alix_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/q1_mean", "train/stddev",
+                              "train/alix_s", "train/nd_score"],
+    "configs/drq_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/q1_mean", "train/alpha"],
 }
 
 

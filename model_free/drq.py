@@ -1,0 +1,213 @@
+"""DrQ: soft actor-critic from pixels, regularised by image augmentation (Kostrikov et al. 2020),
+with the paper's settings (../shared/REFERENCE.md) as defaults.
+
+    for each env step:   act with a ~ pi(.|s) (tanh-squashed Gaussian); store the frame
+    for each update:     sample (s, a, R, d, s') with frame stack 3; shift-augment s M times, s' K times
+                         y = 1/K sum_k [R + d (min_i Q'_i(s'_k, a'_k) - alpha log pi(a'_k|s'_k))],  a'_k ~ pi(.|s'_k)
+                         critic: minimise 1/M sum_m [(Q_1(s_m, a) - y)^2 + (Q_2(s_m, a) - y)^2]
+                         every 2 updates: actor  minimise alpha log pi(a~|s_1) - min_i Q_i(s_1, a~), a~ ~ pi(.|s_1)
+                                          alpha  minimise alpha (-log pi(a~|s_1) - target_entropy)
+                         every 2 updates: Q' <- tau Q + (1 - tau) Q'
+
+The encoder (DrQEncoder on obs/255, then a Trunk: Linear to 50, LayerNorm, tanh) belongs to the critic.
+As in the reference code, the actor shares the critic's conv layers (the same weights, "tied") and
+reads their output detached, through its own Trunk: only the critic's loss trains the convolutions.
+The reference code sums its M = 2 critic losses; the paper averages them (written here): with Adam
+the two differ only through Adam's epsilon.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.distributions as D
+from torch import nn
+
+from worldmodels.errors import ConfigError
+from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
+from worldmodels.regularizers import random_shift
+from worldmodels.replay import TransitionView
+from worldmodels.training import Agent, EnvSpec
+
+
+# ---------------------------------------------------------------------- the update's arithmetic
+def soft_q_target(reward, discount, next_q1, next_q2, next_log_prob, alpha):
+    """SAC's target r + d * (min(Q'_1, Q'_2) - alpha * log pi(a'|s')); d is gamma^m, 0 past a terminal."""
+    return reward + discount * (torch.min(next_q1, next_q2) - alpha * next_log_prob)
+
+
+def averaged_target(targets_k: torch.Tensor) -> torch.Tensor:
+    """DrQ's target: the mean over the K augmentations of s' of their soft targets, (K, B) -> (B,)."""
+    return targets_k.mean(0)
+
+
+def averaged_critic_loss(q1_m: torch.Tensor, q2_m: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The mean over the M augmentations of s of MSE(Q_1, y) + MSE(Q_2, y); q: (M, B), target: (B,)."""
+    per_augmentation = ((q1_m - target) ** 2).mean(1) + ((q2_m - target) ** 2).mean(1)
+    return per_augmentation.mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """alpha * (H - target), H estimated by -log pi: descending it raises alpha while H is below target."""
+    return (log_alpha.exp() * (-log_prob - target_entropy).detach()).mean()
+
+
+def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, out_dim)).apply(orthogonal_init)
+
+
+# ---------------------------------------------------------------------- networks
+class Critic(nn.Module):
+    """Conv encoder + Trunk, then twin Q MLPs on (features, action)."""
+
+    def __init__(self, spec: EnvSpec, feature_dim: int, hidden: int, depth: int):
+        super().__init__()
+        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0)
+        self.trunk = Trunk(self.encoder.out_dim, feature_dim)
+        self.q1, self.q2 = (mlp(feature_dim + spec.action_dim, hidden, depth, 1) for _ in range(2))
+
+    def forward(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([self.trunk(conv), action], -1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class Actor(nn.Module):
+    """Own Trunk on the (detached) conv features, MLP to mean and log-std of a tanh-squashed Gaussian."""
+
+    def __init__(self, conv_dim: int, action_dim: int, feature_dim: int, hidden: int, depth: int,
+                 log_std_bounds: tuple[float, float]):
+        super().__init__()
+        self.trunk = Trunk(conv_dim, feature_dim)
+        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim)
+        self.log_std_bounds = log_std_bounds
+
+    def forward(self, conv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, raw = self.net(self.trunk(conv.detach())).chunk(2, -1)
+        low, high = self.log_std_bounds
+        return mu, (low + 0.5 * (high - low) * (torch.tanh(raw) + 1)).exp()
+
+
+def squashed_normal(mu: torch.Tensor, std: torch.Tensor) -> D.Distribution:
+    return D.Independent(D.TransformedDistribution(D.Normal(mu, std), [D.TanhTransform(cache_size=1)]), 1)
+
+
+class DrQ(Agent):
+    """Args:
+        batch_size: transitions per update (paper 512; the reference code's default is 128).
+        n_step, gamma: multi-step return and discount (DrQ: 1-step, 0.99).
+        lr: Adam learning rate of critic, actor and temperature.
+        feature_dim: width of the Trunk (Linear, LayerNorm, tanh) after the convolutions.
+        hidden, depth: units and hidden layers of the actor and Q MLPs.
+        init_temperature: initial alpha; the target entropy is -|A|.
+        log_std_min, log_std_max: bounds of the policy's log-std (tanh rescaled into them).
+        critic_tau, critic_target_update_every: soft target update coefficient and period (updates).
+        actor_update_every: updates between actor and temperature updates.
+        k_aug, m_aug: augmentations of s' averaged in the target (K), of s averaged in the loss (M).
+        image_pad: replicate padding of the random shift (pixels).
+        updates_per_env_step: gradient updates per env step.
+    """
+
+    def __init__(self, batch_size: int = 512, n_step: int = 1, gamma: float = 0.99, lr: float = 1e-3,
+                 feature_dim: int = 50, hidden: int = 1024, depth: int = 2, init_temperature: float = 0.1,
+                 log_std_min: float = -10.0, log_std_max: float = 2.0, critic_tau: float = 0.01,
+                 critic_target_update_every: int = 2, actor_update_every: int = 2, k_aug: int = 2, m_aug: int = 2,
+                 image_pad: int = 4, updates_per_env_step: float = 1.0):
+        super().__init__(updates_per_env_step)
+        self.save_hyperparameters()
+        if k_aug < 1 or m_aug < 1:
+            raise ConfigError("model.init_args.k_aug and m_aug must be at least 1.")
+        self.view = TransitionView(batch_size, n_step, gamma)
+        self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
+        self.augment_generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
+
+    def build(self, spec: EnvSpec) -> None:
+        super().build(spec)
+        if spec.discrete:
+            raise ConfigError("DrQ (SAC) needs a continuous action space; pick a DMC task or the reach test task.")
+        h = self.hparams
+        self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
+                           (h.log_std_min, h.log_std_max))
+        self.log_alpha = nn.Parameter(torch.tensor(float(h.init_temperature)).log())
+        self.target_entropy = -float(spec.action_dim)
+
+    def replay_view(self) -> TransitionView:
+        return self.view
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        return [torch.optim.Adam(self.critic.parameters(), lr=lr),
+                torch.optim.Adam(self.actor.parameters(), lr=lr),  # the tied convs are the critic's, not here
+                torch.optim.Adam([self.log_alpha], lr=lr)]
+
+    def act(self, obs, state, first, explore):
+        mu, std = self.actor(self.critic.encoder(obs))
+        if not explore:
+            return torch.tanh(mu), None
+        noise = torch.randn(mu.shape, generator=self.explore_generator).to(mu.device)
+        return torch.tanh(mu + std * noise), None
+
+    def augmented(self, obs: torch.Tensor, copies: int) -> torch.Tensor:
+        """``copies`` independent random shifts of each observation, stacked: (copies * B, C, H, W)."""
+        repeated = obs.repeat(copies, 1, 1, 1)
+        return random_shift(repeated, self.hparams.image_pad, self.augment_generator)
+
+    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterised, and log pi(a|s). The convs
+        (just updated by the critic) run without gradient: the actor's loss reaches its own Trunk and MLP only."""
+        with torch.no_grad():
+            conv = self.critic.encoder(obs)
+        policy = squashed_normal(*self.actor(conv))
+        action = policy.rsample()
+        log_prob = policy.log_prob(action)
+        q1, q2 = self.critic(conv, action)
+        return (alpha * log_prob - torch.min(q1, q2)).mean(), log_prob
+
+    def training_step(self, batch, batch_idx):
+        h = self.hparams
+        critic_opt, actor_opt, alpha_opt = self.optimizers()
+        alpha = self.log_alpha.exp().detach()
+        k, m = h.k_aug, h.m_aug
+
+        with torch.no_grad():  # the target, averaged over K shifts of s'
+            next_obs = self.augmented(batch["next_obs"], k)
+            next_mu, next_std = self.actor(self.critic.encoder(next_obs))
+            next_policy = squashed_normal(next_mu, next_std)
+            next_action = next_policy.rsample()
+            next_q1, next_q2 = self.critic_target(self.critic_target.encoder(next_obs), next_action)
+            targets = soft_q_target(batch["reward"].repeat(k), batch["discount"].repeat(k), next_q1, next_q2,
+                                    next_policy.log_prob(next_action), alpha)
+            target = averaged_target(targets.view(k, -1))
+
+        obs = self.augmented(batch["obs"], m)  # the critic, averaged over M shifts of s
+        conv = self.critic.encoder(obs)
+        q1, q2 = self.critic(conv, batch["action"].float().repeat(m, 1))
+        critic_loss = averaged_critic_loss(q1.view(m, -1), q2.view(m, -1), target)
+        critic_opt.zero_grad()
+        self.manual_backward(critic_loss)
+        critic_opt.step()
+        metrics = {"train/critic_loss": critic_loss, "train/q1_mean": q1.mean(), "train/q2_mean": q2.mean(),
+                   "train/target_q_mean": target.mean(), "train/alpha": alpha}
+
+        if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
+            actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha)
+            actor_opt.zero_grad()
+            self.manual_backward(actor_loss)  # also leaves gradients on the critic's heads: zeroed before its step
+            actor_opt.step()
+            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            alpha_opt.zero_grad()
+            self.manual_backward(alpha_loss)
+            alpha_opt.step()
+            metrics.update({"train/actor_loss": actor_loss, "train/alpha_loss": alpha_loss,
+                            "train/entropy": -log_prob.mean()})
+
+        if self.counters.updates % h.critic_target_update_every == 0:
+            with torch.no_grad():
+                for p, p_target in zip(self.critic.parameters(), self.critic_target.parameters()):
+                    p_target.lerp_(p, h.critic_tau)
+        self.log_scalars(metrics)

@@ -1,0 +1,175 @@
+"""DrQ-v2 (Yarats et al., 2021): DDPG from pixels with random-shift augmentation, as
+facebookresearch/drqv2 does it (settings: ../shared/REFERENCE.md).
+
+    for each env step:   a = clamp(mu(f(s)) + N(0, sigma(t)^2)), sigma(t) = linear(1.0, 0.1, 500k); store the frame
+    every 2 env steps:   sample (s, a, R^(3), gamma^m, s') with frame stack 3
+                         augment s and s' (replicate pad 4, random shift); h = f(s), h' = sg(f(s'))
+                         a' = mu(h') + clip(N(0, sigma(t)^2), -0.3, 0.3)
+                         y = R + gamma^m min(Q1', Q2')(h', a')
+                         critic and encoder f: minimise (Q1(h, a) - y)^2 + (Q2(h, a) - y)^2
+                         actor: maximise min(Q1, Q2)(sg(h), mu(sg(h)) + clip(noise))
+                         Q' <- (1 - tau) Q' + tau Q
+The target critic has its own trunk and Q heads but no encoder: s' goes through the online encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldmodels.errors import ConfigError
+from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
+from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
+from worldmodels.regularizers import random_shift
+from worldmodels.replay import TransitionView
+from worldmodels.training import Agent, EnvSpec
+
+
+def drqv2_critic_target(reward: torch.Tensor, discount: torch.Tensor, next_q1: torch.Tensor,
+                        next_q2: torch.Tensor) -> torch.Tensor:
+    """y = R + discount * min(Q1', Q2'): ``reward`` is the n-step return and ``discount`` gamma^m,
+    0 past a terminal (TransitionView)."""
+    return reward + discount * torch.minimum(next_q1, next_q2)
+
+
+def stddev_at(schedule: str | float | list[float], step: float) -> float:
+    """DrQ-v2's utils.schedule: a constant, ``'linear(start, end, duration)'`` or [start, end, duration]."""
+    if isinstance(schedule, (list, tuple)) and len(schedule) == 3:
+        return linear_schedule(*map(float, schedule), step)
+    try:
+        return float(schedule)
+    except (TypeError, ValueError):
+        match = re.fullmatch(r"\s*linear\(([^,]+),([^,]+),([^,]+)\)\s*", str(schedule))
+        if match is None:
+            raise ConfigError(f"stddev_schedule is {schedule!r}; write a number, 'linear(start, end, duration)' "
+                              "or [start, end, duration].") from None
+        return linear_schedule(*map(float, match.groups()), step)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, out_dim))
+
+
+class Actor(nn.Module):
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int):
+        super().__init__()
+        self.trunk = Trunk(repr_dim, feature_dim)
+        self.policy = mlp(feature_dim, hidden, action_dim)
+        self.policy.apply(orthogonal_init)
+
+    def forward(self, h: torch.Tensor, stddev: float) -> TruncatedNormal:
+        mu = torch.tanh(self.policy(self.trunk(h)))
+        return TruncatedNormal(mu, torch.full_like(mu, stddev))
+
+
+class Critic(nn.Module):
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int):
+        super().__init__()
+        self.trunk = Trunk(repr_dim, feature_dim)
+        self.q1, self.q2 = mlp(feature_dim + action_dim, hidden, 1), mlp(feature_dim + action_dim, hidden, 1)
+        self.q1.apply(orthogonal_init), self.q2.apply(orthogonal_init)
+
+    def forward(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([self.trunk(h), action], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+class DrQv2(Agent):
+    """Args (defaults: facebookresearch/drqv2, medium tasks):
+        batch_size, n_step, gamma: replayed transitions per update, steps of the return, discount.
+        lr: Adam learning rate of the encoder, the actor and the critic.
+        feature_dim: width of the actor's and the critic's trunks (Linear + LayerNorm + tanh).
+        hidden: units of the two hidden layers of the policy and of each Q network.
+        critic_tau: rate of the target critic's exponential moving average, every update.
+        stddev_schedule: exploration std over env steps: a number, 'linear(start, end, duration)'
+            or [start, end, duration] (easy tasks 'linear(1.0,0.1,100000)', hard 2000000).
+        stddev_clip: bound on the target and actor-loss action noise.
+        augment, pad: random-shift augmentation of s and s' (replicate pad, random crop).
+        updates_per_env_step: gradient updates per env step (0.5: one every 2 steps).
+    """
+
+    def __init__(self, batch_size: int = 256, n_step: int = 3, gamma: float = 0.99, lr: float = 1e-4,
+                 feature_dim: int = 50, hidden: int = 1024, critic_tau: float = 0.01,
+                 stddev_schedule: str | float | list[float] = "linear(1.0,0.1,500000)", stddev_clip: float = 0.3,
+                 augment: bool = True, pad: int = 4, updates_per_env_step: float = 0.5):
+        super().__init__(updates_per_env_step)
+        self.save_hyperparameters()
+        self.view = TransitionView(batch_size, n_step, gamma)
+        stddev_at(stddev_schedule, 0)  # refuse a malformed schedule now, not mid-run
+
+    def mixing_factory(self):
+        """Makes the layer put after every conv + ReLU of the encoder (A-LIX's); none here."""
+        return None
+
+    def build(self, spec: EnvSpec) -> None:
+        super().build(spec)
+        if spec.discrete:
+            raise ConfigError("DrQ-v2 needs continuous actions; pick a DMC task or the reach test task.")
+        h = self.hparams
+        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=-0.5, mixing=self.mixing_factory())
+        self.actor = Actor(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden)
+        self.critic = Critic(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def replay_view(self) -> TransitionView:
+        return self.view
+
+    def configure_optimizers(self):
+        lr = self.hparams.lr
+        encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
+        return [torch.optim.Adam(encoder_params, lr=lr), torch.optim.Adam(self.actor.parameters(), lr=lr),
+                torch.optim.Adam(self.critic.parameters(), lr=lr)]
+
+    def stddev(self) -> float:
+        return stddev_at(self.hparams.stddev_schedule, self.counters.env_steps)
+
+    def act(self, obs, state, first, explore):
+        policy = self.actor(self.encoder(obs), self.stddev())
+        return (policy.sample() if explore else policy.mean), None
+
+    def next_action(self, next_h: torch.Tensor, stddev: float) -> torch.Tensor:
+        """a' of the target: the policy's mean plus noise clipped to +-stddev_clip."""
+        return self.actor(next_h, stddev).sample(clip=self.hparams.stddev_clip)
+
+    def training_step(self, batch, batch_idx):
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        if self.hparams.augment:
+            obs, next_obs = random_shift(obs, self.hparams.pad), random_shift(next_obs, self.hparams.pad)
+        h = self.encoder(obs)
+        with torch.no_grad():
+            next_h = self.encoder(next_obs)
+        encoder_opt, actor_opt, critic_opt = self.optimizers()[:3]
+        stddev = self.stddev()
+        metrics = self.update_critic(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
+                                     encoder_opt, critic_opt)
+        metrics.update(self.update_actor(h.detach(), stddev, actor_opt))
+        with torch.no_grad():
+            for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
+                target.lerp_(online, self.hparams.critic_tau)
+        self.log_scalars({**metrics, "train/stddev": stddev})
+
+    def update_critic(self, h, action, reward, discount, next_h, stddev, encoder_opt, critic_opt) -> dict:
+        with torch.no_grad():
+            target = drqv2_critic_target(reward, discount, *self.critic_target(next_h, self.next_action(next_h, stddev)))
+        q1, q2 = self.critic(h, action)
+        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        encoder_opt.zero_grad(), critic_opt.zero_grad()
+        self.manual_backward(loss)
+        critic_opt.step(), encoder_opt.step()
+        return {"train/critic_loss": loss, "train/q1_mean": q1.mean(), "train/q2_mean": q2.mean(),
+                "train/target_q_mean": target.mean()}
+
+    def update_actor(self, h, stddev, actor_opt) -> dict:
+        """h is detached: the actor's loss trains the actor alone (its gradient on the critic is
+        cleared before the critic's next step)."""
+        q1, q2 = self.critic(h, self.actor(h, stddev).sample(clip=self.hparams.stddev_clip))
+        loss = -torch.minimum(q1, q2).mean()
+        actor_opt.zero_grad()
+        self.manual_backward(loss)
+        actor_opt.step()
+        return {"train/actor_loss": loss}
