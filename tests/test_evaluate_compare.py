@@ -1,0 +1,169 @@
+"""``worldmodels.evaluate`` and ``worldmodels.compare`` on what real runs leave on disk: two tiny runs
+of different agents on the catch test task, and hand-written Atari runs whose aggregates are worked
+out by hand."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_fit
+from worldmodels.compare import compare
+from worldmodels.compare import main as compare_main
+from worldmodels.evaluate import evaluate, load_agent
+from worldmodels.evaluate import main as evaluate_main
+
+TINY = ["--config", "tests/configs/nddqn_catch.yaml", "--data.total_env_steps", "300", "--data.warmup_steps", "200",
+        "--evaluation.episodes", "3", "--evaluation.every_env_steps", "100"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> dict[str, Path]:
+    """NDDQN (seed 0) and DrQ (seed 1) on catch, 300 env steps each, evaluated at about 200 and at 300."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {"NDDQN": root / "nddqn", "DrQAtari": root / "drq"}
+    for extra, run in [([], runs["NDDQN"]), (["--model.class_path", "model_free.DrQAtari", "--seed_everything", "1"],
+                                            runs["DrQAtari"])]:
+        done = run_fit(*TINY, *extra, "--run_dir", str(run), cwd=root)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return runs
+
+
+def eval_rows(run: Path) -> list[tuple[int, float]]:
+    with (run / "csv" / "metrics.csv").open() as f:
+        return [(int(float(r["env_steps"])), float(r["eval/return_mean"])) for r in csv.DictReader(f)
+                if r["eval/return_mean"]]
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr
+    (line,) = [l for l in stderr.splitlines() if l.startswith("error:")]
+    return line
+
+
+# ----------------------------------------------------------------------------- evaluate
+def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_run(two_runs):
+    run = two_runs["NDDQN"]
+    written = evaluate_main(["--ckpt", str(run / "checkpoints" / "last.ckpt"), "--episodes", "4", "--seed", "3"])
+    assert written == run / "eval-last.json"
+    result = json.loads(written.read_text())
+    assert (result["agent"], result["suite"], result["task"], result["seed"]) == ("NDDQN", "test", "catch", 0)
+    assert result["env_steps"] == 300 and result["episodes"] == 4 and result["eval_seed"] == 3
+    assert len(result["returns"]) == 4 and set(result["returns"]) <= {-1.0, 1.0}  # a catch game scores +1 or -1
+    assert result["mean"] == pytest.approx(np.mean(result["returns"]))
+    assert result["std"] == pytest.approx(np.std(result["returns"]))
+    assert result["human_normalized"] is None  # not an Atari game
+    # The same checkpoint and seed play the same games.
+    again = evaluate(run / "checkpoints" / "last.ckpt", episodes=4, seed=3)
+    assert again["returns"] == result["returns"]
+
+
+def test_the_evaluated_agent_carries_the_checkpoints_weights_and_counters(two_runs):
+    ckpt = two_runs["DrQAtari"] / "checkpoints" / "last.ckpt"
+    trained = load_agent(ckpt)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert type(trained.agent).__name__ == "DrQAtari"
+    assert trained.agent.state_dict().keys() == saved.keys()
+    assert all(torch.equal(value, saved[key]) for key, value in trained.agent.state_dict().items())
+    assert trained.counters.env_steps == 300
+
+
+def evaluate_error(ckpt: Path, capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        evaluate_main(["--ckpt", str(ckpt)])
+    assert stop.value.code == 2
+    return one_error_line(capsys.readouterr().err)
+
+
+def test_evaluate_stops_with_one_sentence_for_a_missing_checkpoint_config_or_corrupt_file(tmp_path, capsys):
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert "does not exist" in evaluate_error(ckpt, capsys)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    assert "config.yaml does not exist" in evaluate_error(ckpt, capsys)
+    (tmp_path / "run" / "config.yaml").write_text((ROOT / "tests/configs/nddqn_catch.yaml").read_text())
+    assert "corrupt" in evaluate_error(ckpt, capsys)
+
+
+# ----------------------------------------------------------------------------- compare on real runs
+def test_compare_turns_two_runs_of_different_agents_into_a_table_and_plots(two_runs, tmp_path):
+    report = compare(list(two_runs.values()), tmp_path / "cmp", reps=2000)
+    text = report.read_text()
+    for agent, run in two_runs.items():
+        steps, final = eval_rows(run)[-1]
+        seed = "0" if agent == "NDDQN" else "1"
+        assert f"| catch | {agent} | {seed} | {steps} | {final:.2f} |" in text
+        # One run on one task: every aggregate is that run's final return, with a zero-width interval.
+        assert f"| {agent} | 1 | 1 | " + " | ".join([f"{final:.2f} [{final:.2f}, {final:.2f}]"] * 3) + " |" in text
+    assert "### Raw returns on catch" in text and "not human-normalised" in text
+    for png in ("learning_curves.png", "aggregates.png"):
+        data = (tmp_path / "cmp" / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+
+
+def test_compare_stops_with_one_sentence_for_a_path_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hello")
+    for path, expected in [(tmp_path / "nothing", "does not exist"), (tmp_path / "notes.txt", "neither a run")]:
+        with pytest.raises(SystemExit) as stop:
+            compare_main([str(path), "--out", str(tmp_path / "out")])
+        assert stop.value.code == 2
+        assert expected in one_error_line(capsys.readouterr().err)
+
+
+# ----------------------------------------------------------------------------- compare on Atari runs, by hand
+def write_run(run: Path, class_path: str, game: str, seed: int, evaluations: list[tuple[int, float]],
+              resumed: list[tuple[int, float]] = (), games_cut_at: int | None = None) -> Path:
+    """A run directory as worldmodels.fit leaves it, as far as compare reads it."""
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"seed_everything: {seed}\nname: {game}_run\nmodel:\n  class_path: {class_path}\n"
+                                     f"data:\n  env:\n    suite: atari\n    task: {game}\n"
+                                     f"evaluation:\n  max_steps: {games_cut_at or 'null'}\n")
+    for folder, rows in [("csv", evaluations), ("csv-resumed-20260101-000000", resumed)]:
+        if rows:
+            (run / folder).mkdir()
+            lines = ["env_steps,eval/return_mean,train/td_loss", "50,,0.3"]
+            lines += [f"{s},{r},\n{s + 1},,0.1" for s, r in rows]  # an evaluation row, then a training row
+            (run / folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_compare_aggregates_human_normalised_atari_scores_as_worked_out_by_hand(tmp_path):
+    runs = [
+        # Pong (random -20.7, human 14.6): final returns -20.7 and 14.6, HNS 0 and 1; the second run was resumed.
+        write_run(tmp_path / "a0", "model_free.NDDQN", "pong", 0, [(100, -21.0), (200, -20.7)]),
+        write_run(tmp_path / "a1", "model_free.NDDQN", "pong", 1, [(100, -21.0)], resumed=[(200, 14.6)]),
+        # Breakout (random 1.7, human 30.5): 16.1 in both runs, HNS 0.5.
+        write_run(tmp_path / "b0", "model_free.NDDQN", "breakout", 0, [(200, 16.1)]),
+        write_run(tmp_path / "b1", "model_free.NDDQN", "breakout", 1, [(200, 3.0)]),
+        write_run(tmp_path / "c0", "model_free.DrQAtari", "pong", 0, [(200, -20.7)]),
+    ]
+    # An evaluation file of run b1 replaces its final return (16.1, not 3.0) instead of counting as a third run.
+    evaluation = {"class_path": "model_free.NDDQN", "suite": "atari", "task": "breakout", "seed": 1, "env_steps": 200,
+                  "mean": 16.1, "run_dir": str(runs[3].resolve())}
+    (tmp_path / "b1.json").write_text(json.dumps(evaluation))
+    text = compare([*runs, tmp_path / "b1.json"], tmp_path / "cmp", reps=5000).read_text()
+
+    assert "| pong | NDDQN | 0, 1 | 200 | -3.05 ± 17.65 | 0.500 |" in text
+    assert "| breakout | NDDQN | 0, 1 | 200 | 16.10 ± 0.00 | 0.500 |" in text
+    assert "| pong | DrQAtari | 0 | 200 | -20.70 | 0.000 |" in text
+    # Per-task HNS means 0.5 and 0.5. Resampled pong means are 0, 0.5 or 1 (breakout stays 0.5), so the mean
+    # over games is 0.25, 0.5 or 0.75; the pooled IQM of {x, y, 0.5, 0.5} with x, y in {0, 1} too.
+    assert "| NDDQN | 2 | 4 | " + " | ".join(["0.500 [0.250, 0.750]"] * 3) + " |" in text
+    assert "| DrQAtari | 1 | 1 | " + " | ".join(["0.000 [0.000, 0.000]"] * 3) + " |" in text
+    assert "different games" in text  # DrQ only played pong
+
+
+def test_compare_can_group_runs_by_their_config_name(tmp_path):
+    runs = [write_run(tmp_path / "a", "model_free.NDDQN", "pong", 0, [(200, 0.0)]),
+            write_run(tmp_path / "b", "model_free.NDDQN", "breakout", 0, [(200, 1.0)])]
+    text = compare(runs, tmp_path / "cmp", group_by="name", reps=100).read_text()
+    assert "| pong | pong_run | 0 | 200 | 0.00 |" in text and "| breakout | breakout_run | 0 | 200 | 1.00 |" in text
+
+
+def test_compare_flags_returns_of_evaluation_games_cut_short(tmp_path):
+    run = write_run(tmp_path / "smoke", "model_free.NDDQN", "pong", 0, [(205, -2.0)], games_cut_at=100)
+    text = compare([run], tmp_path / "cmp", reps=100).read_text()
+    assert "| pong | NDDQN | 0 | 205 | -2.00 † |" in text and "† evaluation games cut after" in text

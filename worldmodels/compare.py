@@ -1,0 +1,352 @@
+"""Compare agents across runs: a markdown table and PNG plots, offline, from what runs leave on disk.
+
+    python -m worldmodels.compare runs/nddqn_atari-* runs/drq_atari-* --out comparison
+    python -m worldmodels.compare runs/ runs/dreamer_atari-*/eval-last.json --group-by name
+
+Each path is one run: a run directory (its ``config.yaml`` says agent, task and seed; ``csv/metrics.csv``
+and ``csv-resumed-*/metrics.csv`` give ``eval/return_mean`` against ``env_steps``, the last one being
+the run's final return), a JSON file written by ``worldmodels.evaluate`` (which replaces the final
+return of its run when that is given too), or a folder of run directories. Runs are grouped by agent
+(class name, or the config's ``name`` with ``--group-by name``) and task.
+
+``<out>/comparison.md`` holds the per-task table and the aggregates (mean, median and IQM with 95%
+stratified bootstrap intervals, as rliable defines them) of human-normalised scores over the Atari 100k
+games, or of raw returns task by task elsewhere; ``learning_curves.png`` and ``aggregates.png`` plot them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from worldmodels.errors import ConfigError
+from worldmodels.scores import atari_100k_game, human_normalized
+from worldmodels.stats import AGGREGATES, Interval, stratified_bootstrap_interval
+
+
+@dataclass
+class RunResult:
+    run_dir: Path  # resolved: the run this result belongs to
+    agent: str  # the group label
+    suite: str
+    task: str
+    seed: int | None
+    final_return: float
+    final_env_steps: int | None
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (env_steps, eval/return_mean)
+    games_cut_at: int | None = None  # evaluation games stopped after this many agent steps (smoke runs)
+
+    @property
+    def atari_game(self) -> str | None:
+        """The Atari 100k game this run played (reference scores known), else None."""
+        return atari_100k_game(self.task) if self.suite == "atari" else None
+
+
+# ----------------------------------------------------------------------------- reading runs
+def agent_label(class_path: str, name: str | None, group_by: str) -> str:
+    class_name = class_path.rsplit(".", 1)[-1]
+    return (name or class_name) if group_by == "name" else class_name
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(env_steps, eval/return_mean) of every evaluation, over the first CSV and those of its resumes;
+    a later file wins where two evaluated at the same step."""
+    files = [run_dir / "csv" / "metrics.csv", *sorted(run_dir.glob("csv-resumed-*/metrics.csv"))]
+    points: dict[int, float] = {}
+    for path in files:
+        if not path.is_file():
+            continue
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("eval/return_mean") and row.get("env_steps"):
+                    points[int(float(row["env_steps"]))] = float(row["eval/return_mean"])
+    return sorted(points.items())
+
+
+def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
+    """The run's evaluations, or None (with a warning) when it has not been evaluated yet."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        class_path, env = config["model"]["class_path"], config["data"]["env"]
+        suite, task = env["suite"], env["task"]
+    except (yaml.YAMLError, KeyError, TypeError):
+        raise ConfigError(f"{run_dir}/config.yaml has no model.class_path, data.env.suite or data.env.task; "
+                          "it is not a config written by worldmodels.fit.") from None
+    curve = eval_curve(run_dir)
+    if not curve:
+        print(f"warning: {run_dir} has no eval/return_mean in its metrics.csv yet; left out.", file=sys.stderr)
+        return None
+    steps, final = curve[-1]
+    games_cut_at = (config.get("evaluation") or {}).get("max_steps")
+    return RunResult(run_dir.resolve(), agent_label(class_path, config.get("name"), group_by), suite, task,
+                     config.get("seed_everything"), final, steps, curve, games_cut_at)
+
+
+def read_eval_json(path: Path, group_by: str) -> RunResult:
+    try:
+        record = json.loads(path.read_text())
+        steps = record["env_steps"]
+        run_dir = Path(record["run_dir"]) if record.get("run_dir") else path.resolve()
+        return RunResult(run_dir, agent_label(record["class_path"], record.get("name"), group_by), record["suite"],
+                         record["task"], record.get("seed"), float(record["mean"]), steps,
+                         [(steps, float(record["mean"]))] if steps is not None else [], record.get("max_steps"))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{path} is not an evaluation written by worldmodels.evaluate "
+                          f"({type(error).__name__}: {error}).") from None
+
+
+def read_results(paths: list[Path], group_by: str = "agent") -> list[RunResult]:
+    """One result per run. An evaluation JSON of a run directory that is also given replaces that run's
+    final return (it is usually the longer evaluation); the run keeps its learning curve."""
+    results: list[RunResult | None] = []
+    evaluations: list[RunResult] = []
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist; pass run directories or evaluation JSON files.")
+        if path.is_file() and path.suffix == ".json":
+            evaluations.append(read_eval_json(path, group_by))
+        elif (path / "config.yaml").is_file():
+            results.append(read_run_dir(path, group_by))
+        elif path.is_dir() and (runs := sorted(p.parent for p in path.glob("*/config.yaml"))):
+            results.extend(read_run_dir(run, group_by) for run in runs)
+        else:
+            raise ConfigError(f"{path} is neither a run directory (with config.yaml), a folder of runs, nor an "
+                              "evaluation JSON file.")
+    kept = {r.run_dir: r for r in results if r is not None}
+    for evaluation in evaluations:
+        if evaluation.run_dir in kept:
+            run = kept[evaluation.run_dir]
+            run.final_return, run.final_env_steps = evaluation.final_return, evaluation.final_env_steps
+            run.games_cut_at = evaluation.games_cut_at
+        else:
+            kept[evaluation.run_dir] = evaluation
+    if not kept:
+        raise ConfigError("none of the given runs has an evaluation yet; nothing to compare.")
+    return list(kept.values())
+
+
+# ----------------------------------------------------------------------------- tables
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def by_task_and_agent(results: list[RunResult]) -> dict[tuple[str, str], dict[str, list[RunResult]]]:
+    grouped: dict[tuple[str, str], dict[str, list[RunResult]]] = defaultdict(lambda: defaultdict(list))
+    for result in results:
+        grouped[(result.suite, result.task)][result.agent].append(result)
+    return {task: dict(sorted(agents.items())) for task, agents in sorted(grouped.items())}
+
+
+def per_task_table(results: list[RunResult]) -> str:
+    with_hns = any(r.atari_game for r in results)
+    header = "| task | agent | seeds | env steps | final return (mean ± std over seeds) |" + (
+        " human-normalised |" if with_hns else "")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for (suite, task), agents in by_task_and_agent(results).items():
+        for agent, runs in agents.items():
+            finals = np.array([r.final_return for r in runs])
+            seeds = ", ".join(str(s) for s in sorted(r.seed for r in runs if r.seed is not None)) or "?"
+            steps = sorted({r.final_env_steps for r in runs if r.final_env_steps is not None})
+            steps_text = "?" if not steps else str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+            score = fmt(finals.mean()) + (f" ± {fmt(finals.std())}" if len(runs) > 1 else "")
+            score += " †" if any(r.games_cut_at for r in runs) else ""
+            row = f"| {task} | {agent} | {seeds} | {steps_text} | {score} |"
+            if with_hns:
+                row += f" {fmt(human_normalized(task, finals.mean()), 3)} |" if runs[0].atari_game else " |"
+            lines.append(row)
+    if any(r.games_cut_at for r in results):
+        lines += ["", "† evaluation games cut after `evaluation.max_steps` agent steps (smoke runs): partial "
+                      "returns, not game scores."]
+    return "\n".join(lines)
+
+
+HNS = "human-normalised score"
+
+
+@dataclass
+class AggregateGroup:
+    """Scores to aggregate together: all Atari 100k games (human-normalised), or one other task (raw)."""
+    title: str
+    unit: str  # what the scores are (HNS or a task's return), for the plot's axis
+    per_agent: dict[str, dict[str, np.ndarray]]  # agent -> task -> scores of its runs
+    intervals: dict[str, dict[str, Interval]] = field(default_factory=dict)  # agent -> statistic -> interval
+
+
+def aggregate_groups(results: list[RunResult]) -> list[AggregateGroup]:
+    atari: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    raw_groups = []
+    for (suite, task), agents in by_task_and_agent(results).items():
+        finals = {agent: np.array([r.final_return for r in runs]) for agent, runs in agents.items()}
+        if suite == "atari" and atari_100k_game(task):
+            for agent, scores in finals.items():
+                atari[agent][task] = human_normalized(task, scores)
+        else:
+            raw_groups.append(AggregateGroup(f"raw returns on {task}", f"return on {task}",
+                                             {a: {task: s} for a, s in finals.items()}))
+    hns = AggregateGroup("human-normalised scores over the Atari 100k games", HNS, dict(sorted(atari.items())))
+    return ([hns] if atari else []) + raw_groups
+
+
+def compute_intervals(groups: list[AggregateGroup], reps: int, seed: int) -> None:
+    for group in groups:
+        for agent, scores in group.per_agent.items():
+            group.intervals[agent] = {name: stratified_bootstrap_interval(list(scores.values()), statistic,
+                                                                          reps=reps, seed=seed)
+                                      for name, statistic in AGGREGATES.items()}
+
+
+def aggregate_table(group: AggregateGroup, digits: int) -> str:
+    lines = ["| agent | tasks | runs | " + " | ".join(AGGREGATES) + " |", "|---|---|---|" + "---|" * len(AGGREGATES)]
+    for agent, scores in group.per_agent.items():
+        cells = [f"{fmt(i.estimate, digits)} [{fmt(i.low, digits)}, {fmt(i.high, digits)}]"
+                 for i in group.intervals[agent].values()]
+        runs = sum(len(s) for s in scores.values())
+        lines.append(f"| {agent} | {len(scores)} | {runs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: list[RunResult], groups: list[AggregateGroup], reps: int, seed: int) -> str:
+    parts = ["# Comparison", "",
+             f"{len(results)} runs. A run's final return is its last `eval/return_mean` (or an evaluation "
+             "file's mean return).", "", "## Per task", "", per_task_table(results), "", "## Aggregates", "",
+             f"Mean and median over tasks of the per-task mean over runs, and the interquartile mean (IQM) of "
+             f"all runs pooled, as rliable defines them, each with a 95% stratified bootstrap interval "
+             f"(runs resampled within each task, {reps} resamples, seed {seed}): `estimate [low, high]`."]
+    cut_short = any(r.games_cut_at for r in results)
+    for group in groups:
+        atari = group.unit == HNS
+        notes = []
+        if atari:
+            notes.append("HNS = (score - random) / (human - random), with the published per-game reference scores.")
+            if len({tuple(sorted(scores)) for scores in group.per_agent.values()}) > 1:
+                notes.append("The agents were run on different games: their aggregates are not comparable.")
+            if cut_short:
+                notes.append("Some evaluation games were cut short (†): their scores do not measure play.")
+        else:
+            notes.append("Not an Atari 100k game, so not human-normalised; one task, so the mean and the median are "
+                         "the mean over runs.")
+        if any(len(s) < 2 for scores in group.per_agent.values() for s in scores.values()):
+            notes.append("With a single run on a task, the bootstrap has nothing to resample there: an interval "
+                         "of zero width says one seed, not certainty.")
+        parts += ["", f"### {group.title[0].upper()}{group.title[1:]}"]
+        for note in notes:
+            parts += ["", note]
+        parts += ["", aggregate_table(group, 3 if atari else 2)]
+    parts += ["", "![learning curves](learning_curves.png)", "", "![aggregates](aggregates.png)", ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- plots
+def agent_colors(results: list[RunResult]) -> dict[str, tuple]:
+    import matplotlib.pyplot as plt
+
+    agents = sorted({r.agent for r in results})
+    cmap = plt.get_cmap("tab10")
+    return {agent: cmap(i % 10) for i, agent in enumerate(agents)}
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over seeds, interpolated on the steps of all seeds, where every seed has been evaluated."""
+    start, end = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
+    steps = np.array(sorted({s for c in curves for s, _ in c if start <= s <= end}))
+    values = [np.interp(steps, [s for s, _ in c], [v for _, v in c]) for c in curves]
+    return steps, np.mean(values, axis=0)
+
+
+def plot_learning_curves(results: list[RunResult], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    grouped = by_task_and_agent(results)
+    colors = agent_colors(results)
+    cols = min(len(grouped), 3)
+    rows = -(-len(grouped) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, ((suite, task), agents) in zip(axes.flat, grouped.items()):
+        for agent, runs in agents.items():
+            curves = [r.curve for r in runs if r.curve]
+            if len(curves) == 1:
+                ax.plot(*zip(*curves[0]), color=colors[agent], lw=2, marker="o", ms=3)
+            else:  # each seed a thin line, their mean a thick one
+                for curve in curves:
+                    ax.plot(*zip(*curve), color=colors[agent], alpha=0.35, lw=1, marker="o", ms=2.5)
+                ax.plot(*mean_curve(curves), color=colors[agent], lw=2)
+            ax.plot([], [], color=colors[agent], lw=2, label=f"{agent} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+        ax.set(title=f"{task} ({suite})", xlabel="env steps", ylabel="evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.flat[len(grouped):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_aggregates(groups: list[AggregateGroup], colors: dict[str, tuple], path: Path) -> None:
+    """One row per aggregate group, one panel per statistic: each agent's estimate with its 95% interval."""
+    import matplotlib.pyplot as plt
+
+    height = sum(1.1 + 0.45 * len(g.per_agent) for g in groups)
+    fig, axes = plt.subplots(len(groups), len(AGGREGATES), figsize=(11, 0.6 + height), squeeze=False,
+                             gridspec_kw={"height_ratios": [len(g.per_agent) + 1 for g in groups]})
+    for row, group in zip(axes, groups):
+        agents = list(group.per_agent)
+        for ax, name in zip(row, AGGREGATES):
+            for y, agent in enumerate(agents):
+                interval = group.intervals[agent][name]
+                errors = [[interval.estimate - interval.low], [interval.high - interval.estimate]]
+                ax.errorbar(interval.estimate, y, xerr=errors, fmt="o", color=colors[agent], capsize=4, lw=2)
+            ax.set_yticks(range(len(agents)), agents if ax is row[0] else [""] * len(agents))
+            ax.set_ylim(len(agents) - 0.3, -0.7)  # the first agent on top
+            ax.set_title(name, fontsize=10)
+            ax.set_xlabel(group.unit, fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Aggregates with 95% stratified bootstrap intervals", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- command line
+def compare(paths: list[Path], out: Path, group_by: str = "agent", reps: int = 50_000, seed: int = 0) -> Path:
+    """Writes ``comparison.md``, ``learning_curves.png`` and ``aggregates.png`` under ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = read_results(paths, group_by)
+    groups = aggregate_groups(results)
+    compute_intervals(groups, reps, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_learning_curves(results, out / "learning_curves.png")
+    plot_aggregates(groups, agent_colors(results), out / "aggregates.png")
+    (out / "comparison.md").write_text(markdown(results, groups, reps, seed))
+    return out / "comparison.md"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m worldmodels.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", type=Path, nargs="+", help="run directories, folders of runs, evaluation JSON files")
+    parser.add_argument("--out", type=Path, default=Path("comparison"), help="output directory (default comparison/)")
+    parser.add_argument("--group-by", choices=["agent", "name"], default="agent",
+                        help="agent: the agent's class name; name: the config's name field")
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples (rliable's default 50000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    args = parser.parse_args(argv)
+    try:
+        written = compare(args.paths, args.out, args.group_by, args.reps, args.seed)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {written}, {args.out / 'learning_curves.png'} and {args.out / 'aggregates.png'}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
