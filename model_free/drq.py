@@ -5,6 +5,7 @@ with the paper's settings (../shared/REFERENCE.md) as defaults.
     for each update:     sample (s, a, R, d, s') with frame stack 3; shift-augment s M times, s' K times
                          y = 1/K sum_k [R + d (min_i Q'_i(s'_k, a'_k) - alpha log pi(a'_k|s'_k))],  a'_k ~ pi(.|s'_k)
                          critic: minimise 1/M sum_m [(Q_1(s_m, a) - y)^2 + (Q_2(s_m, a) - y)^2]
+                                 [+ dr3_coef * phi(s_1, a) . phi(s'_1, a'_1), penultimate Q-MLP features]
                          every 2 updates: actor  minimise alpha log pi(a~|s_1) - min_i Q_i(s_1, a~), a~ ~ pi(.|s_1)
                                           alpha  minimise alpha (-log pi(a~|s_1) - target_entropy)
                          every 2 updates: Q' <- tau Q + (1 - tau) Q'
@@ -24,9 +25,11 @@ import torch
 import torch.distributions as D
 from torch import nn
 
+from model_free.health import critic_health, nd_under, training_mode
+from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
-from worldmodels.regularizers import random_shift
+from worldmodels.regularizers import dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -71,8 +74,15 @@ class Critic(nn.Module):
         self.q1, self.q2 = (mlp(feature_dim + spec.action_dim, hidden, depth, 1) for _ in range(2))
 
     def forward(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.values(self.features(conv, action))
+
+    def features(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features phi(s, a) of each Q MLP (its last hidden layer): (B, hidden) twice."""
         x = torch.cat([self.trunk(conv), action], -1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return self.q1[:-1](x), self.q2[:-1](x)
+
+    def values(self, phi: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1[-1](phi[0]).squeeze(-1), self.q2[-1](phi[1]).squeeze(-1)
 
 
 class Actor(nn.Module):
@@ -109,13 +119,15 @@ class DrQ(Agent):
         k_aug, m_aug: augmentations of s' averaged in the target (K), of s averaged in the loss (M).
         image_pad: replicate padding of the random shift (pixels).
         updates_per_env_step: gradient updates per env step.
+        dr3_coef: weight of the DR3 regularizer phi(s, a) . phi(s', a') of the Q MLPs' penultimate
+            features, a' the target's next action (0: off).
     """
 
     def __init__(self, batch_size: int = 512, n_step: int = 1, gamma: float = 0.99, lr: float = 1e-3,
                  feature_dim: int = 50, hidden: int = 1024, depth: int = 2, init_temperature: float = 0.1,
                  log_std_min: float = -10.0, log_std_max: float = 2.0, critic_tau: float = 0.01,
                  critic_target_update_every: int = 2, actor_update_every: int = 2, k_aug: int = 2, m_aug: int = 2,
-                 image_pad: int = 4, updates_per_env_step: float = 1.0):
+                 image_pad: int = 4, updates_per_env_step: float = 1.0, dr3_coef: float = 0.0):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         if k_aug < 1 or m_aug < 1:
@@ -152,10 +164,12 @@ class DrQ(Agent):
         noise = torch.randn(mu.shape, generator=self.explore_generator).to(mu.device)
         return torch.tanh(mu + std * noise), None
 
-    def augmented(self, obs: torch.Tensor, copies: int) -> torch.Tensor:
-        """``copies`` independent random shifts of each observation, stacked: (copies * B, C, H, W)."""
+    def augmented(self, obs: torch.Tensor, copies: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``copies`` independent random shifts of each observation, stacked: (copies * B, C, H, W),
+        drawn from ``generator`` (the agent's augmentation generator when None)."""
         repeated = obs.repeat(copies, 1, 1, 1)
-        return random_shift(repeated, self.hparams.image_pad, self.augment_generator)
+        generator = self.augment_generator if generator is None else generator
+        return random_shift(repeated, self.hparams.image_pad, generator)
 
     def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterised, and log pi(a|s). The convs
@@ -168,14 +182,12 @@ class DrQ(Agent):
         q1, q2 = self.critic(conv, action)
         return (alpha * log_prob - torch.min(q1, q2)).mean(), log_prob
 
-    def training_step(self, batch, batch_idx):
-        h = self.hparams
-        critic_opt, actor_opt, alpha_opt = self.optimizers()
-        alpha = self.log_alpha.exp().detach()
-        k, m = h.k_aug, h.m_aug
-
+    def critic_loss(self, obs: torch.Tensor, next_obs: torch.Tensor, batch: dict, alpha: torch.Tensor
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """DrQ's critic loss on M stacked shifts of s (``obs``) against the target averaged over K
+        stacked shifts of s' (``next_obs``); also returns the parts the update logs and DR3 needs."""
+        k, m = next_obs.shape[0] // batch["obs"].shape[0], obs.shape[0] // batch["obs"].shape[0]
         with torch.no_grad():  # the target, averaged over K shifts of s'
-            next_obs = self.augmented(batch["next_obs"], k)
             next_mu, next_std = self.actor(self.critic.encoder(next_obs))
             next_policy = squashed_normal(next_mu, next_std)
             next_action = next_policy.rsample()
@@ -183,16 +195,37 @@ class DrQ(Agent):
             targets = soft_q_target(batch["reward"].repeat(k), batch["discount"].repeat(k), next_q1, next_q2,
                                     next_policy.log_prob(next_action), alpha)
             target = averaged_target(targets.view(k, -1))
+        feature_map = self.critic.encoder.feature_map(obs)  # the critic, averaged over M shifts of s
+        phi = self.critic.features(feature_map.flatten(1), batch["action"].float().repeat(m, 1))
+        q1, q2 = self.critic.values(phi)
+        loss = averaged_critic_loss(q1.view(m, -1), q2.view(m, -1), target)
+        return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action,
+                      "feature_map": feature_map}
 
-        obs = self.augmented(batch["obs"], m)  # the critic, averaged over M shifts of s
-        conv = self.critic.encoder(obs)
-        q1, q2 = self.critic(conv, batch["action"].float().repeat(m, 1))
-        critic_loss = averaged_critic_loss(q1.view(m, -1), q2.view(m, -1), target)
+    def training_step(self, batch, batch_idx):
+        h = self.hparams
+        critic_opt, actor_opt, alpha_opt = self.optimizers()
+        alpha = self.log_alpha.exp().detach()
+        k, m = h.k_aug, h.m_aug
+
+        next_obs = self.augmented(batch["next_obs"], k)
+        obs = self.augmented(batch["obs"], m)
+        critic_loss, parts = self.critic_loss(obs, next_obs, batch, alpha)
+        q1, q2, target = parts["q1"], parts["q2"], parts["target"]
+        loss = critic_loss
+        if h.dr3_coef > 0:  # the first shift of s and of s', through the online critic
+            b = batch["obs"].shape[0]
+            phi = tuple(f[:b] for f in parts["phi"])
+            phi_next = self.critic.features(self.critic.encoder(next_obs[:b]), parts["next_action"][:b])
+            dr3_dot = dr3_penalty(phi, phi_next)
+            loss = critic_loss + h.dr3_coef * dr3_dot
         critic_opt.zero_grad()
-        self.manual_backward(critic_loss)
+        self.manual_backward(loss)
         critic_opt.step()
         metrics = {"train/critic_loss": critic_loss, "train/q1_mean": q1.mean(), "train/q2_mean": q2.mean(),
                    "train/target_q_mean": target.mean(), "train/alpha": alpha}
+        if h.dr3_coef > 0:
+            metrics["train/dr3_dot"] = dr3_dot
 
         if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
             actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha)
@@ -211,3 +244,29 @@ class DrQ(Agent):
                 for p, p_target in zip(self.critic.parameters(), self.critic_target.parameters()):
                     p_target.lerp_(p, h.critic_tau)
         self.log_scalars(metrics)
+
+    # ------------------------------------------------------------------ health
+    def health(self, batch) -> dict[str, torch.Tensor | float]:
+        """See ``model_free.health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
+        features; the DR3 dot pairs (s, a) with (s', a' ~ pi(s')). The figures on clean
+        observations, the augmentation gap under DrQ's shift, the TD loss (K, M shifts) and its ND
+        score as in training, all shifts from a generator seeded the same at every check."""
+        generator = torch.Generator().manual_seed(0)
+        action = batch["action"].float()
+        with self.acting():
+            encoded = self.critic.encoder(batch["obs"])
+            phi = self.critic.features(encoded, action)
+            next_conv = self.critic.encoder(batch["next_obs"])
+            next_action = squashed_normal(*self.actor(next_conv)).sample()
+            out = critic_health(torch.min(*self.critic.values(phi)), phi,
+                                self.critic.features(next_conv, next_action), encoded, batch)
+            q_a, q_b = (torch.min(*self.critic(self.critic.encoder(self.augmented(batch["obs"], 1, generator)), action))
+                        for _ in range(2))
+            out["augmentation_gap"] = augmentation_gap(q_a, q_b)
+        with training_mode(self):
+            h = self.hparams
+            next_obs = self.augmented(batch["next_obs"], h.k_aug, generator)
+            obs = self.augmented(batch["obs"], h.m_aug, generator)
+            td_loss, parts = self.critic_loss(obs, next_obs, batch, self.log_alpha.exp().detach())
+            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, parts["feature_map"])
+        return out

@@ -7,6 +7,7 @@ facebookresearch/drqv2 does it (settings: ../shared/REFERENCE.md).
                          a' = mu(h') + clip(N(0, sigma(t)^2), -0.3, 0.3)
                          y = R + gamma^m min(Q1', Q2')(h', a')
                          critic and encoder f: minimise (Q1(h, a) - y)^2 + (Q2(h, a) - y)^2
+                                               [+ dr3_coef * phi(h, a) . phi(f(s'), a'), penultimate Q-MLP features]
                          actor: maximise min(Q1, Q2)(sg(h), mu(sg(h)) + clip(noise))
                          Q' <- (1 - tau) Q' + tau Q
 The target critic has its own trunk and Q heads but no encoder: s' goes through the online encoder.
@@ -21,10 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_free.health import critic_health, nd_under, training_mode
+from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
 from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
-from worldmodels.regularizers import random_shift
+from worldmodels.regularizers import dr3_penalty, gradient_recording_off, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -75,8 +78,15 @@ class Critic(nn.Module):
         self.q1.apply(orthogonal_init), self.q2.apply(orthogonal_init)
 
     def forward(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.values(self.features(h, action))
+
+    def features(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features phi(s, a) of each Q MLP (its last hidden layer): (B, hidden) twice."""
         x = torch.cat([self.trunk(h), action], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return self.q1[:-1](x), self.q2[:-1](x)
+
+    def values(self, phi: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q1[-1](phi[0]).squeeze(-1), self.q2[-1](phi[1]).squeeze(-1)
 
 
 class DrQv2(Agent):
@@ -91,12 +101,14 @@ class DrQv2(Agent):
         stddev_clip: bound on the target and actor-loss action noise.
         augment, pad: random-shift augmentation of s and s' (replicate pad, random crop).
         updates_per_env_step: gradient updates per env step (0.5: one every 2 steps).
+        dr3_coef: weight of the DR3 regularizer phi(s, a) . phi(s', a') of the Q MLPs' penultimate
+            features, a' the target's next action; s' then goes through the encoder with gradient (0: off).
     """
 
     def __init__(self, batch_size: int = 256, n_step: int = 3, gamma: float = 0.99, lr: float = 1e-4,
                  feature_dim: int = 50, hidden: int = 1024, critic_tau: float = 0.01,
                  stddev_schedule: str | float | list[float] = "linear(1.0,0.1,500000)", stddev_clip: float = 0.3,
-                 augment: bool = True, pad: int = 4, updates_per_env_step: float = 0.5):
+                 augment: bool = True, pad: int = 4, updates_per_env_step: float = 0.5, dr3_coef: float = 0.0):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         self.view = TransitionView(batch_size, n_step, gamma)
@@ -141,28 +153,50 @@ class DrQv2(Agent):
         if self.hparams.augment:
             obs, next_obs = random_shift(obs, self.hparams.pad), random_shift(next_obs, self.hparams.pad)
         h = self.encoder(obs)
-        with torch.no_grad():
-            next_h = self.encoder(next_obs)
+        next_h_grad = None
+        if self.hparams.dr3_coef > 0:  # DR3 also regularizes the encoder through phi(s', a')
+            with gradient_recording_off(self.encoder):
+                next_h_grad = self.encoder(next_obs)
+            next_h = next_h_grad.detach()
+        else:
+            with torch.no_grad():
+                next_h = self.encoder(next_obs)
         encoder_opt, actor_opt, critic_opt = self.optimizers()[:3]
         stddev = self.stddev()
         metrics = self.update_critic(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
-                                     encoder_opt, critic_opt)
+                                     encoder_opt, critic_opt, next_h_grad)
         metrics.update(self.update_actor(h.detach(), stddev, actor_opt))
         with torch.no_grad():
             for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
                 target.lerp_(online, self.hparams.critic_tau)
         self.log_scalars({**metrics, "train/stddev": stddev})
 
-    def update_critic(self, h, action, reward, discount, next_h, stddev, encoder_opt, critic_opt) -> dict:
+    def critic_loss(self, h, action, reward, discount, next_h, stddev) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """MSE of both Q heads to y = R + gamma^m min(Q1', Q2')(h', a'); also the parts the update logs
+        and DR3 needs (the heads' penultimate features and a')."""
         with torch.no_grad():
-            target = drqv2_critic_target(reward, discount, *self.critic_target(next_h, self.next_action(next_h, stddev)))
-        q1, q2 = self.critic(h, action)
+            next_action = self.next_action(next_h, stddev)
+            target = drqv2_critic_target(reward, discount, *self.critic_target(next_h, next_action))
+        phi = self.critic.features(h, action)
+        q1, q2 = self.critic.values(phi)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action}
+
+    def update_critic(self, h, action, reward, discount, next_h, stddev, encoder_opt, critic_opt,
+                      next_h_grad=None) -> dict:
+        """One critic (and encoder) step. ``next_h_grad``: f(s') with its graph, for DR3's gradient
+        into the encoder (``next_h`` is used when None)."""
+        critic_loss, parts = self.critic_loss(h, action, reward, discount, next_h, stddev)
+        loss, metrics = critic_loss, {}
+        if self.hparams.dr3_coef > 0:
+            phi_next = self.critic.features(next_h if next_h_grad is None else next_h_grad, parts["next_action"])
+            metrics["train/dr3_dot"] = dr3_penalty(parts["phi"], phi_next)
+            loss = critic_loss + self.hparams.dr3_coef * metrics["train/dr3_dot"]
         encoder_opt.zero_grad(), critic_opt.zero_grad()
         self.manual_backward(loss)
         critic_opt.step(), encoder_opt.step()
-        return {"train/critic_loss": loss, "train/q1_mean": q1.mean(), "train/q2_mean": q2.mean(),
-                "train/target_q_mean": target.mean()}
+        return {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
+                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **metrics}
 
     def update_actor(self, h, stddev, actor_opt) -> dict:
         """h is detached: the actor's loss trains the actor alone (its gradient on the critic is
@@ -173,3 +207,32 @@ class DrQv2(Agent):
         self.manual_backward(loss)
         actor_opt.step()
         return {"train/actor_loss": loss}
+
+    # ------------------------------------------------------------------ health
+    def health(self, batch) -> dict[str, torch.Tensor | float]:
+        """See ``model_free.health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
+        features; the DR3 dot pairs (s, a) with (s', a'), a' the target's clipped-noise action.
+        Q, features and the augmentation gap (DrQ-v2's random shift, also for A-LIX, which trains
+        without it) in evaluation mode (no A-LIX mixing); the TD loss and its ND score as in
+        training (augmentation or mixing on)."""
+        stddev, action = self.stddev(), batch["action"]
+        with self.acting():
+            encoded = self.encoder(batch["obs"])
+            phi = self.critic.features(encoded, action)
+            next_h = self.encoder(batch["next_obs"])
+            out = critic_health(torch.min(*self.critic.values(phi)), phi,
+                                self.critic.features(next_h, self.next_action(next_h, stddev)), encoded, batch)
+            q_a, q_b = (torch.min(*self.critic(self.encoder(random_shift(batch["obs"], self.hparams.pad)), action))
+                        for _ in range(2))
+            out["augmentation_gap"] = augmentation_gap(q_a, q_b)
+        with training_mode(self):
+            obs, next_obs = batch["obs"], batch["next_obs"]
+            if self.hparams.augment:
+                obs, next_obs = random_shift(obs, self.hparams.pad), random_shift(next_obs, self.hparams.pad)
+            feature_map = self.encoder.feature_map(obs)
+            with torch.no_grad():
+                next_h = self.encoder(next_obs)
+            td_loss, _ = self.critic_loss(feature_map.flatten(1), action, batch["reward"], batch["discount"], next_h,
+                                          stddev)
+            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, feature_map)
+        return out

@@ -21,7 +21,8 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").glob("nddqn_atari-*")
     assert (run / "config.yaml").read_text().count("class_path: model_free.NDDQN") == 1
-    assert "env_steps" in (run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "env_steps" in header and not [k for k in MODEL_FREE_HEALTH if k not in header]
     (offline,) = (run / "wandb").glob("offline-run-*")
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert list(offline.glob("*.wandb")), "no W&B metrics file"
@@ -95,7 +96,12 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(t
 DREAMER_SCALARS = ["wm/image_loss", "wm/reward_loss", "wm/continue_loss", "wm/kl_dyn", "wm/kl_rep",
                    "wm/posterior_entropy", "wm/prior_entropy", "actor/loss", "critic/loss", "actor/return_scale",
                    "imagined/return", "actor/entropy", "wm/grad_norm", "actor/grad_norm", "critic/grad_norm",
-                   "eval/return_mean", "env_steps", "frames"]
+                   "critic/td_loss", "critic/feature_dot", "eval/return_mean", "env_steps", "frames"]
+# DreamerV3.health's figures, logged by the Health callback (smoke.yaml checks every 3 updates).
+DREAMER_SCALARS += [f"health/open_loop_{name}_step{k}" for name in ("image_mse", "reward_error", "kl")
+                    for k in (1, 5, 10, 15)]
+DREAMER_SCALARS += [f"health/{name}" for name in ("value_mean", "mc_return_mean", "value_overestimation",
+                                                  "critic_srank", "encoder_srank", "critic_feature_dot", "td_loss")]
 
 
 @pytest.mark.parametrize("config", ["configs/dreamer_atari.yaml", "configs/dreamer_dmc.yaml"])
@@ -111,6 +117,10 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
+# Every model-free agent's health figures (model_free/health.py), checked every 3 updates in smoke.yaml.
+MODEL_FREE_HEALTH = [f"health/{name}" for name in (
+    "q_mean", "mc_return_mean", "q_overestimation", "mc_coverage", "critic_srank", "encoder_srank",
+    "critic_feature_dot", "td_loss", "nd_score", "augmentation_gap")]
 MODEL_FREE_SCALARS = {
     "configs/drq_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
     "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score"],
@@ -126,7 +136,8 @@ def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").glob("*-*")
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert not [k for k in MODEL_FREE_SCALARS[config] + ["eval/return_mean", "env_steps"] if k not in header]
+    assert not [k for k in MODEL_FREE_SCALARS[config] + MODEL_FREE_HEALTH + ["eval/return_mean", "env_steps"]
+                if k not in header]
     (offline,) = (run / "wandb").glob("offline-run-*")
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()

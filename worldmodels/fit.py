@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, LogCounters,
+from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   PeriodicCheckpoint)
 
 RUNS = Path("runs")
@@ -65,8 +65,10 @@ class FitCLI(LightningCLI):
                             help="Checkpoint to resume: a path, or 'last' for the newest run of this name.")
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
         parser.add_class_arguments(Evaluation, "evaluation")
+        parser.add_class_arguments(Health, "health")
         parser.add_class_arguments(PeriodicCheckpoint, "checkpoint", skip={"dirpath"})
         parser.link_arguments("seed_everything", "data.seed")
+        parser.link_arguments("seed_everything", "health.seed")
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init
@@ -83,7 +85,8 @@ class FitCLI(LightningCLI):
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
         extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[LogCounters(), config["evaluation"], checkpoint], plugins=[AtomicCheckpointIO()])
+                     callbacks=[LogCounters(), config["evaluation"], config["health"], checkpoint],
+                     plugins=[AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
         run = wandb_logger.experiment
         if hasattr(run, "id") and isinstance(run.id, str):

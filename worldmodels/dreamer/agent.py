@@ -9,14 +9,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
+from worldmodels.diagnostics.health import feature_dot, overestimation, srank
 from worldmodels.diagnostics.open_loop import open_loop_video
 from worldmodels.dreamer.behavior import Actor, Critic, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State
 from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
 from worldmodels.errors import ConfigError
+from worldmodels.nets.distributions import two_hot_decode
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
 
@@ -36,6 +40,7 @@ class DreamerV3(Agent):
         ac_lr, ac_eps, ac_clip: actor and critic Adam and clip.
         unimix: uniform mix of every categorical (latents and discrete actor).
         video_every: log an open-loop video every this many updates (the first update included).
+        dr3_coef: weight of the DR3 regulariser on the critic (0: off, the 2023 spec); see behavior.py.
     """
 
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
@@ -45,7 +50,7 @@ class DreamerV3(Agent):
                  dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
                  slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
                  model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,
-                 ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000):
+                 ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000, dr3_coef: float = 0.0):
         if size not in SIZES:
             raise ConfigError(f"model.init_args.size is '{size}'; choose one of {', '.join(SIZES)}.")
         super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
@@ -105,12 +110,16 @@ class DreamerV3(Agent):
         return action, (latent, action)
 
     # ------------------------------------------------------------------ learning
+    def sequence_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first, action vectors) of a replayed (B, T) batch as the RSSM reads them."""
+        first = batch["first"].clone()
+        first[:, 0] = True  # a sampled window starts from the initial state, whatever preceded it
+        return first, self.action_vectors(batch["action"])
+
     def training_step(self, batch, batch_idx):
         h = self.hparams
         model_opt, actor_opt, critic_opt = self.optimizers()
-        first = batch["first"].clone()
-        first[:, 0] = True  # a sampled window starts from the initial state, whatever preceded it
-        action = self.action_vectors(batch["action"])
+        first, action = self.sequence_inputs(batch)
 
         model_loss, post, metrics = self.world_model.loss(batch["obs"], action, batch["reward"], batch["terminal"],
                                                           first, h.free_nats, h.dyn_scale, h.rep_scale)
@@ -123,7 +132,7 @@ class DreamerV3(Agent):
         start_cont = (~batch["terminal"]).float().flatten()
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
             self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, h.horizon, h.gamma,
-            h.lam, h.entropy_coef, h.slow_reg)
+            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef)
         actor_opt.zero_grad()
         self.manual_backward(actor_loss)
         metrics["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.actor.parameters(), h.ac_clip)
@@ -138,6 +147,66 @@ class DreamerV3(Agent):
         self.log_scalars({**metrics, **behavior_metrics})
         if h.video_every and (self.counters.updates - 1) % h.video_every == 0:
             self.log_open_loop_video(batch, action, first)
+
+    # ------------------------------------------------------------------ health
+    HEALTH_CONTEXT = 5  # observed steps before the open-loop rollout, as the video's
+    HEALTH_STEPS = (1, 5, 10, 15)  # imagined steps whose open-loop errors are logged (15: the horizon)
+
+    @torch.no_grad()
+    def health(self, batch) -> dict[str, torch.Tensor | float]:
+        """Training-health figures on a held replay batch (B, T); the Health callback logs them as
+        ``health/<name>``:
+
+            open_loop_image_mse_step{k}      image squared error per pixel ([0, 1] units),
+            open_loop_reward_error_step{k}   |predicted - replayed reward|,
+            open_loop_kl_step{k}             KL[posterior || open-loop prior] (nats),
+                for k in HEALTH_STEPS imagined steps after HEALTH_CONTEXT observed ones, along the
+                recorded actions (WorldModel.open_loop_errors); steps past the sequence are left out
+            value_mean, mc_return_mean       critic value of the replayed posterior states and their
+                                             discounted Monte-Carlo return (gamma), over the states
+                                             whose return is known
+            value_overestimation             their mean difference (value - return)
+            critic_srank, encoder_srank      srank (delta 0.01) of the critic's penultimate features
+                                             and of the encoder output, over all B x T steps
+            critic_feature_dot               DR3's quantity: mean phi(s_t) . phi(s_{t+1}) of the
+                                             critic's penultimate features, over consecutive steps
+                                             of one episode
+            td_loss                          the critic's loss against the lambda-returns of
+                                             trajectories imagined from these posterior states, as
+                                             in training (``critic/td_loss``)
+        """
+        first, action = self.sequence_inputs(batch)
+        embed = self.world_model.encoder(batch["obs"])
+        post, _ = self.world_model.rssm.observe(embed, action, first)
+        out: dict[str, torch.Tensor | float] = {}
+
+        errors = self.world_model.open_loop_errors(post, batch["obs"], action, batch["reward"], first,
+                                                   self.HEALTH_CONTEXT, max(self.HEALTH_STEPS))
+        for name, per_step in errors.items():
+            for k in self.HEALTH_STEPS:
+                if k <= per_step.shape[0]:
+                    out[f"open_loop_{name}_step{k}"] = per_step[k - 1]
+
+        feat = post.features()
+        phi = self.critic.features(feat)  # (B, T, units)
+        value = two_hot_decode(self.critic.head(phi), self.critic.bins)
+        returned = batch["mc_valid"]  # states whose return is complete (worldmodels.training.health)
+        out["value_mean"] = value[returned].mean()
+        out["mc_return_mean"] = batch["mc_return"][returned].float().mean()
+        out["value_overestimation"] = overestimation(value, batch["mc_return"], returned)
+        out["critic_srank"] = srank(phi.flatten(0, 1))
+        out["encoder_srank"] = srank(embed.flatten(0, 1))
+        same_episode = ~batch["first"][:, 1:]  # pairs (t, t+1) that do not cross an episode start
+        out["critic_feature_dot"] = feature_dot(phi[:, :-1][same_episode], phi[:, 1:][same_episode])
+
+        h = self.hparams
+        start = State(*(x.flatten(0, 1) for x in post))
+        # A copy of the return normaliser: its EMA would otherwise move with every check.
+        _, _, imagined = behavior_losses(self.world_model, self.actor, self.critic, copy.deepcopy(self.returns_scale),
+                                         start, (~batch["terminal"]).float().flatten(), h.horizon, h.gamma, h.lam,
+                                         h.entropy_coef, h.slow_reg)
+        out["td_loss"] = imagined["critic/td_loss"]
+        return out
 
     @torch.no_grad()
     def log_open_loop_video(self, batch, action, first, sequences: int = 6, context: int = 5) -> None:

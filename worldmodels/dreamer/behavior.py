@@ -8,7 +8,10 @@ From every posterior state of the batch, imagine H = 15 steps with the actor, th
               -w * (R - v) / max(1, S)                        continuous (backprop through the model)
               - 3e-4 * w * H[pi]
     critic    -w * [ log p_v(sg(R)) + log p_v(sg(v_slow)) ]   two-hot; v_slow an EMA (0.02) of the critic
-Continue flags c are the mode of the continue head, as in the reference code.
+              + dr3 * mean_t phi(s_t) . phi(s_{t+1})          optional DR3 (off by default)
+Continue flags c are the mode of the continue head, as in the reference code. phi are the critic's
+penultimate features; DR3 pairs consecutive states of the imagined trajectory, the states the critic
+trains on (every pair, unweighted).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.dreamer.rssm import RSSM, State, stack_states
 from worldmodels.nets.distributions import (OneHotStraightThrough, bounded_normal, make_bins, two_hot_decode,
                                             two_hot_loss)
@@ -91,6 +95,14 @@ class Critic(nn.Module):
     def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
         return two_hot_decode((self.slow if slow else self.net)(feat), self.bins)
 
+    def features(self, feat: torch.Tensor) -> torch.Tensor:
+        """Penultimate features: the last hidden layer's output, what srank and DR3 look at."""
+        return self.net[:-1](feat)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from penultimate features: ``head(features(x))`` is ``net(x)``."""
+        return self.net[-1](features)
+
     def loss(self, feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return two_hot_loss(self.net(feat), target, self.bins)
 
@@ -120,7 +132,8 @@ def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State
 
 def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
                     start_cont: torch.Tensor, horizon: int = 15, gamma: float = 0.997, lam: float = 0.95,
-                    entropy_coef: float = 3e-4, slow_reg: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                    entropy_coef: float = 3e-4, slow_reg: float = 1.0,
+                    dr3_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states)."""
     # REINFORCE needs no gradient through the imagined dynamics: imagine without building that graph.
     backprop = not actor.discrete
@@ -131,7 +144,9 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
         cont = (world_model.continue_head(feat[1:]).squeeze(-1) > 0).float()  # mode of the Bernoulli
         cont = torch.cat([start_cont[None], cont], 0)
     critic_feat = feat[:-1].detach()
-    critic_logits = critic.net(critic_feat)  # with gradient, for the critic's loss
+    critic_phi = critic.features(critic_feat)  # with gradient, for the critic's loss
+    critic_logits = critic.head(critic_phi)
+    dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1))
     if backprop:
         value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
     else:
@@ -152,10 +167,13 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
 
     with torch.no_grad():
         slow_target = critic.value(critic_feat, slow=True)
-    critic_loss = (weight * (two_hot_loss(critic_logits, returns.detach(), critic.bins)
-                             + slow_reg * two_hot_loss(critic_logits, slow_target, critic.bins))).mean()
+    td_loss = two_hot_loss(critic_logits, returns.detach(), critic.bins)  # against the lambda-returns
+    critic_loss = (weight * (td_loss + slow_reg * two_hot_loss(critic_logits, slow_target, critic.bins))).mean()
+    if dr3_coef:  # skipped at 0, so the default loss is exactly the 2023 one
+        critic_loss = critic_loss + dr3_coef * dr3
     metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
-               "critic/loss": critic_loss, "critic/value": value.mean(), "imagined/return": returns.mean(),
+               "critic/loss": critic_loss, "critic/value": value.mean(), "critic/td_loss": (weight * td_loss).mean(),
+               "critic/feature_dot": dr3, "imagined/return": returns.mean(),
                "imagined/reward": reward.mean(), "imagined/continue": cont[1:].mean(),
                "actor/return_scale": scale, "actor/return_low": returns_scale.low, "actor/return_high": returns_scale.high}
     return actor_loss, critic_loss, metrics

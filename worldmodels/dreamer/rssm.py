@@ -108,10 +108,13 @@ class RSSM(nn.Module):
         prior_logits, _ = self._dist(self.prior_net(posts.deter))
         return posts, prior_logits
 
-    def imagine_with_actions(self, state: State, actions: torch.Tensor) -> State:
-        """Prior rollout along recorded actions (B, T, A): the open-loop prediction."""
+    def imagine_with_actions(self, state: State, actions: torch.Tensor, first: torch.Tensor | None = None) -> State:
+        """Prior rollout along recorded actions (B, T, A): the open-loop prediction. Where ``first``
+        (B, T) marks an episode start the rollout restarts from the initial state, as ``observe``
+        does, so a replayed window that crosses episodes is predicted as the model would see it."""
         states = []
         for t in range(actions.shape[1]):
-            state = self.img_step(state, actions[:, t])
+            prev, action = (state, actions[:, t]) if first is None else self.reset_where(state, actions[:, t], first[:, t])
+            state = self.img_step(prev, action)
             states.append(state)
         return stack_states(states, 1)

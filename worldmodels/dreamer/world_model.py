@@ -81,15 +81,43 @@ class WorldModel(nn.Module):
         """Predicted image in [-0.5, 0.5] space."""
         return self.decoder(feat)
 
+    def imagine_open_loop(self, post: State, action: torch.Tensor, first: torch.Tensor, context: int,
+                          end: int | None = None) -> State:
+        """The prior's rollout along the recorded actions from the posterior state at step
+        ``context - 1``: states (B, end - context) for steps context..end-1 (end: the sequence's)."""
+        last = State(*(x[:, context - 1] for x in post))
+        return self.rssm.imagine_with_actions(last, action[:, context:end], first[:, context:end])
+
     @torch.no_grad()
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor, first: torch.Tensor, context: int = 5) -> torch.Tensor:
         """Predicted images (B, T, C, H, W) in [0, 1]: reconstructions of the first ``context`` steps,
         then the prior's open-loop rollout along the recorded actions."""
         post, _ = self.rssm.observe(self.encoder(obs[:, :context]), action[:, :context], first[:, :context])
-        last = State(*(x[:, -1] for x in post))
-        imagined = self.rssm.imagine_with_actions(last, action[:, context:])
+        imagined = self.imagine_open_loop(post, action, first, context)
         feat = torch.cat([post.features(), imagined.features()], 1)
         return (self.decode(feat) + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def open_loop_errors(self, post: State, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
+                         first: torch.Tensor, context: int = 5, steps: int | None = None) -> dict[str, torch.Tensor]:
+        """How far the open-loop prediction drifts, per imagined step k = 1..steps (entry k - 1 of
+        each (steps,) tensor, a mean over the B sequences). ``post`` is the posterior of the whole
+        (B, T) sequence; the rollout starts from its step ``context - 1`` as in ``open_loop``.
+
+            image_mse   squared error per pixel of the predicted image, in [0, 1] pixel units
+            reward_error  |predicted - replayed reward|
+            kl          KL[q(z_t | observations) || open-loop prior of z_t], nats summed over the
+                        latent variables; at k = 1 it is the one-step KL the world model trains on
+        """
+        end = obs.shape[1] if steps is None else min(obs.shape[1], context + steps)
+        imagined = self.imagine_open_loop(post, action, first, context, end)
+        feat = imagined.features()
+        target = obs[:, context:end].float() / 255.0 - 0.5
+        return {
+            "image_mse": ((self.decode(feat) - target) ** 2).mean((-3, -2, -1)).mean(0),
+            "reward_error": (self.reward(feat) - reward[:, context:end]).abs().mean(0),
+            "kl": categorical_kl(post.logits[:, context:end], imagined.logits).mean(0),
+        }
 
     def loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, terminal: torch.Tensor,
              first: torch.Tensor, free_nats: float = 1.0, dyn_scale: float = 0.5,

@@ -18,11 +18,15 @@ from worldmodels.errors import ConfigError
 GRID = 8
 
 
-def _draw(image_size: int, grayscale: bool, cells: list[tuple[int, int, tuple[int, int, int]]]) -> np.ndarray:
-    """Paint grid cells (row, col, rgb) on a black GRID x GRID board, upscaled to image_size."""
-    board = np.zeros((3, GRID, GRID), np.uint8)
+def _draw(image_size: int, grayscale: bool, cells: list[tuple[int, int, tuple[int, int, int]]],
+          blend: bool = False) -> np.ndarray:
+    """Paint grid cells (row, col, rgb) on a black GRID x GRID board, upscaled to image_size. Later
+    cells cover earlier ones, or with ``blend`` add to them (clipped), so two objects in one cell
+    both stay visible."""
+    board = np.zeros((3, GRID, GRID), np.int32 if blend else np.uint8)
     for row, col, rgb in cells:
-        board[:, row, col] = rgb
+        board[:, row, col] = board[:, row, col] + rgb if blend else rgb
+    board = board.clip(0, 255).astype(np.uint8)
     idx = np.arange(image_size) * GRID // image_size
     frame = board[:, idx][:, :, idx]
     if grayscale:
@@ -57,7 +61,10 @@ class Catch(gym.Env):
 
 class Reach(gym.Env):
     EPISODE_STEPS, SPEED = 30, 0.25
-    POINT, GOAL = (255, 255, 255), (255, 60, 0)
+    # Colours that add up to a third one where point and goal share a cell: the goal must not vanish
+    # under the point (a policy that cannot see the goal once on it drifts away from it).
+    POINT, GOAL = (0, 160, 255), (255, 60, 0)
+    POINT_GRAY, GOAL_GRAY = (150, 150, 150), (100, 100, 100)
 
     def __init__(self, cfg: EnvConfig):
         self._size, self._gray = cfg.image_size, cfg.grayscale
@@ -68,9 +75,9 @@ class Reach(gym.Env):
         return tuple(int(v) for v in np.clip((xy + 1.0) / 2.0 * GRID, 0, GRID - 1e-6))
 
     def _obs(self):
-        goal_gray = (128, 128, 128)
-        return _draw(self._size, self._gray, [(*self._cell(self._goal), goal_gray if self._gray else self.GOAL),
-                                              (*self._cell(self._point), self.POINT)])
+        goal, point = (self.GOAL_GRAY, self.POINT_GRAY) if self._gray else (self.GOAL, self.POINT)
+        return _draw(self._size, self._gray, [(*self._cell(self._goal), goal), (*self._cell(self._point), point)],
+                     blend=True)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

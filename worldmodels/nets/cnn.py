@@ -42,3 +42,8 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
+
+    def feature_map(self, obs: torch.Tensor) -> torch.Tensor:
+        """The last conv layer's output (after its ReLU and mixing), before flattening: (B, 64, 7, 7)
+        at 84x84 (the ND score's input)."""
+        return self.net[:-1](obs)

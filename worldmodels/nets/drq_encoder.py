@@ -43,6 +43,11 @@ class DrQEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.convs(obs).flatten(1)
 
+    def feature_map(self, obs: torch.Tensor) -> torch.Tensor:
+        """The last conv layer's output (after its ReLU and mixing), before flattening:
+        ``feature_shape`` per sample (the ND score's input)."""
+        return self.convs(obs)
+
 
 class Trunk(nn.Sequential):
     """Linear to ``feature_dim``, LayerNorm, tanh: the per-head projection of DrQ-v2 (and DrQ's encoder head)."""

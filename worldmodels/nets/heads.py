@@ -22,3 +22,14 @@ class DuelingHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, advantage = self.value(x), self.advantage(x)
         return value + advantage - advantage.mean(dim=-1, keepdim=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features: the two streams' hidden layers side by side, (B, 2 * hidden) (what
+        the output layers read; srank and DR3 look at them)."""
+        return torch.cat([self.value[:-1](x), self.advantage[:-1](x)], -1)
+
+    def from_features(self, phi: torch.Tensor) -> torch.Tensor:
+        """Q from ``features(x)``: ``from_features(features(x)) == forward(x)``."""
+        value_hidden, advantage_hidden = phi.chunk(2, -1)
+        value, advantage = self.value[-1](value_hidden), self.advantage[-1](advantage_hidden)
+        return value + advantage - advantage.mean(dim=-1, keepdim=True)

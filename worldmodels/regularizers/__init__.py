@@ -1,9 +1,10 @@
-"""Regularizers for pixel encoders: DrQ / DrQ-v2 image augmentation and A-LIX feature mixing.
+"""Regularizers for pixel encoders: DrQ / DrQ-v2 image augmentation, A-LIX feature mixing, DR3.
 
 Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 """
 
-from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing
+from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing, gradient_recording_off
+from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.regularizers.augment import (
     RandomShift,
     drq_atari_augment,
@@ -18,7 +19,9 @@ __all__ = [
     "AdaptiveStrength",
     "LocalSignalMixing",
     "RandomShift",
+    "dr3_penalty",
     "drq_atari_augment",
+    "gradient_recording_off",
     "intensity_factors",
     "random_shift",
     "sample_shifts",

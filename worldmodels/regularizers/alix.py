@@ -20,6 +20,8 @@ Typical use in an agent (one S shared by all layers, tuned from the last one)::
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -150,3 +152,18 @@ class LocalSignalMixing(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_shift={self.max_shift}, per_sample={self.per_sample}"
+
+
+@contextmanager
+def gradient_recording_off(module: nn.Module):
+    """Forwards inside this block leave no gradient for ``module``'s mixing layers to record: for a
+    second pass (s' under DR3, whose features also get a gradient) that must not replace the
+    critic's gradient at s, which the ND score and S's dual step read."""
+    layers = [m for m in module.modules() if isinstance(m, LocalSignalMixing) and m.record_gradient]
+    for layer in layers:
+        layer.record_gradient = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.record_gradient = True

@@ -20,13 +20,16 @@ class NotEnoughData(RuntimeError):
     pass
 
 
-def _uniform_times(replay: Replay, lo: int, hi: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` (time, column) pairs with time uniform in [lo, hi] and column uniform."""
+def _uniform_times(replay: Replay, lo: int, hi: int, count: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` (time, column) pairs with time uniform in [lo, hi] and column uniform, drawn from
+    ``generator`` (the replay's own when None)."""
     if hi < lo:
         raise NotEnoughData(f"the replay holds {replay.time} steps per environment, too few to sample from; "
                             "raise the warm-up steps.")
-    t = torch.randint(lo, hi + 1, (count,), generator=replay.generator)
-    env = torch.randint(0, replay.num_envs, (count,), generator=replay.generator)
+    generator = replay.generator if generator is None else generator
+    t = torch.randint(lo, hi + 1, (count,), generator=generator)
+    env = torch.randint(0, replay.num_envs, (count,), generator=generator)
     return t, env
 
 
@@ -40,13 +43,19 @@ class SequenceView:
     seq_len: int = 64
 
     def sample(self, replay: Replay) -> dict[str, torch.Tensor]:
+        return self.sample_indexed(replay)[0]
+
+    def sample_indexed(self, replay: Replay, generator: torch.Generator | None = None
+                       ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``sample`` drawn from ``generator`` (the replay's when None), with the (time, column)
+        of every step of the batch, each (B, T)."""
         replay.flush()
-        t0, env = _uniform_times(replay, replay.oldest, replay.time - self.seq_len, self.batch_size)
+        t0, env = _uniform_times(replay, replay.oldest, replay.time - self.seq_len, self.batch_size, generator)
         t = t0[:, None] + torch.arange(self.seq_len)
         env = env[:, None].expand_as(t)
         batch = dict(replay.steps(t, env).items())
         batch["obs"] = replay.frames(t, env)
-        return batch
+        return batch, (t, env)
 
 
 @dataclass
@@ -66,13 +75,19 @@ class TransitionView:
     gamma: float = 0.99
 
     def sample(self, replay: Replay) -> dict[str, torch.Tensor]:
+        return self.sample_indexed(replay)[0]
+
+    def sample_indexed(self, replay: Replay, generator: torch.Generator | None = None
+                       ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``sample`` drawn from ``generator`` (the replay's when None), with the (time, column)
+        of each transition's first state s_t, each (B,)."""
         replay.flush()
         k, n, b = replay.frame_stack, self.n_step, self.batch_size
         # Starts need k-1 stored rows before them and n rows after; they must not be an episode's final row.
         lo, hi = replay.oldest + k - 1, replay.time - 1 - n
         t_parts, env_parts, found = [], [], 0
         for _ in range(100):
-            t, env = _uniform_times(replay, lo, hi, 2 * b)
+            t, env = _uniform_times(replay, lo, hi, 2 * b, generator)
             ok = ~replay.steps(t, env)["last"]
             t_parts.append(t[ok]), env_parts.append(env[ok])
             found += int(ok.sum())
@@ -108,7 +123,7 @@ class TransitionView:
         both = torch.cat([stack_rows(torch.full_like(m, k - 1)), stack_rows(end)], 1)
         frames = replay.frames(both, env[:, None].expand_as(both))  # (B, 2k, C, H, W)
         obs, next_obs = frames[:, :k], frames[:, k:]
-        return {
+        batch = {
             "obs": obs.flatten(1, 2),  # (B, k*C, H, W)
             "action": steps["action"][:, k],  # row t+1 holds the action taken at t
             "reward": ret,
@@ -116,3 +131,4 @@ class TransitionView:
             "next_obs": next_obs.flatten(1, 2),
             "n": m,
         }
+        return batch, (t, env)

@@ -49,6 +49,19 @@ class Agent(L.LightningModule):
         """Recurrent state before the first step; feed-forward agents have none."""
         return None
 
+    def health(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """Training-health metrics (``worldmodels.diagnostics.health``) on a held batch, named without
+        the ``health/`` prefix; an empty dict means the agent computes none.
+
+        ``batch`` is what ``replay_view().sample`` returns, drawn by the ``Health`` callback (more
+        samples than a training batch, redrawn rarely) and extended with ``mc_return`` (discounted
+        Monte-Carlo return-to-go of each sampled state, from the stored rewards of its episode) and
+        ``mc_valid`` (True where that return is complete: see ``worldmodels.training.health``).
+        Called between training steps with the random generators forked and reseeded, so it must
+        not change parameters or optimizer state; gradients it needs go through
+        ``torch.autograd.grad`` rather than ``backward``."""
+        return {}
+
     # -------------------------------------------------------------- shared helpers
     def attach_loop(self, counters: Counters, warmup_steps: int) -> None:
         """Called by the loop: schedules (epsilon, stddev) run on its counters."""

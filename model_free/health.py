@@ -1,0 +1,63 @@
+"""The training-health figures the model-free critics share (``Agent.health``; the ``Health``
+callback logs them as ``health/<name>``):
+
+    q_mean               Q of the replayed (s, a) of the held batch, as the agent bootstraps it
+    mc_return_mean       their discounted Monte-Carlo return, over the states whose return is known
+    q_overestimation     mean Q - Monte-Carlo return over those states
+    critic_srank         srank (delta 0.01) of the critic's penultimate features
+    encoder_srank        srank of the conv encoder's flattened output
+    critic_feature_dot   DR3's quantity phi(s, a) . phi(s', a') (mean over twin heads)
+    td_loss              the critic's TD loss on the held batch, as in training (augmentation, mixing)
+    nd_score             A-LIX's ND score of dTD_loss / d(last conv feature map)
+    augmentation_gap     mean squared difference of Q under two independent augmentations of s
+
+The replayed actions come from older policies, so Q - return compares the critic with the
+behaviour that filled the replay, as the source documents do; SAC's soft Q also counts entropy
+bonuses the returns do not, which shifts DrQ's gap by a small constant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from worldmodels.diagnostics import nd_score, overestimation, srank
+from worldmodels.regularizers import dr3_penalty
+
+
+def critic_health(q: torch.Tensor, phi: torch.Tensor | Sequence[torch.Tensor],
+                  phi_next: torch.Tensor | Sequence[torch.Tensor], encoded: torch.Tensor,
+                  batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+    """The value figures from one evaluation-mode pass. ``phi``: penultimate features of (s, a), a
+    tensor or one per twin head (srank reads the first head); ``phi_next``: of (s', a')."""
+    valid = batch["mc_valid"]
+    known = valid.any()
+    return {
+        "q_mean": q.mean(),
+        "mc_return_mean": batch["mc_return"][valid].float().mean() if known else float("nan"),
+        "q_overestimation": overestimation(q, batch["mc_return"], valid),
+        "critic_srank": srank(phi if torch.is_tensor(phi) else phi[0]),
+        "encoder_srank": srank(encoded.flatten(1)),
+        "critic_feature_dot": dr3_penalty(phi, phi_next),
+    }
+
+
+def nd_under(loss: torch.Tensor, feature_map: torch.Tensor) -> torch.Tensor:
+    """ND score of d loss / d feature_map, without touching any parameter's ``.grad``."""
+    (grad,) = torch.autograd.grad(loss, feature_map)
+    return nd_score(grad)
+
+
+@contextmanager
+def training_mode(module: nn.Module):
+    """Training mode (A-LIX mixing on) with gradients enabled, for the loss the ND score reads."""
+    was_training = module.training
+    module.train()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        module.train(was_training)
