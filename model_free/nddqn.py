@@ -60,6 +60,7 @@ class NDDQN(Agent):
         updates_per_env_step: gradient updates per env step.
         augment: DrQ's Atari augmentation of s and s' (edge pad 4, random crop, intensity x(1 + 0.05 N)).
         alix: A-LIX's adaptive local signal mixing after every conv + ReLU, S tuned toward ``alix_target_nd``.
+        alix_max_shift: largest mixing shift in pixels at S = 1 (the DMC reference's 2.5).
         dr3_coef: weight of the DR3 regularizer phi(s) . phi(s') of the online net's penultimate
             features (0: off; the source documents suggest about 0.03).
     """
@@ -68,7 +69,7 @@ class NDDQN(Agent):
                  adam_eps: float = 1.5e-4, hidden: int = 512, target_update_period: int = 1,
                  epsilon_train: float = 0.1, epsilon_eval: float = 0.05, epsilon_decay_steps: int = 5000,
                  updates_per_env_step: float = 1.0, augment: bool = False, alix: bool = False,
-                 alix_target_nd: float = 0.535, dr3_coef: float = 0.0):
+                 alix_target_nd: float = 0.535, alix_max_shift: float = 2.5, dr3_coef: float = 0.0):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         self.view = TransitionView(batch_size, n_step, gamma)
@@ -83,7 +84,8 @@ class NDDQN(Agent):
             # One S for every layer, tuned from the last layer's gradient (the only one that records it).
             self.alix_strength = AdaptiveStrength(target_nd=self.hparams.alix_target_nd)
             layers = iter([False, False, True])
-            mixing = lambda: LocalSignalMixing(self.alix_strength, record_gradient=next(layers))
+            mixing = lambda: LocalSignalMixing(self.alix_strength, self.hparams.alix_max_shift,
+                                               record_gradient=next(layers))
         self.q = QNetwork(spec, self.hparams.hidden, mixing)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         if self.hparams.alix:  # the target's mixing layers share the online S, as in the reference code

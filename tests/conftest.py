@@ -12,6 +12,14 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+# Under pytest-xdist (`make test` runs `-n 2`) each worker gets one core: one thread per process, in
+# the workers and in the training runs they start, instead of every process fighting for both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """``python -m worldmodels.fit`` in ``cwd`` (runs/ goes there), configs resolved from the repo."""

@@ -116,6 +116,22 @@ def test_reach_truncates_after_thirty_steps_and_rewards_minus_distance():
     assert truncated and not terminated
 
 
+def test_reach_sparse_pays_a_tenth_only_within_a_quarter_of_the_goal():
+    dense, sparse = (make_env(EnvConfig("test", task, image_size=24), seed=0) for task in ("reach", "reach_sparse"))
+    assert (dense.reset(seed=3)[0] == sparse.reset(seed=3)[0]).all()  # the same board, drawn the same way
+    base = sparse.unwrapped
+    base._point, base._goal = np.array([0.0, 0.0]), np.array([0.55, 0.1])
+    # Right at speed 0.25: x = 0.25, 0.5, 0.75, 1.0, 1.0 (the wall); distances to the goal
+    # sqrt(0.3^2 + 0.1^2) = 0.316, 0.112, 0.224, 0.461, 0.461: inside the 0.25 radius twice.
+    rewards = [sparse.step(np.array([1.0, 0.0], np.float32))[1] for _ in range(5)]
+    assert rewards == [0.0, 0.1, 0.1, 0.0, 0.0]
+    for _ in range(24):
+        _, reward, terminated, truncated, _ = sparse.step(np.zeros(2, np.float32))
+        assert reward == 0.0 and not truncated
+    _, _, terminated, truncated, info = sparse.step(np.zeros(2, np.float32))
+    assert truncated and not terminated and info["episode"]["r"] == pytest.approx(0.2)
+
+
 def test_vector_env_resets_on_the_step_after_an_episode_ends():
     envs = make_vector_env(EnvConfig("test", "catch", image_size=16), num_envs=2, seed=0)
     step = envs.reset(seed=0)
