@@ -5,6 +5,10 @@ learn (a correct agent solves them in a few thousand steps on 2 CPU cores), not 
   under it. +1 for a catch, -1 for a miss, 7 steps per episode. A random policy scores about -0.75.
 - ``reach`` (continuous, 2-D actions in [-1, 1]): move a point to a goal drawn anew each episode;
   reward -distance each step, 30 steps per episode (truncated). A random policy scores about -30.
+- ``reach_sparse``: ``reach`` with a sparse, small reward: 0.1 on each step that ends within 0.25 (one
+  grid cell) of the goal, 0 otherwise. A random policy scores about 0.12 (a quarter of its episodes
+  touch the goal at all); one that goes straight to the goal and stays scores about 2.8. It exists for
+  tools/self_overfitting.py: sparse small rewards are where the A-LIX paper's encoder self-overfits.
 """
 
 from __future__ import annotations
@@ -89,11 +93,20 @@ class Reach(gym.Env):
     def step(self, action):
         self._point = np.clip(self._point + self.SPEED * np.clip(action, -1, 1), -1, 1)
         self._t += 1
-        reward = -float(np.linalg.norm(self._point - self._goal))
-        return self._obs(), reward, False, self._t >= self.EPISODE_STEPS, {}
+        return self._obs(), self._reward(), False, self._t >= self.EPISODE_STEPS, {}
+
+    def _reward(self) -> float:
+        return -float(np.linalg.norm(self._point - self._goal))
 
 
-TASKS = {"catch": Catch, "reach": Reach}
+class ReachSparse(Reach):
+    RADIUS, REWARD = 0.25, 0.1
+
+    def _reward(self) -> float:
+        return self.REWARD if np.linalg.norm(self._point - self._goal) < self.RADIUS else 0.0
+
+
+TASKS = {"catch": Catch, "reach": Reach, "reach_sparse": ReachSparse}
 
 
 def make_toy(cfg: EnvConfig, seed: int) -> gym.Env:
