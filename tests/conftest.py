@@ -32,3 +32,16 @@ def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
 @pytest.fixture
 def fit(tmp_path):
     return lambda *args, **kw: run_fit(*args, cwd=tmp_path, **kw)
+
+
+# The longest tests first, so that the two xdist workers share them instead of one worker finishing
+# the suite alone on the last long test (longest-first scheduling): the continuous-task learning
+# runs (2-5 min each on one core), then the other learning runs, then the shipped-config runs.
+def _cost_rank(item) -> int:
+    if item.get_closest_marker("learning"):
+        return 0 if item.path.name == "test_learning_continuous.py" else 1
+    return 2 if item.get_closest_marker("integration") else 3
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=_cost_rank)  # stable: each group keeps its file order
