@@ -26,7 +26,7 @@ from jsonargparse import ArgumentParser
 
 from worldmodels.errors import ConfigError
 from worldmodels.scores import atari_100k_game, human_normalized
-from worldmodels.training import Agent, Counters, Experience, run_episodes
+from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
 
 
 def checkpoint_path(path: Path) -> Path:
@@ -38,12 +38,8 @@ def checkpoint_path(path: Path) -> Path:
 
 
 def read_checkpoint(ckpt: Path) -> dict:
-    try:
-        # Our checkpoints hold numpy RNG states and counters, hence weights_only=False: load only your own files.
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise ConfigError(f"checkpoint {ckpt} cannot be read ({type(error).__name__}: {error}); "
-                          "it is corrupt or not a checkpoint.") from None
+    """The checkpoint's contents, read as ``fit`` reads them (one sentence for a corrupt file)."""
+    checkpoint = AtomicCheckpointIO().load_checkpoint(ckpt)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"checkpoint {ckpt} holds no agent weights ('state_dict'); pass a checkpoint written by "
                           "worldmodels.fit.")
