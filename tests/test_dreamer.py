@@ -110,3 +110,20 @@ def test_reward_and_critic_heads_start_at_zero():
 def test_sizes_follow_the_2023_table():
     assert SIZES["S"].deter == 512 and SIZES["S"].depth == 32 and SIZES["S"].units == 512 and SIZES["S"].layers == 2
     assert SIZES["XL"].deter == 4096 and SIZES["XL"].depth == 96
+
+
+def test_layers_start_from_the_reference_truncated_normal_with_fan_avg_variance():
+    """The 2023 code's initializer: Normal truncated at 2 std, variance 1 / mean(fan_in, fan_out)."""
+    from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
+
+    torch.manual_seed(0)
+    hidden = mlp(300, 500, 1, 100)[0].weight  # fans 300 and 500: std sqrt(1 / 400) = 0.05
+    assert hidden.std().item() == pytest.approx(0.05, rel=0.03)
+    assert hidden.abs().max().item() <= 2 * 0.05 / 0.8796 + 1e-6  # truncated at two standard deviations
+    conv = ConvEncoder(3, 32).net[0].weight  # (32, 3, 4, 4): fans 3 * 16 = 48 and 32 * 16 = 512
+    assert conv.std().item() == pytest.approx((1 / 280) ** 0.5, rel=0.08)
+    rssm = RSSM(embed_dim=1000, action_dim=4, deter=200, hidden=300)
+    # The posterior's first layer reads [h, e] (fans 1200 and 300) though we split it in two Linears.
+    for half in (rssm.post_deter.weight, rssm.post_embed.weight):
+        assert half.std().item() == pytest.approx((1 / 750) ** 0.5, rel=0.05)
+    assert not mlp(8, 16, 1, 4)[-1].bias.any()

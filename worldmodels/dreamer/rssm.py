@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from worldmodels.nets.distributions import OneHotStraightThrough, unimix_logits
-from worldmodels.nets.dreamer_blocks import NormGRUCell, mlp
+from worldmodels.nets.dreamer_blocks import NORM_EPS, NormGRUCell, init_weights_, mlp
 
 
 class State(NamedTuple):
@@ -44,9 +44,11 @@ class RSSM(nn.Module):
         self.prior_net = mlp(deter, hidden, 1, stoch * classes)
         # The posterior's first layer reads [h_t, e_t]; it is split in two Linears so that the
         # embedding half runs once for a whole sequence instead of once per step.
-        self.post_deter = nn.Linear(deter, hidden, bias=False)
-        self.post_embed = nn.Linear(embed_dim, hidden, bias=False)
-        self.post_out = nn.Sequential(nn.LayerNorm(hidden, eps=1e-3), nn.SiLU(), nn.Linear(hidden, stoch * classes))
+        joint_fans = (deter + embed_dim, hidden)  # initialised as the one layer of the reference
+        self.post_deter = init_weights_(nn.Linear(deter, hidden, bias=False), fans=joint_fans)
+        self.post_embed = init_weights_(nn.Linear(embed_dim, hidden, bias=False), fans=joint_fans)
+        self.post_out = nn.Sequential(nn.LayerNorm(hidden, eps=NORM_EPS), nn.SiLU(),
+                                      init_weights_(nn.Linear(hidden, stoch * classes)))
         # Learned initial deterministic state (tanh of a parameter), as the 2023 code's `initial: learned`.
         self.initial_deter = nn.Parameter(torch.zeros(deter))
 

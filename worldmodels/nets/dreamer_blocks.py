@@ -3,6 +3,8 @@ width is one depth multiplier, MLPs, and the GRU with LayerNorm inside."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -22,18 +24,41 @@ class ChannelNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+# Standard deviation of a unit Normal truncated to [-2, 2]: dividing by it gives the truncated draw
+# the intended standard deviation.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def init_weights_(module: nn.Module, scale: float = 1.0, fans: tuple[int, int] | None = None) -> nn.Module:
+    """The 2023 reference code's initializer (``winit: normal``, ``fan: avg``) on every Linear and
+    (transposed) convolution of ``module``: weights from a Normal truncated at two standard deviations,
+    with variance ``scale / mean(fan_in, fan_out)``, and zero biases. ``scale`` 0 gives zero weights
+    (the reward and critic outputs). ``fans`` overrides the fans of a layer that the reference computes
+    as one and we split in two (the posterior's first layer).
+
+    Not torch's default (uniform, variance 1 / (3 fan_in)), whose weights are about half as large."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            weight = layer.weight
+            receptive = weight[0][0].numel()  # kernel area; 1 for a Linear
+            fan_in, fan_out = fans or (weight.shape[1] * receptive, weight.shape[0] * receptive)
+            std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / _TRUNCATED_STD
+            with torch.no_grad():
+                nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std) if scale else weight.zero_()
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return module
+
+
 def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_out: bool = False) -> nn.Sequential:
     """``layers`` x (Linear, LayerNorm, SiLU), then an optional Linear output (zero-initialised for
     DreamerV3's reward and critic heads, so their first predictions are 0)."""
     blocks: list[nn.Module] = []
     for i in range(layers):
-        blocks += [nn.Linear(in_dim if i == 0 else units, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU()]
+        blocks += [init_weights_(nn.Linear(in_dim if i == 0 else units, units, bias=False)),
+                   nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU()]
     if out_dim is not None:
-        out = nn.Linear(units if layers else in_dim, out_dim)
-        if zero_out:
-            nn.init.zeros_(out.weight)
-            nn.init.zeros_(out.bias)
-        blocks.append(out)
+        blocks.append(init_weights_(nn.Linear(units if layers else in_dim, out_dim), scale=0.0 if zero_out else 1.0))
     return nn.Sequential(*blocks)
 
 
@@ -48,7 +73,7 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
             channels = depth * mult
         # Channels-last: oneDNN's CPU convolutions run about 20% faster, and ChannelNorm's permute is free.
-        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
         self.out_dim = channels * (image_size // 16) ** 2
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -65,13 +90,13 @@ class ConvDecoder(nn.Module):
     def __init__(self, feat_dim: int, out_channels: int, depth: int, image_size: int = 64):
         super().__init__()
         self.min_res, self.depth = image_size // 16, depth
-        self.inp = nn.Linear(feat_dim, 8 * depth * self.min_res ** 2)
+        self.inp = init_weights_(nn.Linear(feat_dim, 8 * depth * self.min_res ** 2))
         layers, channels = [], 8 * depth
         for mult in (4, 2, 1):
             layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
             channels = depth * mult
         layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1))
-        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]
@@ -88,7 +113,7 @@ class NormGRUCell(nn.Module):
 
     def __init__(self, in_dim: int, units: int):
         super().__init__()
-        self.linear = nn.Linear(in_dim + units, 3 * units, bias=False)
+        self.linear = init_weights_(nn.Linear(in_dim + units, 3 * units, bias=False))
         self.norm = nn.LayerNorm(3 * units, eps=NORM_EPS)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
