@@ -35,12 +35,14 @@ def fit(tmp_path):
 
 
 # The longest tests first, so that the two xdist workers share them instead of one worker finishing
-# the suite alone on the last long test (longest-first scheduling): the continuous-task learning
-# runs (2-5 min each on one core), then the other learning runs, then the shipped-config runs.
-def _cost_rank(item) -> int:
-    if item.get_closest_marker("learning"):
-        return 0 if item.path.name == "test_learning_continuous.py" else 1
-    return 2 if item.get_closest_marker("integration") else 3
+# the suite alone on the last long test (longest-first scheduling): the learning runs, dearest first
+# (each says its rough cost in minutes of one core: ``pytest.mark.learning(minutes=...)``), then the
+# shipped-config runs, then the rest.
+def _cost_rank(item) -> tuple[int, float]:
+    learning = item.get_closest_marker("learning")
+    if learning:
+        return 0, -learning.kwargs.get("minutes", 2)
+    return (1 if item.get_closest_marker("integration") else 2), 0
 
 
 def pytest_collection_modifyitems(items):

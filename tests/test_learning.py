@@ -8,7 +8,7 @@ import pytest
 
 from worldmodels.envs import EnvConfig, make_env
 
-pytestmark = pytest.mark.learning
+pytestmark = pytest.mark.learning(minutes=2.5)
 
 
 def random_policy_return(cfg: EnvConfig, episodes: int = 300) -> float:
@@ -54,43 +54,25 @@ def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
     assert learned > random + 0.4, f"{agent} scored {learned:.2f} against random {random:.2f}"
 
 
-def test_dreamer_world_model_learns_the_catch_images_and_rewards():
-    """The world model alone, on random-policy data: its image and reward losses must fall clearly."""
-    import torch
+def logged(run_dir, key: str) -> list[float]:
+    rows = csv.DictReader(open(run_dir / "csv" / "metrics.csv"))
+    return [float(r[key]) for r in rows if r.get(key)]
 
-    from worldmodels.dreamer import DreamerV3
-    from worldmodels.envs import make_vector_env
-    from worldmodels.replay import Replay
-    from worldmodels.training import EnvSpec
 
-    torch.manual_seed(0)
-    cfg = EnvConfig("test", "catch", image_size=32, grayscale=False)
-    envs = make_vector_env(cfg, num_envs=4, seed=0)
-    replay = Replay(8000, num_envs=4, frame_stack=1, frame_channels=3, seed=0)
-    rng = np.random.default_rng(0)
-    step = envs.reset(seed=0)
-    replay.add(step.obs, np.zeros(4, np.int64), step.reward, step.terminated, step.truncated, step.first)
-    for _ in range(500):
-        actions = envs.random_actions(rng)
-        step = envs.step(actions)
-        replay.add(step.obs, actions, step.reward, step.terminated, step.truncated, step.first)
-    agent = DreamerV3(size="XS", deter=128, cnn_depth=8, mlp_units=128, mlp_layers=1, stoch=16, classes=16,
-                      batch_size=16, seq_len=16, model_lr=3e-4)
-    agent.build(EnvSpec((3, 32, 32), 3, num_actions=3))
-    optimizer = agent.configure_optimizers()[0]
-    view = agent.replay_view()
-    history = []
-    for _ in range(250):
-        batch = view.sample(replay)
-        first = batch["first"].clone()
-        first[:, 0] = True
-        loss, _, metrics = agent.world_model.loss(batch["obs"], agent.action_vectors(batch["action"]), batch["reward"],
-                                                  batch["terminal"], first)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append((metrics["wm/image_loss"].item(), metrics["wm/reward_loss"].item()))
-    start, end = np.mean(history[:20], 0), np.mean(history[-20:], 0)
-    print(f"world model on catch: image loss {start[0]:.1f} -> {end[0]:.1f}, reward loss {start[1]:.3f} -> {end[1]:.3f}")
-    assert end[0] < 0.5 * start[0]
-    assert end[1] < 0.5 * start[1]
+@pytest.mark.learning(minutes=6)
+def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tmp_path, monkeypatch):
+    """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 3000 env
+    steps: the world model's image and reward losses must halve, and the policy beat random by 0.4
+    (30 evaluation games: about three standard errors)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    done = fit("--config", "tests/configs/dreamer_catch.yaml", "--run_dir", str(tmp_path / "run"), timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    image, reward = logged(run, "wm/image_loss"), logged(run, "wm/reward_loss")
+    random = random_policy_return(EnvConfig("test", "catch", image_size=32, grayscale=False))
+    learned = final_eval_return(run)
+    print(f"DreamerV3 on catch: {learned:.2f}, random policy: {random:.2f}; image loss {image[0]:.1f} -> "
+          f"{image[-1]:.1f}, reward loss {reward[0]:.3f} -> {reward[-1]:.3f}")
+    assert np.mean(image[-3:]) < 0.5 * np.mean(image[:3])
+    assert np.mean(reward[-3:]) < 0.5 * np.mean(reward[:3])
+    assert learned > random + 0.4, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"

@@ -7,7 +7,7 @@ from test_learning import final_eval_return, random_policy_return
 
 from worldmodels.envs import EnvConfig
 
-pytestmark = pytest.mark.learning
+pytestmark = pytest.mark.learning(minutes=5)  # 2.5 to 7.5 minutes each on one core
 
 REACH = EnvConfig("test", "reach", image_size=24, grayscale=False)
 
