@@ -25,7 +25,7 @@ smoke: setup
 	$(BIN)/python -m worldmodels.fit --config $(CONFIG) --config configs/smoke.yaml
 
 test: setup
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist load --maxschedchunk 1
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist load --maxschedchunk 1 --durations 15
 
 bench: setup
 	$(BIN)/python tools/bench_pipeline.py
