@@ -24,9 +24,14 @@ def random_policy_return(cfg: EnvConfig, episodes: int = 300) -> float:
     return float(np.mean(scores))
 
 
+def logged(run_dir, key: str) -> list[float]:
+    """Every value of ``key`` in the run's metrics CSV, in logging order."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+        return [float(r[key]) for r in csv.DictReader(f) if r.get(key)]
+
+
 def final_eval_return(run_dir) -> float:
-    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
-    return float([r for r in rows if r.get("eval/return_mean")][-1]["eval/return_mean"])
+    return logged(run_dir, "eval/return_mean")[-1]
 
 
 # A-LIX's largest mixing shift is 0.5 px instead of the DMC reference's 2.5: on 44 px catch images the
@@ -52,11 +57,6 @@ def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
     print(f"{agent} on catch: {learned:.2f}, random policy: {random:.2f}")
     assert random < -0.4  # catch's random policy misses most balls
     assert learned > random + 0.4, f"{agent} scored {learned:.2f} against random {random:.2f}"
-
-
-def logged(run_dir, key: str) -> list[float]:
-    rows = csv.DictReader(open(run_dir / "csv" / "metrics.csv"))
-    return [float(r[key]) for r in rows if r.get(key)]
 
 
 @pytest.mark.learning(minutes=6)

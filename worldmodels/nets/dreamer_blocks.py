@@ -44,7 +44,10 @@ def init_weights_(module: nn.Module, scale: float = 1.0, fans: tuple[int, int] |
             fan_in, fan_out = fans or (weight.shape[1] * receptive, weight.shape[0] * receptive)
             std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / _TRUNCATED_STD
             with torch.no_grad():
-                nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std) if scale else weight.zero_()
+                if scale:
+                    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+                else:
+                    weight.zero_()
                 if layer.bias is not None:
                     layer.bias.zero_()
     return module
