@@ -21,6 +21,8 @@ from worldmodels.dreamer.rssm import State
 from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import two_hot_decode
+from worldmodels.nets.dreamer_blocks import NORMS
+from worldmodels.training.optim import OPTIMIZERS, adaptive_clip_grad_
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
 
@@ -41,6 +43,12 @@ class DreamerV3(Agent):
         unimix: uniform mix of every categorical (latents and discrete actor).
         video_every: log an open-loop video every this many updates (the first update included).
         dr3_coef: weight of the DR3 regulariser on the critic (0: off, the 2023 spec); see behavior.py.
+        The 2024 spec's changes (configs/dreamer_2024.yaml sets them together; the defaults are 2023):
+        norm: "layer" (LayerNorm) or "rms" (RMSNorm) after every hidden layer.
+        optimizer: "adam", or "laprop" (2024: LaProp, with ``*_eps`` its epsilon).
+        agc: adaptive gradient clipping of every parameter tensor to agc x its norm (0: off, clip the
+            global gradient norm at ``*_clip`` instead).
+        repval_scale: weight of the critic's loss on the replayed states' lambda-returns (0: off).
     """
 
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
@@ -50,9 +58,14 @@ class DreamerV3(Agent):
                  dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
                  slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
                  model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,
-                 ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000, dr3_coef: float = 0.0):
+                 ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000, dr3_coef: float = 0.0,
+                 norm: str = "layer", optimizer: str = "adam", agc: float = 0.0, repval_scale: float = 0.0):
         if size not in SIZES:
             raise ConfigError(f"model.init_args.size is '{size}'; choose one of {', '.join(SIZES)}.")
+        if norm not in NORMS:
+            raise ConfigError(f"model.init_args.norm is '{norm}'; choose one of {', '.join(NORMS)}.")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"model.init_args.optimizer is '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
         super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
         self.save_hyperparameters()
         self.view = SequenceView(batch_size, seq_len)
@@ -65,12 +78,12 @@ class DreamerV3(Agent):
         h = self.hparams
         table = SIZES[h.size]
         size = Size(h.deter or table.deter, h.cnn_depth or table.depth, h.mlp_units or table.units,
-                    table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes)
+                    table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes, h.norm)
         self.action_dim = spec.num_actions if spec.discrete else spec.action_dim
         self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix)
         feat = self.world_model.rssm.feat_dim
-        self.actor = Actor(feat, self.action_dim, spec.discrete, size.units, size.layers, h.unimix)
-        self.critic = Critic(feat, size.units, size.layers)
+        self.actor = Actor(feat, self.action_dim, spec.discrete, size.units, size.layers, h.unimix, norm=h.norm)
+        self.critic = Critic(feat, size.units, size.layers, norm=h.norm)
         self.returns_scale = ReturnScale()
 
     def replay_view(self) -> SequenceView:
@@ -78,9 +91,17 @@ class DreamerV3(Agent):
 
     def configure_optimizers(self):
         h = self.hparams
-        return [torch.optim.Adam(self.world_model.parameters(), lr=h.model_lr, eps=h.model_eps),
-                torch.optim.Adam(self.actor.parameters(), lr=h.ac_lr, eps=h.ac_eps),
-                torch.optim.Adam(self.critic.net.parameters(), lr=h.ac_lr, eps=h.ac_eps)]
+        make = OPTIMIZERS[h.optimizer]
+        return [make(self.world_model.parameters(), lr=h.model_lr, eps=h.model_eps),
+                make(self.actor.parameters(), lr=h.ac_lr, eps=h.ac_eps),
+                make(self.critic.net.parameters(), lr=h.ac_lr, eps=h.ac_eps)]
+
+    def clip_gradients_(self, params, max_norm: float) -> torch.Tensor:
+        """Clip by ``agc`` per tensor (2024) or by the global norm (2023); returns the global norm before."""
+        params = [p for p in params if p.grad is not None]
+        if self.hparams.agc:
+            return adaptive_clip_grad_(params, self.hparams.agc)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
     def action_vectors(self, action: torch.Tensor) -> torch.Tensor:
         """Replay actions as RSSM inputs: one-hot for discrete spaces, as stored for continuous ones."""
@@ -125,21 +146,21 @@ class DreamerV3(Agent):
                                                           first, h.free_nats, h.dyn_scale, h.rep_scale)
         model_opt.zero_grad()
         self.manual_backward(model_loss)
-        metrics["wm/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.world_model.parameters(), h.model_clip)
+        metrics["wm/grad_norm"] = self.clip_gradients_(self.world_model.parameters(), h.model_clip)
         model_opt.step()
 
         start = State(*(x.detach().flatten(0, 1) for x in post))
         start_cont = (~batch["terminal"]).float().flatten()
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
             self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, h.horizon, h.gamma,
-            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef)
+            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef, batch, h.repval_scale)
         actor_opt.zero_grad()
         self.manual_backward(actor_loss)
-        metrics["actor/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.actor.parameters(), h.ac_clip)
+        metrics["actor/grad_norm"] = self.clip_gradients_(self.actor.parameters(), h.ac_clip)
         actor_opt.step()
         critic_opt.zero_grad()  # also drops what the actor's loss left on the critic and the model
         self.manual_backward(critic_loss)
-        metrics["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.critic.net.parameters(), h.ac_clip)
+        metrics["critic/grad_norm"] = self.clip_gradients_(self.critic.net.parameters(), h.ac_clip)
         critic_opt.step()
         self.critic.update_slow(h.slow_critic_fraction)
 

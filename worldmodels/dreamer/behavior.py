@@ -9,6 +9,7 @@ From every posterior state of the batch, imagine H = 15 steps with the actor, th
               - 3e-4 * w * H[pi]
     critic    -w * [ log p_v(sg(R)) + log p_v(sg(v_slow)) ]   two-hot; v_slow an EMA (0.02) of the critic
               + dr3 * mean_t phi(s_t) . phi(s_{t+1})          optional DR3 (off by default)
+              + repval * replay-value loss                    optional, the 2024 spec's (see replay_returns)
 Continue flags c are the mode of the continue head, as in the reference code. phi are the critic's
 penultimate features; DR3 pairs consecutive states of the imagined trajectory, the states the critic
 trains on (every pair, unweighted).
@@ -36,6 +37,21 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor
         last = reward[t + 1] + gamma * cont[t + 1] * ((1 - lam) * value[t + 1] + lam * last)
         out.append(last)
     return torch.stack(out[::-1])
+
+
+def replay_returns(reward: torch.Tensor, terminal: torch.Tensor, last: torch.Tensor, boot: torch.Tensor,
+                   gamma: float, lam: float) -> torch.Tensor:
+    """The 2024 spec's lambda-returns along replayed (B, T) sequences, bootstrapped from ``boot``, the
+    imagined lambda-return from each replayed state (the critic is not read directly):
+        R_{T-1} = boot_{T-1}
+        R_t = r_{t+1} + gamma (1 - terminal_{t+1}) ((1 - c) boot_{t+1} + c R_{t+1}),  c = lam (1 - last_{t+1})
+    so a return never runs past an episode's last step. Returns R_0..R_{T-2}, (B, T-1)."""
+    keep, chain = (~terminal).float(), lam * (~last).float()
+    ret, out = boot[:, -1], []
+    for t in reversed(range(reward.shape[1] - 1)):
+        ret = reward[:, t + 1] + gamma * keep[:, t + 1] * ((1 - chain[:, t + 1]) * boot[:, t + 1] + chain[:, t + 1] * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
 
 
 class ReturnScale(nn.Module):
@@ -66,10 +82,10 @@ class ReturnScale(nn.Module):
 
 class Actor(nn.Module):
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, units: int, layers: int,
-                 unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0):
+                 unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0, norm: str = "layer"):
         super().__init__()
         self.discrete, self.unimix, self.min_std, self.max_std = discrete, unimix, min_std, max_std
-        self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim)
+        self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim, norm=norm)
 
     def dist(self, out: torch.Tensor):
         """The policy from the network's raw output: unimix categorical, or bounded Normal."""
@@ -85,10 +101,10 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """Two-hot value head (zero-initialised output) and its slow EMA copy."""
 
-    def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255):
+    def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255, norm: str = "layer"):
         super().__init__()
-        self.net = mlp(feat_dim, units, layers, bins, zero_out=True)
-        self.slow = mlp(feat_dim, units, layers, bins, zero_out=True).requires_grad_(False)
+        self.net = mlp(feat_dim, units, layers, bins, zero_out=True, norm=norm)
+        self.slow = mlp(feat_dim, units, layers, bins, zero_out=True, norm=norm).requires_grad_(False)
         self.slow.load_state_dict(self.net.state_dict())
         self.register_buffer("bins", make_bins(bins), persistent=False)
 
@@ -132,9 +148,12 @@ def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State
 
 def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
                     start_cont: torch.Tensor, horizon: int = 15, gamma: float = 0.997, lam: float = 0.95,
-                    entropy_coef: float = 3e-4, slow_reg: float = 1.0,
-                    dr3_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states)."""
+                    entropy_coef: float = 3e-4, slow_reg: float = 1.0, dr3_coef: float = 0.0,
+                    replay: dict[str, torch.Tensor] | None = None,
+                    repval_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states).
+    With ``repval_scale`` the critic also learns the replay returns of the (B, T) sequences whose
+    posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags."""
     # REINFORCE needs no gradient through the imagined dynamics: imagine without building that graph.
     backprop = not actor.discrete
     with torch.set_grad_enabled(backprop):
@@ -171,9 +190,22 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
     critic_loss = (weight * (td_loss + slow_reg * two_hot_loss(critic_logits, slow_target, critic.bins))).mean()
     if dr3_coef:  # skipped at 0, so the default loss is exactly the 2023 one
         critic_loss = critic_loss + dr3_coef * dr3
+    if repval_scale:
+        # The critic at the starts (imagined step 0) is the critic at the replayed states. Unlike the
+        # 2024 code, whose single optimizer lets this loss reach the world model, the features are
+        # stopped here: our world model has already taken its step.
+        shape = replay["reward"].shape
+        target = replay_returns(replay["reward"], replay["terminal"], replay["last"],
+                                returns[0].detach().view(shape), gamma, lam)
+        logits, slow = critic_logits[0].view(*shape, -1)[:, :-1], slow_target[0].view(shape)[:, :-1]
+        per_step = two_hot_loss(logits, target, critic.bins) + slow_reg * two_hot_loss(logits, slow, critic.bins)
+        repval = ((~replay["last"][:, :-1]).float() * per_step).mean()
+        critic_loss = critic_loss + repval_scale * repval
     metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
                "critic/loss": critic_loss, "critic/value": value.mean(), "critic/td_loss": (weight * td_loss).mean(),
                "critic/feature_dot": dr3, "imagined/return": returns.mean(),
                "imagined/reward": reward.mean(), "imagined/continue": cont[1:].mean(),
                "actor/return_scale": scale, "actor/return_low": returns_scale.low, "actor/return_high": returns_scale.high}
+    if repval_scale:
+        metrics["critic/replay_value_loss"] = repval
     return actor_loss, critic_loss, metrics

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from worldmodels.nets.distributions import OneHotStraightThrough, unimix_logits
-from worldmodels.nets.dreamer_blocks import NORM_EPS, NormGRUCell, init_weights_, mlp
+from worldmodels.nets.dreamer_blocks import NormGRUCell, init_weights_, mlp, norm_layer
 
 
 class State(NamedTuple):
@@ -36,18 +36,18 @@ def stack_states(states: list[State], dim: int) -> State:
 
 class RSSM(nn.Module):
     def __init__(self, embed_dim: int, action_dim: int, deter: int, hidden: int, stoch: int = 32,
-                 classes: int = 32, unimix: float = 0.01):
+                 classes: int = 32, unimix: float = 0.01, norm: str = "layer"):
         super().__init__()
         self.deter_dim, self.stoch, self.classes, self.unimix = deter, stoch, classes, unimix
-        self.img_in = mlp(stoch * classes + action_dim, hidden, 1)
-        self.gru = NormGRUCell(hidden, deter)
-        self.prior_net = mlp(deter, hidden, 1, stoch * classes)
+        self.img_in = mlp(stoch * classes + action_dim, hidden, 1, norm=norm)
+        self.gru = NormGRUCell(hidden, deter, norm)
+        self.prior_net = mlp(deter, hidden, 1, stoch * classes, norm=norm)
         # The posterior's first layer reads [h_t, e_t]; it is split in two Linears so that the
         # embedding half runs once for a whole sequence instead of once per step.
         joint_fans = (deter + embed_dim, hidden)  # initialised as the one layer of the reference
         self.post_deter = init_weights_(nn.Linear(deter, hidden, bias=False), fans=joint_fans)
         self.post_embed = init_weights_(nn.Linear(embed_dim, hidden, bias=False), fans=joint_fans)
-        self.post_out = nn.Sequential(nn.LayerNorm(hidden, eps=NORM_EPS), nn.SiLU(),
+        self.post_out = nn.Sequential(norm_layer(hidden, norm), nn.SiLU(),
                                       init_weights_(nn.Linear(hidden, stoch * classes)))
         # Learned initial deterministic state (tanh of a parameter), as the 2023 code's `initial: learned`.
         self.initial_deter = nn.Parameter(torch.zeros(deter))

@@ -29,6 +29,7 @@ class Size:
     layers: int  # MLP depth of every head
     stoch: int = 32  # categorical latent variables
     classes: int = 32  # classes per variable
+    norm: str = "layer"  # after every hidden layer: "layer" (2023 spec) or "rms" (2024 spec)
 
 
 # The 2023 paper's table; XS is not in the paper but common in ports (REFERENCE.md).
@@ -63,12 +64,13 @@ class WorldModel(nn.Module):
         channels, image = obs_shape[0], obs_shape[1]
         if image % 16:
             raise ValueError(f"DreamerV3's CNN needs an image side divisible by 16, got {image}")
-        self.encoder = ConvEncoder(channels, size.depth, image)
-        self.rssm = RSSM(self.encoder.out_dim, action_dim, size.deter, size.units, size.stoch, size.classes, unimix)
+        self.encoder = ConvEncoder(channels, size.depth, image, size.norm)
+        self.rssm = RSSM(self.encoder.out_dim, action_dim, size.deter, size.units, size.stoch, size.classes, unimix,
+                         size.norm)
         feat = self.rssm.feat_dim
-        self.decoder = ConvDecoder(feat, channels, size.depth, image)
-        self.reward_head = mlp(feat, size.units, size.layers, bins, zero_out=True)
-        self.continue_head = mlp(feat, size.units, size.layers, 1)
+        self.decoder = ConvDecoder(feat, channels, size.depth, image, size.norm)
+        self.reward_head = mlp(feat, size.units, size.layers, bins, zero_out=True, norm=size.norm)
+        self.continue_head = mlp(feat, size.units, size.layers, 1, norm=size.norm)
         self.register_buffer("bins", make_bins(bins), persistent=False)
 
     def reward(self, feat: torch.Tensor) -> torch.Tensor:

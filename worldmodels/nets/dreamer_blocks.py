@@ -1,5 +1,6 @@
-"""DreamerV3's building blocks: LayerNorm + SiLU everywhere (2023 spec), a CNN encoder/decoder whose
-width is one depth multiplier, MLPs, and the GRU with LayerNorm inside."""
+"""DreamerV3's building blocks: a norm + SiLU after every hidden layer (LayerNorm in the 2023 spec,
+RMSNorm in the 2024 one: ``norm="layer" | "rms"``), a CNN encoder/decoder whose width is one depth
+multiplier, MLPs, and the GRU with the norm inside."""
 
 from __future__ import annotations
 
@@ -12,16 +13,41 @@ from torch import nn
 
 # LayerNorm epsilon of the DreamerV3 reference code (and sheeprl), larger than torch's 1e-5.
 NORM_EPS = 1e-3
+# RMSNorm epsilon of the 2024 reference code.
+RMS_EPS = 1e-4
+NORMS = ("layer", "rms")
 
 
-class ChannelNorm(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map, as the reference code normalises conv features."""
+def norm_layer(dim: int, norm: str = "layer") -> nn.Module:
+    """The 2023 spec's LayerNorm (learned scale and shift) or the 2024 spec's RMSNorm (learned scale)."""
+    if norm == "layer":
+        return nn.LayerNorm(dim, eps=NORM_EPS)
+    if norm == "rms":
+        return nn.RMSNorm(dim, eps=RMS_EPS)
+    raise ValueError(f"norm is '{norm}'; choose one of {', '.join(NORMS)}")
 
-    def __init__(self, channels: int):
-        super().__init__(channels, eps=NORM_EPS)
+
+class _OverChannels:
+    """Applies the norm over the channels of a (B, C, H, W) map, at every pixel, as the reference code
+    normalises conv features."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ChannelNorm(_OverChannels, nn.LayerNorm):
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=NORM_EPS)
+
+
+class ChannelRMSNorm(_OverChannels, nn.RMSNorm):
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=RMS_EPS)
+
+
+def channel_norm(channels: int, norm: str = "layer") -> nn.Module:
+    norm_layer(1, norm)  # the same check and message
+    return ChannelNorm(channels) if norm == "layer" else ChannelRMSNorm(channels)
 
 
 # Standard deviation of a unit Normal truncated to [-2, 2]: dividing by it gives the truncated draw
@@ -53,13 +79,14 @@ def init_weights_(module: nn.Module, scale: float = 1.0, fans: tuple[int, int] |
     return module
 
 
-def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_out: bool = False) -> nn.Sequential:
-    """``layers`` x (Linear, LayerNorm, SiLU), then an optional Linear output (zero-initialised for
+def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_out: bool = False,
+        norm: str = "layer") -> nn.Sequential:
+    """``layers`` x (Linear, norm, SiLU), then an optional Linear output (zero-initialised for
     DreamerV3's reward and critic heads, so their first predictions are 0)."""
     blocks: list[nn.Module] = []
     for i in range(layers):
         blocks += [init_weights_(nn.Linear(in_dim if i == 0 else units, units, bias=False)),
-                   nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU()]
+                   norm_layer(units, norm), nn.SiLU()]
     if out_dim is not None:
         blocks.append(init_weights_(nn.Linear(units if layers else in_dim, out_dim), scale=0.0 if zero_out else 1.0))
     return nn.Sequential(*blocks)
@@ -67,13 +94,13 @@ def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_o
 
 class ConvEncoder(nn.Module):
     """(..., C, 64, 64) uint8 -> (..., 8d * 4 * 4): four stride-2 convs of kernel 4 with d, 2d, 4d, 8d
-    channels, each followed by a channel LayerNorm and SiLU. Pixels are centred to [-0.5, 0.5] here."""
+    channels, each followed by a norm over channels and SiLU. Pixels are centred to [-0.5, 0.5] here."""
 
-    def __init__(self, in_channels: int, depth: int, image_size: int = 64):
+    def __init__(self, in_channels: int, depth: int, image_size: int = 64, norm: str = "layer"):
         super().__init__()
         layers, channels = [], in_channels
         for mult in (1, 2, 4, 8):
-            layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
+            layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), channel_norm(depth * mult, norm), nn.SiLU()]
             channels = depth * mult
         # Channels-last: oneDNN's CPU convolutions run about 20% faster, and ChannelNorm's permute is free.
         self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
@@ -90,13 +117,13 @@ class ConvDecoder(nn.Module):
     """Features -> (..., C, 64, 64) image in [-0.5, 0.5] space (the MSE target is obs/255 - 0.5):
     a Linear to 8d x 4 x 4, then transposed convs 8d -> 4d -> 2d -> d -> C."""
 
-    def __init__(self, feat_dim: int, out_channels: int, depth: int, image_size: int = 64):
+    def __init__(self, feat_dim: int, out_channels: int, depth: int, image_size: int = 64, norm: str = "layer"):
         super().__init__()
         self.min_res, self.depth = image_size // 16, depth
         self.inp = init_weights_(nn.Linear(feat_dim, 8 * depth * self.min_res ** 2))
         layers, channels = [], 8 * depth
         for mult in (4, 2, 1):
-            layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False), ChannelNorm(depth * mult), nn.SiLU()]
+            layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False), channel_norm(depth * mult, norm), nn.SiLU()]
             channels = depth * mult
         layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1))
         self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
@@ -109,15 +136,15 @@ class ConvDecoder(nn.Module):
 
 
 class NormGRUCell(nn.Module):
-    """DreamerV3's GRU: one bias-free Linear of [input, state] to the three gates, LayerNorm over them,
+    """DreamerV3's GRU: one bias-free Linear of [input, state] to the three gates, a norm over them,
     and an update-gate bias of -1 so the state is mostly kept early in training:
         r, c, u = LN(W [x, h]);  c = tanh(sigmoid(r) * c);  u = sigmoid(u - 1);  h' = u c + (1 - u) h
     """
 
-    def __init__(self, in_dim: int, units: int):
+    def __init__(self, in_dim: int, units: int, norm: str = "layer"):
         super().__init__()
         self.linear = init_weights_(nn.Linear(in_dim + units, 3 * units, bias=False))
-        self.norm = nn.LayerNorm(3 * units, eps=NORM_EPS)
+        self.norm = norm_layer(3 * units, norm)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         reset, cand, update = self.norm(self.linear(torch.cat([x, h], -1))).chunk(3, -1)
