@@ -1,10 +1,11 @@
 """The 2024 DreamerV3 spec's pieces (configs/dreamer_2024.yaml): LaProp, adaptive gradient clipping,
-RMSNorm and the replay-value loss, against hand-computed values."""
+RMSNorm and the replay-value loss, against hand-computed values, and the overlay on a real run."""
 
 import math
 
 import pytest
 import torch
+from test_learning import logged
 from torch import nn
 
 from worldmodels.dreamer import DreamerV3
@@ -125,3 +126,16 @@ def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
     agent.zero_grad()
     with_repval.backward()
     assert all(p.grad is None for p in agent.world_model.parameters())  # features are stopped
+
+
+def test_the_2024_overlay_layers_on_a_dreamer_config_and_trains(fit, tmp_path):
+    # The small catch agent of the learning test, 4 updates after 500 random steps, no evaluation.
+    done = fit("--config", "tests/configs/dreamer_catch.yaml", "--config", "configs/dreamer_2024.yaml",
+               "--data.total_env_steps", "510", "--data.max_updates", "4", "--evaluation.every_env_steps", "0",
+               "--trainer.log_every_n_steps", "1", "--run_dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    for line in ("norm: rms", "optimizer: laprop", "agc: 0.3", "repval_scale: 0.3", "dyn_scale: 1.0"):
+        assert line in config
+    assert len(logged(tmp_path / "run", "critic/replay_value_loss")) == 4
+    assert all(math.isfinite(v) for v in logged(tmp_path / "run", "wm/loss"))
