@@ -45,5 +45,11 @@ def _cost_rank(item) -> tuple[int, float]:
     return (1 if item.get_closest_marker("integration") else 2), 0
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    # Opt-in runs (``long``) are deselected, and counted as such in the summary, unless -m names them.
+    if "long" not in (config.option.markexpr or ""):
+        opt_in = [item for item in items if item.get_closest_marker("long")]
+        if opt_in:
+            config.hook.pytest_deselected(items=opt_in)
+            items[:] = [item for item in items if not item.get_closest_marker("long")]
     items.sort(key=_cost_rank)  # stable: each group keeps its file order

@@ -2,8 +2,9 @@
 few minutes on one core (the discrete agents' counterpart is tests/test_learning.py). Each config
 says what it changes from the published settings and why."""
 
+import numpy as np
 import pytest
-from test_learning import final_eval_return, random_policy_return
+from test_learning import final_eval_return, logged, random_policy_return
 
 from worldmodels.envs import EnvConfig
 
@@ -33,3 +34,25 @@ def test_continuous_agents_learn_reach(agent, config, margin, fit, tmp_path, mon
     print(f"{agent} on reach: {learned:.2f}, random policy: {random:.2f}")
     assert random < -25
     assert learned > random + margin, f"{agent} scored {learned:.2f} against random {random:.2f}"
+
+
+@pytest.mark.long
+@pytest.mark.learning(minutes=25)
+def test_dreamer_learns_reach_and_its_world_model_the_images_and_rewards(fit, tmp_path, monkeypatch):
+    """DreamerV3 (2023 algorithm, the small model of the catch test: tests/configs/dreamer_reach.yaml)
+    on reach, 5000 env steps, about 25 minutes of one core: opt-in (pytest -m long). The world model's
+    image loss must fall to a third and its reward loss by a third, and the policy beat random by 5
+    (30 evaluation games, a standard error of about 2)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the measured run's numerics, with or without xdist
+    done = fit("--config", "tests/configs/dreamer_reach.yaml", "--run_dir", str(tmp_path / "run"), timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "run"
+    image, reward = logged(run, "wm/image_loss"), logged(run, "wm/reward_loss")
+    random = random_policy_return(EnvConfig("test", "reach", image_size=32, grayscale=False))
+    learned = final_eval_return(run)
+    print(f"DreamerV3 on reach: {learned:.2f}, random policy: {random:.2f}; image loss {image[0]:.1f} -> "
+          f"{image[-1]:.1f}, reward loss {reward[0]:.3f} -> {reward[-1]:.3f}")
+    assert np.mean(image[-3:]) < np.mean(image[:3]) / 3
+    assert np.mean(reward[-3:]) < np.mean(reward[:3]) * 2 / 3
+    assert learned > random + 5, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"
