@@ -18,6 +18,7 @@ import torch
 
 from worldmodels.errors import ConfigError
 from worldmodels.training.counters import Counters
+from worldmodels.training.log_counters import logs_this_step
 from worldmodels.training.spec import EnvSpec
 
 
@@ -79,6 +80,9 @@ class Agent(L.LightningModule):
             self.train(was_training)
 
     def log_scalars(self, metrics: dict[str, float | torch.Tensor]) -> None:
+        """Log training metrics, on the steps whose metrics Lightning writes (``logs_this_step``)."""
+        if self._trainer is not None and not logs_this_step(self.trainer):
+            return
         self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}, on_step=True, on_epoch=False)
 
     def _generators(self) -> dict[str, torch.Generator]:
