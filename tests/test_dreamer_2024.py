@@ -1,5 +1,5 @@
 """The 2024 DreamerV3 spec's pieces (configs/dreamer_2024.yaml): LaProp, adaptive gradient clipping,
-RMSNorm and the replay-value loss, against hand-computed values, and the overlay on a real run."""
+RMSNorm, the replay-value loss and raw-space two-hot bins, against hand-computed values, and the overlay on a real run."""
 
 import math
 
@@ -97,6 +97,8 @@ def test_unknown_norm_or_optimizer_is_a_config_error():
         DreamerV3(norm="batch")
     with pytest.raises(ConfigError, match="optimizer"):
         DreamerV3(optimizer="sgd")
+    with pytest.raises(ConfigError, match="two_hot_space"):
+        DreamerV3(two_hot_space="log")
 
 
 def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
@@ -135,7 +137,23 @@ def test_the_2024_overlay_layers_on_a_dreamer_config_and_trains(fit, tmp_path):
                "--trainer.log_every_n_steps", "1", "--run_dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     config = (tmp_path / "run" / "config.yaml").read_text()
-    for line in ("norm: rms", "optimizer: laprop", "agc: 0.3", "repval_scale: 0.3", "dyn_scale: 1.0"):
+    for line in ("norm: rms", "optimizer: laprop", "agc: 0.3", "repval_scale: 0.3", "dyn_scale: 1.0",
+                 "two_hot_space: raw"):
         assert line in config
     assert len(logged(tmp_path / "run", "critic/replay_value_loss")) == 4
     assert all(math.isfinite(v) for v in logged(tmp_path / "run", "wm/loss"))
+
+
+def test_raw_two_hot_space_spaces_the_reward_and_critic_bins_by_symexp_and_decodes_without_squashing():
+    agent = build(two_hot_space="raw")
+    grid = torch.linspace(-20, 20, 255)
+    raw_bins = torch.sign(grid) * torch.expm1(grid.abs())
+    assert torch.allclose(agent.world_model.bins, raw_bins) and torch.allclose(agent.critic.bins, raw_bins)
+    # Half the probability on each of two neighbouring bins decodes to their midpoint in raw space (the
+    # symlog space would give symexp of the midpoint of grid[200] and grid[201], about 5% less).
+    logits = torch.full((255,), -1e9)
+    logits[200] = logits[201] = 0.0
+    assert agent.critic.decode(logits).item() == pytest.approx(((raw_bins[200] + raw_bins[201]) / 2).item(), rel=1e-5)
+    # and the loss of that midpoint is the cross-entropy of weights 1/2, 1/2: log 2.
+    target = (raw_bins[200] + raw_bins[201]) / 2
+    assert agent.critic.logits_loss(logits, target).item() == pytest.approx(math.log(2), rel=1e-5)

@@ -20,11 +20,11 @@ from worldmodels.dreamer.behavior import Actor, Critic, ReturnScale, behavior_lo
 from worldmodels.dreamer.rssm import State
 from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
 from worldmodels.errors import ConfigError
-from worldmodels.nets.distributions import two_hot_decode
+from worldmodels.nets.distributions import SPACES
 from worldmodels.nets.dreamer_blocks import NORMS
-from worldmodels.training.optim import OPTIMIZERS, adaptive_clip_grad_
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
+from worldmodels.training.optim import OPTIMIZERS, adaptive_clip_grad_
 
 
 class DreamerV3(Agent):
@@ -49,6 +49,8 @@ class DreamerV3(Agent):
         agc: adaptive gradient clipping of every parameter tensor to agc x its norm (0: off, clip the
             global gradient norm at ``*_clip`` instead).
         repval_scale: weight of the critic's loss on the replayed states' lambda-returns (0: off).
+        two_hot_space: "symlog" (2023 code) or "raw" (2024 code): where the reward and critic bins are
+            spaced evenly and their two-hot weights interpolate (worldmodels.nets.distributions).
     """
 
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
@@ -59,11 +61,14 @@ class DreamerV3(Agent):
                  slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
                  model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,
                  ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000, dr3_coef: float = 0.0,
-                 norm: str = "layer", optimizer: str = "adam", agc: float = 0.0, repval_scale: float = 0.0):
+                 norm: str = "layer", optimizer: str = "adam", agc: float = 0.0, repval_scale: float = 0.0,
+                 two_hot_space: str = "symlog"):
         if size not in SIZES:
             raise ConfigError(f"model.init_args.size is '{size}'; choose one of {', '.join(SIZES)}.")
         if norm not in NORMS:
             raise ConfigError(f"model.init_args.norm is '{norm}'; choose one of {', '.join(NORMS)}.")
+        if two_hot_space not in SPACES:
+            raise ConfigError(f"model.init_args.two_hot_space is '{two_hot_space}'; choose one of {', '.join(SPACES)}.")
         if optimizer not in OPTIMIZERS:
             raise ConfigError(f"model.init_args.optimizer is '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}.")
         super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
@@ -80,10 +85,10 @@ class DreamerV3(Agent):
         size = Size(h.deter or table.deter, h.cnn_depth or table.depth, h.mlp_units or table.units,
                     table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes, h.norm)
         self.action_dim = spec.num_actions if spec.discrete else spec.action_dim
-        self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix)
+        self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix, two_hot_space=h.two_hot_space)
         feat = self.world_model.rssm.feat_dim
         self.actor = Actor(feat, self.action_dim, spec.discrete, size.units, size.layers, h.unimix, norm=h.norm)
-        self.critic = Critic(feat, size.units, size.layers, norm=h.norm)
+        self.critic = Critic(feat, size.units, size.layers, norm=h.norm, space=h.two_hot_space)
         self.returns_scale = ReturnScale()
 
     def replay_view(self) -> SequenceView:
@@ -210,7 +215,7 @@ class DreamerV3(Agent):
 
         feat = post.features()
         phi = self.critic.features(feat)  # (B, T, units)
-        value = two_hot_decode(self.critic.head(phi), self.critic.bins)
+        value = self.critic.decode(self.critic.head(phi))
         returned = batch["mc_valid"]  # states whose return is complete (worldmodels.training.health)
         out["value_mean"] = value[returned].mean()
         out["mc_return_mean"] = batch["mc_return"][returned].float().mean()

@@ -49,7 +49,8 @@ def replay_returns(reward: torch.Tensor, terminal: torch.Tensor, last: torch.Ten
     keep, chain = (~terminal).float(), lam * (~last).float()
     ret, out = boot[:, -1], []
     for t in reversed(range(reward.shape[1] - 1)):
-        ret = reward[:, t + 1] + gamma * keep[:, t + 1] * ((1 - chain[:, t + 1]) * boot[:, t + 1] + chain[:, t + 1] * ret)
+        c = chain[:, t + 1]
+        ret = reward[:, t + 1] + gamma * keep[:, t + 1] * ((1 - c) * boot[:, t + 1] + c * ret)
         out.append(ret)
     return torch.stack(out[::-1], 1)
 
@@ -99,17 +100,27 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Two-hot value head (zero-initialised output) and its slow EMA copy."""
+    """Two-hot value head (zero-initialised output) and its slow EMA copy; ``space`` is where the
+    two-hot bins are spaced evenly, "symlog" (2023 code) or "raw" (2024 code; worldmodels.nets.distributions)."""
 
-    def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255, norm: str = "layer"):
+    def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255, norm: str = "layer",
+                 space: str = "symlog"):
         super().__init__()
         self.net = mlp(feat_dim, units, layers, bins, zero_out=True, norm=norm)
         self.slow = mlp(feat_dim, units, layers, bins, zero_out=True, norm=norm).requires_grad_(False)
         self.slow.load_state_dict(self.net.state_dict())
-        self.register_buffer("bins", make_bins(bins), persistent=False)
+        self.space = space
+        self.register_buffer("bins", make_bins(bins, space=space), persistent=False)
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        return two_hot_decode(logits, self.bins, self.space)
+
+    def logits_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Two-hot cross-entropy of ``logits`` against the (stopped) ``target`` values."""
+        return two_hot_loss(logits, target, self.bins, self.space)
 
     def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
-        return two_hot_decode((self.slow if slow else self.net)(feat), self.bins)
+        return self.decode((self.slow if slow else self.net)(feat))
 
     def features(self, feat: torch.Tensor) -> torch.Tensor:
         """Penultimate features: the last hidden layer's output, what srank and DR3 look at."""
@@ -120,7 +131,7 @@ class Critic(nn.Module):
         return self.net[-1](features)
 
     def loss(self, feat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return two_hot_loss(self.net(feat), target, self.bins)
+        return self.logits_loss(self.net(feat), target)
 
     @torch.no_grad()
     def update_slow(self, fraction: float) -> None:
@@ -170,7 +181,7 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
         value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
     else:
         with torch.no_grad():
-            value = torch.cat([two_hot_decode(critic_logits, critic.bins), critic.value(feat[-1:])], 0)
+            value = torch.cat([critic.decode(critic_logits), critic.value(feat[-1:])], 0)
     returns = lambda_returns(torch.cat([reward[:1], reward], 0), cont, value, gamma, lam)  # (H, N); index 0 unused
     weight = (torch.cumprod(gamma * cont, 0) / gamma).detach()[:-1]
 
@@ -186,8 +197,8 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
 
     with torch.no_grad():
         slow_target = critic.value(critic_feat, slow=True)
-    td_loss = two_hot_loss(critic_logits, returns.detach(), critic.bins)  # against the lambda-returns
-    critic_loss = (weight * (td_loss + slow_reg * two_hot_loss(critic_logits, slow_target, critic.bins))).mean()
+    td_loss = critic.logits_loss(critic_logits, returns)  # against the lambda-returns
+    critic_loss = (weight * (td_loss + slow_reg * critic.logits_loss(critic_logits, slow_target))).mean()
     if dr3_coef:  # skipped at 0, so the default loss is exactly the 2023 one
         critic_loss = critic_loss + dr3_coef * dr3
     if repval_scale:
@@ -198,7 +209,7 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
         target = replay_returns(replay["reward"], replay["terminal"], replay["last"],
                                 returns[0].detach().view(shape), gamma, lam)
         logits, slow = critic_logits[0].view(*shape, -1)[:, :-1], slow_target[0].view(shape)[:, :-1]
-        per_step = two_hot_loss(logits, target, critic.bins) + slow_reg * two_hot_loss(logits, slow, critic.bins)
+        per_step = critic.logits_loss(logits, target) + slow_reg * critic.logits_loss(logits, slow)
         repval = ((~replay["last"][:, :-1]).float() * per_step).mean()
         critic_loss = critic_loss + repval_scale * repval
     metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),

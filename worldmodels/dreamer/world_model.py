@@ -59,7 +59,7 @@ def kl_balance(post_logits: torch.Tensor, prior_logits: torch.Tensor, free: floa
 
 class WorldModel(nn.Module):
     def __init__(self, obs_shape: tuple[int, int, int], action_dim: int, size: Size, unimix: float = 0.01,
-                 bins: int = 255):
+                 bins: int = 255, two_hot_space: str = "symlog"):
         super().__init__()
         channels, image = obs_shape[0], obs_shape[1]
         if image % 16:
@@ -71,10 +71,11 @@ class WorldModel(nn.Module):
         self.decoder = ConvDecoder(feat, channels, size.depth, image, size.norm)
         self.reward_head = mlp(feat, size.units, size.layers, bins, zero_out=True, norm=size.norm)
         self.continue_head = mlp(feat, size.units, size.layers, 1, norm=size.norm)
-        self.register_buffer("bins", make_bins(bins), persistent=False)
+        self.space = two_hot_space  # where the reward's two-hot bins are spaced evenly (see Critic)
+        self.register_buffer("bins", make_bins(bins, space=two_hot_space), persistent=False)
 
     def reward(self, feat: torch.Tensor) -> torch.Tensor:
-        return two_hot_decode(self.reward_head(feat), self.bins)
+        return two_hot_decode(self.reward_head(feat), self.bins, self.space)
 
     def continue_prob(self, feat: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.continue_head(feat).squeeze(-1))
@@ -130,7 +131,7 @@ class WorldModel(nn.Module):
         feat = post.features()
         target = obs.float() / 255.0 - 0.5
         image = ((self.decoder(feat) - target) ** 2).sum((-3, -2, -1))
-        reward_loss = two_hot_loss(self.reward_head(feat), reward, self.bins)
+        reward_loss = two_hot_loss(self.reward_head(feat), reward, self.bins, self.space)
         cont_logits = self.continue_head(feat).squeeze(-1)
         cont_loss = F.binary_cross_entropy_with_logits(cont_logits, (~terminal).float(), reduction="none")
         dyn, rep, kl = kl_balance(post.logits, prior_logits, free_nats)

@@ -18,13 +18,15 @@ RMS_EPS = 1e-4
 NORMS = ("layer", "rms")
 
 
+def _checked(norm: str) -> str:
+    if norm not in NORMS:
+        raise ValueError(f"norm is '{norm}'; choose one of {', '.join(NORMS)}")
+    return norm
+
+
 def norm_layer(dim: int, norm: str = "layer") -> nn.Module:
     """The 2023 spec's LayerNorm (learned scale and shift) or the 2024 spec's RMSNorm (learned scale)."""
-    if norm == "layer":
-        return nn.LayerNorm(dim, eps=NORM_EPS)
-    if norm == "rms":
-        return nn.RMSNorm(dim, eps=RMS_EPS)
-    raise ValueError(f"norm is '{norm}'; choose one of {', '.join(NORMS)}")
+    return nn.LayerNorm(dim, eps=NORM_EPS) if _checked(norm) == "layer" else nn.RMSNorm(dim, eps=RMS_EPS)
 
 
 class _OverChannels:
@@ -46,8 +48,7 @@ class ChannelRMSNorm(_OverChannels, nn.RMSNorm):
 
 
 def channel_norm(channels: int, norm: str = "layer") -> nn.Module:
-    norm_layer(1, norm)  # the same check and message
-    return ChannelNorm(channels) if norm == "layer" else ChannelRMSNorm(channels)
+    return ChannelNorm(channels) if _checked(norm) == "layer" else ChannelRMSNorm(channels)
 
 
 # Standard deviation of a unit Normal truncated to [-2, 2]: dividing by it gives the truncated draw
@@ -100,7 +101,8 @@ class ConvEncoder(nn.Module):
         super().__init__()
         layers, channels = [], in_channels
         for mult in (1, 2, 4, 8):
-            layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), channel_norm(depth * mult, norm), nn.SiLU()]
+            layers += [nn.Conv2d(channels, depth * mult, 4, 2, 1, bias=False), channel_norm(depth * mult, norm),
+                       nn.SiLU()]
             channels = depth * mult
         # Channels-last: oneDNN's CPU convolutions run about 20% faster, and ChannelNorm's permute is free.
         self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
@@ -123,7 +125,8 @@ class ConvDecoder(nn.Module):
         self.inp = init_weights_(nn.Linear(feat_dim, 8 * depth * self.min_res ** 2))
         layers, channels = [], 8 * depth
         for mult in (4, 2, 1):
-            layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False), channel_norm(depth * mult, norm), nn.SiLU()]
+            layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False),
+                       channel_norm(depth * mult, norm), nn.SiLU()]
             channels = depth * mult
         layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1))
         self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
@@ -138,7 +141,7 @@ class ConvDecoder(nn.Module):
 class NormGRUCell(nn.Module):
     """DreamerV3's GRU: one bias-free Linear of [input, state] to the three gates, a norm over them,
     and an update-gate bias of -1 so the state is mostly kept early in training:
-        r, c, u = LN(W [x, h]);  c = tanh(sigmoid(r) * c);  u = sigmoid(u - 1);  h' = u c + (1 - u) h
+        r, c, u = norm(W [x, h]);  c = tanh(sigmoid(r) * c);  u = sigmoid(u - 1);  h' = u c + (1 - u) h
     """
 
     def __init__(self, in_dim: int, units: int, norm: str = "layer"):
