@@ -46,7 +46,8 @@ def _cost_rank(item) -> tuple[int, float]:
 
 
 def pytest_collection_modifyitems(config, items):
-    # Opt-in runs (``long``) are deselected, and counted as such in the summary, unless -m names them.
+    # Opt-in runs (``long``) are deselected unless -m names them (a plain run's summary counts them as
+    # deselected; under xdist the workers deselect them and the summary does not say so).
     if "long" not in (config.option.markexpr or ""):
         opt_in = [item for item in items if item.get_closest_marker("long")]
         if opt_in:

@@ -7,6 +7,7 @@ from worldmodels.dreamer import DreamerV3
 from worldmodels.dreamer.behavior import ReturnScale, lambda_returns
 from worldmodels.dreamer.rssm import RSSM
 from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
+from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
 from worldmodels.training import EnvSpec
 
 
@@ -114,8 +115,6 @@ def test_sizes_follow_the_2023_table():
 
 def test_layers_start_from_the_reference_truncated_normal_with_fan_avg_variance():
     """The 2023 code's initializer: Normal truncated at 2 std, variance 1 / mean(fan_in, fan_out)."""
-    from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
-
     torch.manual_seed(0)
     hidden = mlp(300, 500, 1, 100)[0].weight  # fans 300 and 500: std sqrt(1 / 400) = 0.05
     assert hidden.std().item() == pytest.approx(0.05, rel=0.03)

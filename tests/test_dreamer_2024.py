@@ -111,6 +111,7 @@ def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
     first[:, 0] = True
     replay = {"reward": torch.randn(B, T), "terminal": torch.zeros(B, T, dtype=torch.bool),
               "last": torch.zeros(B, T, dtype=torch.bool)}
+    replay["last"][0, 1] = True  # one episode end inside the window: its step leaves the loss
     _, post, _ = agent.world_model.loss(obs, action, replay["reward"], replay["terminal"], first)
     start = State(*(x.detach().flatten(0, 1) for x in post))
     args = (agent.world_model, agent.actor, agent.critic)
@@ -121,13 +122,12 @@ def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
 
     _, without, _ = critic_loss(0.0)
     _, with_repval, metrics = critic_loss(0.3)
-    # The critic starts at zero logits: uniform over 255 bins, so each cross-entropy is log(255), the
-    # replay loss (two of them per step, all steps unmasked) 2 log(255).
-    assert metrics["critic/replay_value_loss"].item() == pytest.approx(2 * math.log(255), rel=1e-5)
-    assert (with_repval - without).item() == pytest.approx(0.3 * 2 * math.log(255), rel=1e-5)
-    agent.zero_grad()
-    with_repval.backward()
-    assert all(p.grad is None for p in agent.world_model.parameters())  # features are stopped
+    # The critic starts at zero logits: uniform over 255 bins, so each cross-entropy is log(255) whatever
+    # its target, two per step (returns and slow critic), averaged over the B x (T - 1) = 6 steps that
+    # have a return, of which the episode end (0, 1) counts zero: 5/6 x 2 log(255).
+    expected = 5 / 6 * 2 * math.log(255)
+    assert metrics["critic/replay_value_loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert (with_repval - without).item() == pytest.approx(0.3 * expected, rel=1e-5)
 
 
 def test_the_2024_overlay_layers_on_a_dreamer_config_and_trains(fit, tmp_path):

@@ -34,6 +34,18 @@ def final_eval_return(run_dir) -> float:
     return logged(run_dir, "eval/return_mean")[-1]
 
 
+def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int):
+    """Train DreamerV3 with ``config`` into ``run_dir``; return (final evaluation return, the random
+    policy's return on ``env``, logged image losses, logged reward losses), printed as well."""
+    done = fit("--config", config, "--run_dir", str(run_dir), timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    image, reward = logged(run_dir, "wm/image_loss"), logged(run_dir, "wm/reward_loss")
+    random, learned = random_policy_return(env), final_eval_return(run_dir)
+    print(f"DreamerV3 on {env.task}: {learned:.2f}, random policy: {random:.2f}; image loss {image[0]:.1f} -> "
+          f"{image[-1]:.1f}, reward loss {reward[0]:.3f} -> {reward[-1]:.3f}")
+    return learned, random, image, reward
+
+
 # A-LIX's largest mixing shift is 0.5 px instead of the DMC reference's 2.5: on 44 px catch images the
 # Nature CNN's maps are 10x10, 4x4 and 2x2, where 2.5 px wipes out the signal (it scored -0.46 against
 # -0.77 for random); 0.5 px is roughly the reference's 2.5 px scaled from its 35x35 maps to the first
@@ -65,14 +77,9 @@ def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tm
     steps: the world model's image and reward losses must halve, and the policy beat random by 0.4
     (30 evaluation games: about three standard errors)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    done = fit("--config", "tests/configs/dreamer_catch.yaml", "--run_dir", str(tmp_path / "run"), timeout=1200)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = tmp_path / "run"
-    image, reward = logged(run, "wm/image_loss"), logged(run, "wm/reward_loss")
-    random = random_policy_return(EnvConfig("test", "catch", image_size=32, grayscale=False))
-    learned = final_eval_return(run)
-    print(f"DreamerV3 on catch: {learned:.2f}, random policy: {random:.2f}; image loss {image[0]:.1f} -> "
-          f"{image[-1]:.1f}, reward loss {reward[0]:.3f} -> {reward[-1]:.3f}")
+    learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_catch.yaml",
+                                                          EnvConfig("test", "catch", image_size=32, grayscale=False),
+                                                          timeout=1200)
     assert np.mean(image[-3:]) < 0.5 * np.mean(image[:3])
     assert np.mean(reward[-3:]) < 0.5 * np.mean(reward[:3])
     assert learned > random + 0.4, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"

@@ -4,7 +4,7 @@ says what it changes from the published settings and why."""
 
 import numpy as np
 import pytest
-from test_learning import final_eval_return, logged, random_policy_return
+from test_learning import dreamer_learning_run, final_eval_return, random_policy_return
 
 from worldmodels.envs import EnvConfig
 
@@ -45,14 +45,9 @@ def test_dreamer_learns_reach_and_its_world_model_the_images_and_rewards(fit, tm
     (30 evaluation games, a standard error of about 2)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the measured run's numerics, with or without xdist
-    done = fit("--config", "tests/configs/dreamer_reach.yaml", "--run_dir", str(tmp_path / "run"), timeout=3600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run = tmp_path / "run"
-    image, reward = logged(run, "wm/image_loss"), logged(run, "wm/reward_loss")
-    random = random_policy_return(EnvConfig("test", "reach", image_size=32, grayscale=False))
-    learned = final_eval_return(run)
-    print(f"DreamerV3 on reach: {learned:.2f}, random policy: {random:.2f}; image loss {image[0]:.1f} -> "
-          f"{image[-1]:.1f}, reward loss {reward[0]:.3f} -> {reward[-1]:.3f}")
+    learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_reach.yaml",
+                                                          EnvConfig("test", "reach", image_size=32, grayscale=False),
+                                                          timeout=3600)
     assert np.mean(image[-3:]) < np.mean(image[:3]) / 3
     assert np.mean(reward[-3:]) < np.mean(reward[:3]) * 2 / 3
     assert learned > random + 5, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"

@@ -103,7 +103,6 @@ class DreamerV3(Agent):
 
     def clip_gradients_(self, params, max_norm: float) -> torch.Tensor:
         """Clip by ``agc`` per tensor (2024) or by the global norm (2023); returns the global norm before."""
-        params = [p for p in params if p.grad is not None]
         if self.hparams.agc:
             return adaptive_clip_grad_(params, self.hparams.agc)
         return torch.nn.utils.clip_grad_norm_(params, max_norm)

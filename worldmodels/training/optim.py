@@ -51,11 +51,11 @@ def adaptive_clip_grad_(params: Iterable[torch.nn.Parameter], clip: float, pmin:
     tensor norms, as the 2024 DreamerV3 code; pmin keeps zero-initialised weights trainable). Returns
     the global gradient norm before clipping, for logging."""
     params = [p for p in params if p.grad is not None]
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
-    for p in params:
+    grad_norms = [torch.linalg.vector_norm(p.grad) for p in params]
+    for p, grad_norm in zip(params, grad_norms):
         upper = clip * torch.linalg.vector_norm(p).clamp(min=pmin)
-        p.grad.mul_(1.0 / torch.clamp(torch.linalg.vector_norm(p.grad) / upper, min=1.0))
-    return total
+        p.grad.mul_(1.0 / torch.clamp(grad_norm / upper, min=1.0))
+    return torch.linalg.vector_norm(torch.stack(grad_norms))
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "laprop": LaProp}
