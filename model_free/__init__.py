@@ -3,6 +3,6 @@
 from model_free.alix import ALIX
 from model_free.drq import DrQ
 from model_free.drqv2 import DrQv2
-from model_free.nddqn import NDDQN, ALIXAtari, DrQAtari
+from model_free.rainbow import Rainbow
 
-__all__ = ["NDDQN", "DrQAtari", "ALIXAtari", "DrQ", "DrQv2", "ALIX"]
+__all__ = ["Rainbow", "DrQ", "DrQv2", "ALIX"]

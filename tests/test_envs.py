@@ -19,7 +19,7 @@ def test_atari_dqn_preset_gives_stacked_84px_gray_frames_and_the_minimal_action_
     ale = env.unwrapped.ale
     assert ale.getFloat("repeat_action_probability") == 0.0  # no sticky actions
     pre = next(w for w in _chain(env) if isinstance(w, gym.wrappers.AtariPreprocessing))
-    assert pre.frame_skip == 4 and pre.noop_max == 30
+    assert pre.frame_skip == 4 and pre.noop_max == 0  # Dopamine: no no-op starts
     frames_before = ale.getEpisodeFrameNumber()
     env.step(0)
     assert ale.getEpisodeFrameNumber() - frames_before == 4
@@ -37,7 +37,9 @@ def test_atari_training_clips_rewards_and_evaluation_keeps_true_scores():
     assert make_env(cfg, training=True).spec is not None  # builds
     train_cfg, eval_cfg = cfg.resolved(), cfg.for_evaluation()
     assert train_cfg.clip_rewards and train_cfg.terminal_on_life_loss
-    assert not eval_cfg.clip_rewards and not eval_cfg.terminal_on_life_loss
+    # Evaluation scores true rewards; a lost life still restarts the agent's stack (Dopamine), the game goes on.
+    assert not eval_cfg.clip_rewards and eval_cfg.terminal_on_life_loss
+    assert train_cfg.noop_max == 0 and train_cfg.stack_padding == "zero"  # Dopamine's Atari 100k preprocessing
 
 
 def test_life_loss_ends_the_learning_episode_but_not_the_game():
@@ -55,7 +57,16 @@ def test_life_loss_ends_the_learning_episode_but_not_the_game():
     frame_number = ale.getEpisodeFrameNumber()
     obs, _ = env.reset()
     assert ale.getEpisodeFrameNumber() == frame_number and ale.lives() == lives - 1  # no emulator reset
-    assert (obs[0] == obs[-1]).all()  # a fresh stack of the current frame
+    # A fresh stack, zero-padded as Dopamine's agents begin each episode: the current frame, then zeros.
+    assert (obs[:3] == 0).all() and obs[3].any()
+
+
+def test_zero_padded_stack_at_episode_start_then_frames_shift_in():
+    env = make_env(EnvConfig("atari", "pong", preset="dqn"), seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and (obs[:3] == 0).all() and obs[3].any()
+    obs2, *_ = env.step(0)
+    assert (obs2[:2] == 0).all() and (obs2[2] == obs[3]).all() and obs2[3].any()
 
 
 def test_dmc_model_free_preset_renders_stacked_84px_rgb_with_actions_in_unit_box():

@@ -22,11 +22,13 @@ TINY = ["--config", "tests/configs/nddqn_catch.yaml", "--data.total_env_steps", 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> dict[str, Path]:
-    """NDDQN (seed 0) and DrQ (seed 1) on catch, 300 env steps each, evaluated at about 200 and at 300."""
+    """NDDQN (seed 0) and DrQ(eps) (seed 1) on catch, 300 env steps each, evaluated at about 200 and at
+    300; both are the Rainbow learner, told apart by their config names."""
     root = tmp_path_factory.mktemp("runs")
-    runs = {"NDDQN": root / "nddqn", "DrQAtari": root / "drq"}
-    for extra, run in [([], runs["NDDQN"]), (["--model.class_path", "model_free.DrQAtari", "--seed_everything", "1"],
-                                            runs["DrQAtari"])]:
+    runs = {"nddqn_catch": root / "nddqn", "drq_catch": root / "drq"}
+    drq = ["--name", "drq_catch", "--model.init_args.augment", "true", "--model.init_args.epsilon_train", "0.01",
+           "--model.init_args.epsilon_eval", "0.001", "--seed_everything", "1"]
+    for extra, run in [([], runs["nddqn_catch"]), (drq, runs["drq_catch"])]:
         done = run_fit(*TINY, *extra, "--run_dir", str(run), cwd=root)
         assert done.returncode == 0, done.stderr[-3000:]
     return runs
@@ -46,11 +48,12 @@ def one_error_line(stderr: str) -> str:
 
 # ----------------------------------------------------------------------------- evaluate
 def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_run(two_runs):
-    run = two_runs["NDDQN"]
+    run = two_runs["nddqn_catch"]
     written = evaluate_main(["--ckpt", str(run / "checkpoints" / "last.ckpt"), "--episodes", "4", "--seed", "3"])
     assert written == run / "eval-last.json"
     result = json.loads(written.read_text())
-    assert (result["agent"], result["suite"], result["task"], result["seed"]) == ("NDDQN", "test", "catch", 0)
+    assert (result["agent"], result["suite"], result["task"], result["seed"]) == ("Rainbow", "test", "catch", 0)
+    assert result["name"] == "nddqn_catch"
     assert result["env_steps"] == 300 and result["episodes"] == 4 and result["eval_seed"] == 3
     assert len(result["returns"]) == 4 and set(result["returns"]) <= {-1.0, 1.0}  # a catch game scores +1 or -1
     assert result["mean"] == pytest.approx(np.mean(result["returns"]))
@@ -62,10 +65,10 @@ def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_r
 
 
 def test_the_evaluated_agent_carries_the_checkpoints_weights_and_counters(two_runs):
-    ckpt = two_runs["DrQAtari"] / "checkpoints" / "last.ckpt"
+    ckpt = two_runs["drq_catch"] / "checkpoints" / "last.ckpt"
     trained = load_agent(ckpt)
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    assert type(trained.agent).__name__ == "DrQAtari"
+    assert trained.agent.hparams.augment and trained.agent.hparams.epsilon_eval == 0.001
     assert trained.agent.state_dict().keys() == saved.keys()
     assert all(torch.equal(value, saved[key]) for key, value in trained.agent.state_dict().items())
     assert trained.counters.env_steps == 300
@@ -94,7 +97,7 @@ def test_compare_turns_two_runs_of_different_agents_into_a_table_and_plots(two_r
     text = report.read_text()
     for agent, run in two_runs.items():
         steps, final = eval_rows(run)[-1]
-        seed = "0" if agent == "NDDQN" else "1"
+        seed = "0" if agent == "nddqn_catch" else "1"
         assert f"| catch | {agent} | {seed} | {steps} | {final:.2f} |" in text
         # One run on one task: every aggregate is that run's final return, with a zero-width interval.
         assert f"| {agent} | 1 | 1 | " + " | ".join([f"{final:.2f} [{final:.2f}, {final:.2f}]"] * 3) + " |" in text
@@ -114,11 +117,12 @@ def test_compare_stops_with_one_sentence_for_a_path_that_is_not_a_run(tmp_path, 
 
 
 # ----------------------------------------------------------------------------- compare on Atari runs, by hand
-def write_run(run: Path, class_path: str, game: str, seed: int, evaluations: list[tuple[int, float]],
-              resumed: list[tuple[int, float]] = (), games_cut_at: int | None = None) -> Path:
+def write_run(run: Path, name: str, game: str, seed: int, evaluations: list[tuple[int, float]],
+              resumed: list[tuple[int, float]] = (), games_cut_at: int | None = None,
+              class_path: str = "model_free.Rainbow") -> Path:
     """A run directory as worldmodels.fit leaves it, as far as compare reads it."""
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(f"seed_everything: {seed}\nname: {game}_run\nmodel:\n  class_path: {class_path}\n"
+    (run / "config.yaml").write_text(f"seed_everything: {seed}\nname: {name}\nmodel:\n  class_path: {class_path}\n"
                                      f"data:\n  env:\n    suite: atari\n    task: {game}\n"
                                      f"evaluation:\n  max_steps: {games_cut_at or 'null'}\n")
     for folder, rows in [("csv", evaluations), ("csv-resumed-20260101-000000", resumed)]:
@@ -133,15 +137,15 @@ def write_run(run: Path, class_path: str, game: str, seed: int, evaluations: lis
 def test_compare_aggregates_human_normalised_atari_scores_as_worked_out_by_hand(tmp_path):
     runs = [
         # Pong (random -20.7, human 14.6): final returns -20.7 and 14.6, HNS 0 and 1; the second run was resumed.
-        write_run(tmp_path / "a0", "model_free.NDDQN", "pong", 0, [(100, -21.0), (200, -20.7)]),
-        write_run(tmp_path / "a1", "model_free.NDDQN", "pong", 1, [(100, -21.0)], resumed=[(200, 14.6)]),
+        write_run(tmp_path / "a0", "NDDQN", "pong", 0, [(100, -21.0), (200, -20.7)]),
+        write_run(tmp_path / "a1", "NDDQN", "pong", 1, [(100, -21.0)], resumed=[(200, 14.6)]),
         # Breakout (random 1.7, human 30.5): 16.1 in both runs, HNS 0.5.
-        write_run(tmp_path / "b0", "model_free.NDDQN", "breakout", 0, [(200, 16.1)]),
-        write_run(tmp_path / "b1", "model_free.NDDQN", "breakout", 1, [(200, 3.0)]),
-        write_run(tmp_path / "c0", "model_free.DrQAtari", "pong", 0, [(200, -20.7)]),
+        write_run(tmp_path / "b0", "NDDQN", "breakout", 0, [(200, 16.1)]),
+        write_run(tmp_path / "b1", "NDDQN", "breakout", 1, [(200, 3.0)]),
+        write_run(tmp_path / "c0", "DrQAtari", "pong", 0, [(200, -20.7)]),
     ]
     # An evaluation file of run b1 replaces its final return (16.1, not 3.0) instead of counting as a third run.
-    evaluation = {"class_path": "model_free.NDDQN", "suite": "atari", "task": "breakout", "seed": 1, "env_steps": 200,
+    evaluation = {"class_path": "model_free.Rainbow", "name": "NDDQN", "suite": "atari", "task": "breakout", "seed": 1, "env_steps": 200,
                   "mean": 16.1, "run_dir": str(runs[3].resolve())}
     (tmp_path / "b1.json").write_text(json.dumps(evaluation))
     text = compare([*runs, tmp_path / "b1.json"], tmp_path / "cmp", reps=5000).read_text()
@@ -156,14 +160,14 @@ def test_compare_aggregates_human_normalised_atari_scores_as_worked_out_by_hand(
     assert "different games" in text  # DrQ only played pong
 
 
-def test_compare_can_group_runs_by_their_config_name(tmp_path):
-    runs = [write_run(tmp_path / "a", "model_free.NDDQN", "pong", 0, [(200, 0.0)]),
-            write_run(tmp_path / "b", "model_free.NDDQN", "breakout", 0, [(200, 1.0)])]
-    text = compare(runs, tmp_path / "cmp", group_by="name", reps=100).read_text()
-    assert "| pong | pong_run | 0 | 200 | 0.00 |" in text and "| breakout | breakout_run | 0 | 200 | 1.00 |" in text
+def test_compare_can_group_runs_by_their_agent_class(tmp_path):
+    runs = [write_run(tmp_path / "a", "nddqn_atari", "pong", 0, [(200, 0.0)]),
+            write_run(tmp_path / "b", "dreamer_atari", "pong", 0, [(200, 1.0)], class_path="worldmodels.dreamer.DreamerV3")]
+    text = compare(runs, tmp_path / "cmp", group_by="agent", reps=100).read_text()
+    assert "| pong | DreamerV3 | 0 | 200 | 1.00 |" in text and "| pong | Rainbow | 0 | 200 | 0.00 |" in text
 
 
 def test_compare_flags_returns_of_evaluation_games_cut_short(tmp_path):
-    run = write_run(tmp_path / "smoke", "model_free.NDDQN", "pong", 0, [(205, -2.0)], games_cut_at=100)
+    run = write_run(tmp_path / "smoke", "NDDQN", "pong", 0, [(205, -2.0)], games_cut_at=100)
     text = compare([run], tmp_path / "cmp", reps=100).read_text()
     assert "| pong | NDDQN | 0 | 205 | -2.00 † |" in text and "† evaluation games cut after" in text

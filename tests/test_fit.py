@@ -20,7 +20,7 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     done = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").glob("nddqn_atari-*")
-    assert (run / "config.yaml").read_text().count("class_path: model_free.NDDQN") == 1
+    assert (run / "config.yaml").read_text().count("class_path: model_free.Rainbow") == 1
     header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "env_steps" in header and not [k for k in MODEL_FREE_HEALTH if k not in header]
     (offline,) = (run / "wandb").glob("offline-run-*")

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from model_free import DrQ, DrQv2, NDDQN
+from functools import partial
+
+from model_free import DrQ, DrQv2, Rainbow
 from model_free.health import nd_under
 from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot, nd_score,
                                      overestimation, srank)
@@ -93,6 +95,8 @@ def test_feature_dot_is_the_batch_mean_of_rowwise_dot_products():
 
 SPEC_ATARI = EnvSpec((4, 84, 84), 1, num_actions=3)
 SPEC_DMC = EnvSpec((9, 84, 84), 3, action_dim=2)
+# The value-based learner as NDDQN (configs/nddqn_atari.yaml) and with its defaults, DER.
+NDDQN = partial(Rainbow, num_atoms=1, noisy=False, prioritized=False, target_update_period=1)
 
 
 def held_batch(spec, n=8, seed=0):
@@ -120,7 +124,7 @@ def training_loss(agent_class, spec, dr3_coef):
     return losses[0], logged
 
 
-@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
+@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
 def test_the_dr3_coefficient_adds_coef_times_the_feature_dot_to_the_loss(agent_class, spec):
     plain, plain_logs = training_loss(agent_class, spec, 0.0)
     regularized, logs = training_loss(agent_class, spec, 0.25)
@@ -183,7 +187,7 @@ def test_augmentation_gap_is_the_mean_squared_q_difference():
 
 
 # ------------------------------------------------------------------------------ the agents' health
-@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
+@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
 def test_agent_health_reports_every_figure_and_leaves_the_networks_untouched(agent_class, spec):
     torch.manual_seed(0)
     agent = agent_class(hidden=32)

@@ -107,12 +107,18 @@ def test_drq_atari_without_pad_multiplies_each_sample_by_its_factor():
     torch.testing.assert_close(out, x * factor.view(3, 1, 1, 1))
 
 
+def test_drq_atari_crop_offsets_are_dopamines_0_to_7():
+    # Dopamine draws randint(0, 92 - 84): the upper bound is exclusive, so offset 8 (shift +4) never occurs.
+    shifts = sample_shifts(4000, pad=4, generator=torch.Generator().manual_seed(0), last_offset=False)
+    assert set(shifts.unique().tolist()) == set(range(8))
+
+
 def test_drq_atari_returns_float_and_shifts_then_scales():
     x = distinct_image(b=4, h=8, w=8)
     out = drq_atari_augment(x, pad=4, generator=torch.Generator().manual_seed(3))
     assert out.dtype == torch.float32
     g = torch.Generator().manual_seed(3)
-    shifts = sample_shifts(4, 4, g)
+    shifts = sample_shifts(4, 4, g, last_offset=False)
     factor = 1 + 0.05 * torch.randn(4, generator=g).clamp(-2, 2)
     expected = random_shift(x, 4, shifts=shifts).float() * factor.view(4, 1, 1, 1)
     torch.testing.assert_close(out, expected)

@@ -73,6 +73,16 @@ def test_frame_stack_at_episode_start_repeats_the_first_frame_and_never_the_prev
     assert got[4]["obs"][:, 0, 0].tolist() == [1, 2, 3, 4] and got[4]["next_obs"][:, 0, 0].tolist() == [2, 3, 4, 5]
 
 
+def test_zero_padded_stacks_at_episode_start_as_dopamine_pads_them():
+    replay = Replay(1000, frame_stack=4, frame_channels=1, stack_padding="zero")
+    fill(replay, 20, 1, first={(6, 0)}, terminal={(5, 0)})
+    got = sample_all(TransitionView(batch_size=64, n_step=1, gamma=0.9), replay)
+    assert got[6]["obs"][:, 0, 0].tolist() == [0, 0, 0, 6]
+    assert got[7]["obs"][:, 0, 0].tolist() == [0, 0, 6, 7] and got[7]["next_obs"][:, 0, 0].tolist() == [0, 6, 7, 8]
+    assert got[9]["obs"][:, 0, 0].tolist() == [6, 7, 8, 9]
+    assert got[4]["obs"][:, 0, 0].tolist() == [1, 2, 3, 4] and got[4]["next_obs"][:, 0, 0].tolist() == [2, 3, 4, 5]
+
+
 def test_transitions_come_from_one_environment_column():
     replay = Replay(1000, num_envs=3, frame_stack=2, frame_channels=1)
     fill(replay, 30, 3)

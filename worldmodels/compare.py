@@ -7,7 +7,7 @@ Each path is one run: a run directory (its ``config.yaml`` says agent, task and 
 and ``csv-resumed-*/metrics.csv`` give ``eval/return_mean`` against ``env_steps``, the last one being
 the run's final return), a JSON file written by ``worldmodels.evaluate`` (which replaces the final
 return of its run when that is given too), or a folder of run directories. Runs are grouped by agent
-(class name, or the config's ``name`` with ``--group-by name``) and task.
+(the config's ``name``, or the class name with ``--group-by agent``) and task.
 
 ``<out>/comparison.md`` holds the per-task table and the aggregates (mean, median and IQM with 95%
 stratified bootstrap intervals, as rliable defines them) of human-normalised scores over the Atari 100k
@@ -52,6 +52,8 @@ class RunResult:
 
 # ----------------------------------------------------------------------------- reading runs
 def agent_label(class_path: str, name: str | None, group_by: str) -> str:
+    """The config's ``name`` (``group_by="name"``; one learner class serves several published agents,
+    e.g. nddqn_atari and der_atari), or the agent's class name."""
     class_name = class_path.rsplit(".", 1)[-1]
     return (name or class_name) if group_by == "name" else class_name
 
@@ -103,7 +105,7 @@ def read_eval_json(path: Path, group_by: str) -> RunResult:
                           f"({type(error).__name__}: {error}).") from None
 
 
-def read_results(paths: list[Path], group_by: str = "agent") -> list[RunResult]:
+def read_results(paths: list[Path], group_by: str = "name") -> list[RunResult]:
     """One result per run. An evaluation JSON of a run directory that is also given replaces that run's
     final return (it is usually the longer evaluation); the run keeps its learning curve."""
     results: list[RunResult | None] = []
@@ -315,7 +317,7 @@ def plot_aggregates(groups: list[AggregateGroup], colors: dict[str, tuple], path
 
 
 # ----------------------------------------------------------------------------- command line
-def compare(paths: list[Path], out: Path, group_by: str = "agent", reps: int = 50_000, seed: int = 0) -> Path:
+def compare(paths: list[Path], out: Path, group_by: str = "name", reps: int = 50_000, seed: int = 0) -> Path:
     """Writes ``comparison.md``, ``learning_curves.png`` and ``aggregates.png`` under ``out``."""
     import matplotlib
 
@@ -334,8 +336,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m worldmodels.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", type=Path, nargs="+", help="run directories, folders of runs, evaluation JSON files")
     parser.add_argument("--out", type=Path, default=Path("comparison"), help="output directory (default comparison/)")
-    parser.add_argument("--group-by", choices=["agent", "name"], default="agent",
-                        help="agent: the agent's class name; name: the config's name field")
+    parser.add_argument("--group-by", choices=["name", "agent"], default="name",
+                        help="name: the config's name field (default); agent: the agent's class name")
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap resamples (rliable's default 50000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -25,8 +25,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from worldmodels.errors import ConfigError
-from worldmodels.scores import atari_100k_game, human_normalized
 from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
+from worldmodels.training.evaluation import evaluation_record
 
 
 def checkpoint_path(path: Path) -> Path:
@@ -116,20 +116,8 @@ def evaluate(ckpt: Path, episodes: int = 10, seed: int = 0, max_steps: int | Non
                                    record_video=video is not None)
     if video is not None and frames is not None:
         write_video(video, frames)
-    game = atari_100k_game(env_config.task) if env_config.suite == "atari" else None
-    mean = float(np.mean(returns))
-    config, counters = trained.config, trained.counters
-    return {
-        "agent": type(trained.agent).__name__, "class_path": config["model"]["class_path"],
-        "name": config.get("name"), "seed": config.get("seed_everything"),
-        "suite": env_config.suite, "task": env_config.task,
-        "checkpoint": str(ckpt.resolve()), "run_dir": str(ckpt.resolve().parent.parent),
-        "env_steps": counters.env_steps if counters else None, "frames": counters.frames if counters else None,
-        "eval_seed": seed, "episodes": episodes, "max_steps": max_steps,
-        "returns": [float(r) for r in returns], "mean": mean, "std": float(np.std(returns)),
-        "human_normalized": human_normalized(game, mean) if game else None,
-        "env": asdict(env_config),
-    }
+    return evaluation_record(trained.agent, env_config, trained.config, trained.counters, returns, seed, max_steps,
+                             ckpt, ckpt.resolve().parent.parent)
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> None:

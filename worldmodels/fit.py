@@ -85,7 +85,7 @@ class FitCLI(LightningCLI):
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
         extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[LogCounters(), config["evaluation"], config["health"], checkpoint],
+                     callbacks=[LogCounters(), checkpoint, config["evaluation"], config["health"]],
                      plugins=[AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
         run = wandb_logger.experiment

@@ -73,6 +73,6 @@ def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
     if cfg.clip_rewards:
         env = ClipReward(env)
     if cfg.frame_stack > 1:
-        env = FrameStack(env, cfg.frame_stack)
+        env = FrameStack(env, cfg.frame_stack, cfg.stack_padding)
     env.action_space.seed(seed)
     return env

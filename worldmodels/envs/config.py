@@ -1,9 +1,10 @@
 """What an environment is, as a config file says it.
 
 Atari presets follow the Atari 100k protocol (../shared/REFERENCE.md): frame skip 4 with a max-pool
-over the last two frames, 30 no-op starts, no sticky actions, the minimal action set, episodes cut
-at 27k agent steps. ``dqn`` is the Dopamine/DrQ observation (84x84 gray, stack 4, terminal on life
-loss and clipped rewards while training); ``world_model`` is DreamerV3's (64x64 RGB, no stack).
+over the last two frames, no sticky actions, the minimal action set, episodes cut
+at 27k agent steps. ``dqn`` is the Dopamine/DrQ observation (84x84 gray, stack 4 zero-padded at
+episode starts, terminal on life loss, clipped rewards while training, and no no-op starts: Dopamine's
+AtariPreprocessing has none); ``world_model`` is DreamerV3's (64x64 RGB, no stack, 30 no-op starts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ SUITES = ("atari", "dmc", "test")
 PRESETS: dict[str, dict] = {
     "dqn": dict(
         image_size=84, grayscale=True, frame_stack=4, action_repeat=4,
-        terminal_on_life_loss=True, clip_rewards=True, noop_max=30, max_episode_steps=27_000,
+        terminal_on_life_loss=True, clip_rewards=True, noop_max=0, max_episode_steps=27_000, stack_padding="zero",
     ),
     "world_model": dict(
         image_size=64, grayscale=False, frame_stack=1, action_repeat=4,
@@ -42,9 +43,11 @@ class EnvConfig:
         image_size: side of the square observation in pixels.
         grayscale: one channel instead of RGB.
         frame_stack: number of most recent frames concatenated along the channel axis.
+        stack_padding: what fills a stack before an episode's first frame: ``repeat`` (that frame;
+            DrQ-v2, DreamerV3) or ``zero`` (Dopamine's Atari agents, the ``dqn`` preset).
         action_repeat: environment frames per agent decision (Atari: frame skip).
-        terminal_on_life_loss: Atari, training only: a lost life ends the learning episode
-            (the game itself continues, as in Dopamine).
+        terminal_on_life_loss: Atari: a lost life ends the agent's episode (the game itself
+            continues, as in Dopamine); evaluation scores the whole game.
         clip_rewards: training only: rewards pass through ``sign``.
         noop_max: Atari: up to this many no-op actions at reset.
         max_episode_steps: agent steps after which an episode is truncated.
@@ -57,6 +60,7 @@ class EnvConfig:
     image_size: int | None = None
     grayscale: bool | None = None
     frame_stack: int | None = None
+    stack_padding: str | None = None
     action_repeat: int | None = None
     terminal_on_life_loss: bool | None = None
     clip_rewards: bool | None = None
@@ -71,7 +75,7 @@ class EnvConfig:
         if self.preset is not None and self.preset not in PRESETS:
             raise ConfigError(f"env.preset is '{self.preset}'; choose one of {', '.join(PRESETS)} or leave it empty.")
         defaults = dict(
-            image_size=84, grayscale=self.suite == "atari", frame_stack=1,
+            image_size=84, grayscale=self.suite == "atari", frame_stack=1, stack_padding="repeat",
             action_repeat={"atari": 4, "dmc": 2, "test": 1}[self.suite],
             terminal_on_life_loss=False, clip_rewards=False, noop_max=30 if self.suite == "atari" else 0,
             max_episode_steps={"atari": 27_000, "dmc": None, "test": None}[self.suite],
@@ -85,6 +89,8 @@ class EnvConfig:
         cfg = replace(self, **values)
         if cfg.image_size < 16:
             raise ConfigError(f"env.image_size is {cfg.image_size}; use at least 16 pixels.")
+        if cfg.stack_padding not in ("repeat", "zero"):
+            raise ConfigError(f"env.stack_padding is '{cfg.stack_padding}'; choose repeat or zero.")
         if cfg.frame_stack < 1 or cfg.action_repeat < 1:
             raise ConfigError("env.frame_stack and env.action_repeat must be at least 1.")
         if cfg.suite != "atari" and cfg.terminal_on_life_loss:
@@ -92,8 +98,10 @@ class EnvConfig:
         return cfg
 
     def for_evaluation(self) -> EnvConfig:
-        """Evaluation sees whole games with true rewards: no life-loss terminals, no clipping."""
-        return replace(self.resolved(), terminal_on_life_loss=False, clip_rewards=False)
+        """Evaluation scores whole games with true rewards: no clipping. Life-loss terminals stay:
+        they restart the agent's episode (a zeroed frame stack) while the game plays on
+        (``run_episodes``), as Dopamine evaluates its Atari agents."""
+        return replace(self.resolved(), clip_rewards=False)
 
     @property
     def frame_channels(self) -> int:

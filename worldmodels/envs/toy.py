@@ -119,6 +119,6 @@ def make_toy(cfg: EnvConfig, seed: int) -> gym.Env:
         env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if cfg.frame_stack > 1:
-        env = FrameStack(env, cfg.frame_stack)
+        env = FrameStack(env, cfg.frame_stack, cfg.stack_padding)
     env.action_space.seed(seed)
     return env

@@ -20,20 +20,27 @@ class ChannelsFirst(gym.ObservationWrapper):
 
 
 class FrameStack(gym.Wrapper):
-    """The last ``k`` frames concatenated along channels, (k*C, H, W); at reset the first frame fills
-    the stack. Written here because gymnasium's FrameStackObservation adds a leading axis instead,
-    and because the replay rebuilds these same stacks from single frames (it must pad the same way)."""
+    """The last ``k`` frames concatenated along channels, (k*C, H, W). At reset the stack is padded
+    with the first frame (``padding="repeat"``, DrQ-v2's and DreamerV3's frame stacks) or with zeros
+    (``"zero"``, Dopamine's: its Atari 100k agents begin every episode, life losses included, from a
+    zeroed state). Written here because gymnasium's FrameStackObservation adds a leading axis
+    instead, and because the replay rebuilds these same stacks from single frames (it must pad the
+    same way: ``TransitionView``)."""
 
-    def __init__(self, env: gym.Env, k: int):
+    def __init__(self, env: gym.Env, k: int, padding: str = "repeat"):
         super().__init__(env)
         c, h, w = env.observation_space.shape
-        self.k, self.c = k, c
+        self.k, self.c, self.zero_pad = k, c, padding == "zero"
         self.observation_space = gym.spaces.Box(0, 255, (k * c, h, w), np.uint8)
         self._stack = np.zeros((k * c, h, w), np.uint8)
 
     def reset(self, **kwargs):
         frame, info = self.env.reset(**kwargs)
-        self._stack[:] = np.tile(frame, (self.k, 1, 1))
+        if self.zero_pad:
+            self._stack[:] = 0
+            self._stack[-self.c:] = frame
+        else:
+            self._stack[:] = np.tile(frame, (self.k, 1, 1))
         return self._stack.copy(), info
 
     def step(self, action):

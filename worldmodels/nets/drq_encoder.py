@@ -55,3 +55,35 @@ class Trunk(nn.Sequential):
     def __init__(self, in_dim: int, feature_dim: int = 50):
         super().__init__(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
         self.apply(orthogonal_init)
+
+
+class ALIXAtariEncoder(nn.Module):
+    """The encoder of A-LIX's Atari agent (Cetin et al. 2022, appendix D, Table 7): DrQ-v2's style of
+    small convolutions, 32, 32, 32 channels of 3x3 with strides 2, 1, 1 and ReLU (84 -> 41 -> 39 -> 37),
+    then DrQ-v2's trunk to a 50-feature vector. The paper publishes no code; pixels are centred and
+    the layers initialised orthogonally as in DrQ-v2, whose encoder style the paper names.
+    ``mixing`` goes after the last conv + ReLU, where the paper puts its one A-LIX layer."""
+
+    def __init__(self, in_channels: int, image_size: int = 84, feature_dim: int = 50, mixing: nn.Module | None = None):
+        super().__init__()
+        layers: list[nn.Module] = [PixelScale(-0.5)]
+        for i, stride in enumerate((2, 1, 1)):
+            layers += [nn.Conv2d(in_channels if i == 0 else 32, 32, 3, stride=stride), nn.ReLU()]
+        if mixing is not None:
+            layers.append(mixing)
+        self.convs = nn.Sequential(*layers)
+        self.apply(orthogonal_init)
+        side = (image_size - 3) // 2 + 1 - 4
+        self.feature_shape = (32, side, side)
+        self.trunk = Trunk(32 * side * side, feature_dim)
+        self.out_dim = feature_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.convs(obs).flatten(1))
+
+    def feature_map(self, obs: torch.Tensor) -> torch.Tensor:
+        """The last conv layer's output (after its ReLU and mixing): the ND score's input."""
+        return self.convs(obs)
+
+    def from_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.trunk(feature_map.flatten(1))

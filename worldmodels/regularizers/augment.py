@@ -33,17 +33,17 @@ def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tens
 
 
 def sample_shifts(batch: int, pad: int, generator: torch.Generator | None = None,
-                  device: torch.device | str | None = None) -> torch.Tensor:
-    """One crop offset per sample and axis, uniform in [0, 2 * pad]: int64 of shape (B, 2),
-    columns (row, column). Drawn on the generator's device so a seeded CPU generator gives the
-    same shifts whatever device the images live on."""
+                  device: torch.device | str | None = None, last_offset: bool = True) -> torch.Tensor:
+    """One crop offset per sample and axis, uniform in [0, 2 * pad] (in [0, 2 * pad - 1] without
+    ``last_offset``): int64 of shape (B, 2), columns (row, column). Drawn on the generator's device
+    so a seeded CPU generator gives the same shifts whatever device the images live on."""
     draw_on = generator.device if generator is not None else device
-    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator, device=draw_on)
+    shifts = torch.randint(0, 2 * pad + int(last_offset), (batch, 2), generator=generator, device=draw_on)
     return shifts.to(device) if device is not None else shifts
 
 
 def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None,
-                 shifts: torch.Tensor | None = None) -> torch.Tensor:
+                 shifts: torch.Tensor | None = None, last_offset: bool = True) -> torch.Tensor:
     """DrQ-v2's RandomShiftsAug: replicate-pad by ``pad``, crop back to (H, W) at a per-sample
     offset in [0, 2 * pad] on each axis. Offset ``pad`` is the identity.
 
@@ -51,10 +51,10 @@ def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | Non
     is an integer translation; done here as one (no interpolation error, dtype kept, uint8 works).
 
     shifts: optional (B, 2) integer offsets (row, column) in [0, 2 * pad], e.g. for tests;
-    otherwise drawn with ``sample_shifts``.
+    otherwise drawn with ``sample_shifts`` (``last_offset``: see there).
     """
     if shifts is None:
-        shifts = sample_shifts(x.shape[0], pad, generator, x.device)
+        shifts = sample_shifts(x.shape[0], pad, generator, x.device, last_offset)
     shifts = shifts.to(x.device)
     return translate(x, shifts[:, 0] - pad, shifts[:, 1] - pad)
 
@@ -77,11 +77,15 @@ def drq_atari_augment(x: torch.Tensor, pad: int = 4, intensity_scale: float = 0.
     Expects floats, either in [0, 1] or in [0, 255] (the noise is multiplicative, so the scale
     does not matter); uint8 input is converted to float. Returns float. The shift is drawn before
     the intensity noise (none is drawn when pad is 0), so a seeded generator replays both.
+
+    Crop offsets are 0 .. 2 * pad - 1 as in Dopamine's code (``randint(0, 92 - 84)``, whose upper
+    bound is exclusive): shifts of -4 .. +3 pixels, not the paper's symmetric +-4. The published
+    DrQ / DrQ(eps) scores come from that code, so it is followed.
     """
     if not x.is_floating_point():
         x = x.float()
     if pad > 0:
-        x = random_shift(x, pad, generator)
+        x = random_shift(x, pad, generator, last_offset=False)
     return x * intensity_factors(x.shape[0], intensity_scale, generator, x.device).to(x.dtype)
 
 

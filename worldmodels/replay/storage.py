@@ -36,6 +36,8 @@ class Replay:
         capacity: frames kept in all, over all environments (oldest overwritten first).
         num_envs: environments written in lock step, one column each.
         frame_stack: frames per observation as the agent sees it; views rebuild stacks of this size.
+        stack_padding: what fills a stack before an episode's first frame, as the env's FrameStack
+            does: ``repeat`` (that first frame) or ``zero``.
         frame_channels: channels of one frame (1 gray, 3 RGB).
         storage: ``memory`` (LazyTensorStorage) or ``memmap`` (LazyMemmapStorage on disk).
         directory: where memmap files go (a temporary directory when empty).
@@ -44,13 +46,15 @@ class Replay:
     """
 
     def __init__(self, capacity: int, num_envs: int = 1, frame_stack: int = 1, frame_channels: int = 3,
-                 storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 256):
+                 storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 256,
+                 stack_padding: str = "repeat"):
         if storage not in ("memory", "memmap"):
             raise ConfigError(f"replay.storage is '{storage}'; choose memory or memmap.")
         if capacity < num_envs * 2:
             raise ConfigError(f"replay.capacity is {capacity}; it must hold at least two frames per environment.")
         self.rows = capacity // num_envs  # rows per environment column
         self.num_envs, self.frame_stack, self.frame_channels = num_envs, frame_stack, frame_channels
+        self.stack_padding = stack_padding
         make = (lambda: LazyTensorStorage(self.rows * num_envs, ndim=2)) if storage == "memory" else (
             lambda sub: LazyMemmapStorage(self.rows * num_envs, scratch_dir=None if directory is None else f"{directory}/{sub}", ndim=2))
         self._frames = make() if storage == "memory" else make("frames")

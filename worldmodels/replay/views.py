@@ -67,8 +67,9 @@ class TransitionView:
         R = sum_{j=1..m} gamma^(j-1) r_{t+j}
         discount = gamma^m if s_{t+m} is not terminal else 0   (a truncation still bootstraps)
 
-    Frames of a stack that would come from before the episode's first frame repeat the first frame,
-    the padding of the env's FrameStack, so stacks match what the agent saw while acting."""
+    Frames of a stack that would come from before the episode's first frame repeat the first frame
+    or are zeros (``replay.stack_padding``), the padding of the env's FrameStack, so stacks match
+    what the agent saw while acting."""
 
     batch_size: int = 32
     n_step: int = 1
@@ -82,21 +83,28 @@ class TransitionView:
         """``sample`` drawn from ``generator`` (the replay's when None), with the (time, column)
         of each transition's first state s_t, each (B,)."""
         replay.flush()
-        k, n, b = replay.frame_stack, self.n_step, self.batch_size
-        # Starts need k-1 stored rows before them and n rows after; they must not be an episode's final row.
-        lo, hi = replay.oldest + k - 1, replay.time - 1 - n
+        lo, hi = self.start_range(replay)
         t_parts, env_parts, found = [], [], 0
         for _ in range(100):
-            t, env = _uniform_times(replay, lo, hi, 2 * b, generator)
+            t, env = _uniform_times(replay, lo, hi, 2 * self.batch_size, generator)
             ok = ~replay.steps(t, env)["last"]
             t_parts.append(t[ok]), env_parts.append(env[ok])
             found += int(ok.sum())
-            if found >= b:
+            if found >= self.batch_size:
                 break
         else:
             raise NotEnoughData("almost every stored step ends an episode; the replay has no transitions to sample.")
-        t, env = torch.cat(t_parts)[:b], torch.cat(env_parts)[:b]
+        t, env = torch.cat(t_parts)[:self.batch_size], torch.cat(env_parts)[:self.batch_size]
+        return self.transitions_at(replay, t, env), (t, env)
 
+    def start_range(self, replay: Replay) -> tuple[int, int]:
+        """Logical times a transition may start at: k-1 stored rows before it and n rows after it.
+        (Starts must also not be an episode's final row.)"""
+        return replay.oldest + replay.frame_stack - 1, replay.time - 1 - self.n_step
+
+    def transitions_at(self, replay: Replay, t: torch.Tensor, env: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The transitions starting at logical times ``t`` of columns ``env`` (B,)."""
+        k, n = replay.frame_stack, self.n_step
         window = torch.arange(-(k - 1), n + 1)  # positions k-1 is t, k-1+j is t+j
         rows = t[:, None] + window
         cols = env[:, None].expand_as(rows)
@@ -115,13 +123,18 @@ class TransitionView:
         positions = torch.arange(len(window)).expand_as(rows)
         start = torch.where(steps["first"], positions, torch.full_like(positions, -1)).cummax(1).values
 
-        def stack_rows(p: torch.Tensor) -> torch.Tensor:
+        def stack_rows(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Window rows of the stack ending at p, and which of them lie inside the episode."""
             src = p[:, None] - torch.arange(k - 1, -1, -1)
-            src = torch.maximum(src, start.gather(1, p[:, None]))
-            return rows.gather(1, src.clamp(min=0))
+            episode_start = start.gather(1, p[:, None])
+            return rows.gather(1, torch.maximum(src, episode_start).clamp(min=0)), src >= episode_start
 
-        both = torch.cat([stack_rows(torch.full_like(m, k - 1)), stack_rows(end)], 1)
+        (obs_rows, obs_inside), (next_rows, next_inside) = stack_rows(torch.full_like(m, k - 1)), stack_rows(end)
+        both = torch.cat([obs_rows, next_rows], 1)
         frames = replay.frames(both, env[:, None].expand_as(both))  # (B, 2k, C, H, W)
+        if replay.stack_padding == "zero" and k > 1:
+            inside = torch.cat([obs_inside, next_inside], 1)
+            frames = frames * inside[:, :, None, None, None].to(frames.dtype)
         obs, next_obs = frames[:, :k], frames[:, k:]
         batch = {
             "obs": obs.flatten(1, 2),  # (B, k*C, H, W)
@@ -131,4 +144,4 @@ class TransitionView:
             "next_obs": next_obs.flatten(1, 2),
             "n": m,
         }
-        return batch, (t, env)
+        return batch

@@ -23,6 +23,10 @@ from worldmodels.training.spec import EnvSpec
 
 
 class Agent(L.LightningModule):
+    # The loop fills the replay with uniform random actions before the first update; an agent that
+    # explores its own way from the first step (Dopamine's noisy-net agents) sets this False.
+    random_warmup: bool = True
+
     def __init__(self, updates_per_env_step: float = 1.0):
         super().__init__()
         self.automatic_optimization = False

@@ -2,38 +2,52 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import torch
+import yaml
+from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels.scores import atari_100k_game, human_normalized
 
 
 def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_steps: int | None = None,
-                 record_video: bool = False) -> tuple[list[float], np.ndarray | None]:
-    """Play ``episodes`` whole games (true rewards, no life-loss terminals) with ``explore=False``.
-    Returns the scores and, if asked, the first episode's frames (T, 3, H, W) uint8. ``max_steps``
-    cuts an episode short (smoke runs); its score is then the partial return."""
+                 record_video: bool = False, progress: bool = False) -> tuple[list[float], np.ndarray | None]:
+    """Play ``episodes`` whole games (true rewards) with ``explore=False``. Returns the scores and, if
+    asked, the first episode's frames (T, 3, H, W) uint8. ``max_steps`` cuts a game short (smoke
+    runs); its score is then the partial return. ``progress`` shows a bar over the games.
+
+    A game ends when the environment reports it over (its episode statistics), so under
+    ``terminal_on_life_loss`` a lost life ends only the agent's episode: its frame stack restarts
+    and the game plays on, as in Dopamine's evaluation of its Atari 100k agents."""
     envs = make_vector_env(env_config, 1, seed, training=False)
     channels = env_config.frame_channels
     scores, video = [], []
     step = envs.reset(seed=seed)
     with agent.acting():
-        for episode in range(episodes):
-            state, score, steps, first = agent.initial_state(1), 0.0, 0, step.first
+        for episode in tqdm(range(episodes), desc="evaluation games", unit="game", disable=not progress,
+                            dynamic_ncols=True):
+            state, score, steps = agent.initial_state(1), 0.0, 0
             while True:
                 if record_video and episode == 0:
                     frame = step.obs[0, -channels:]
                     video.append(np.repeat(frame, 3, 0) if channels == 1 else frame)
                 obs = torch.as_tensor(step.obs, device=agent.device)
-                action, state = agent.act(obs, state, torch.as_tensor(first, device=agent.device), explore=False)
+                action, state = agent.act(obs, state, torch.as_tensor(step.first, device=agent.device), explore=False)
                 step = envs.step(action.cpu().numpy())
+                if step.first[0]:  # a lost life restarted the agent's episode; no game time passed
+                    continue
                 score += float(step.reward[0])
-                steps, first = steps + 1, step.first
-                if step.terminated[0] or step.truncated[0] or (max_steps and steps >= max_steps):
+                steps += 1
+                if step.finished_games or (max_steps and steps >= max_steps):
                     break
             scores.append(score)
-            if not (step.terminated[0] or step.truncated[0]):  # cut short: start the next game afresh
+            if not step.finished_games:  # cut short: start the next game afresh
                 step = envs.reset(seed=seed + episode + 1)
             else:
                 step = envs.step(np.zeros_like(action.cpu().numpy()))  # next-step autoreset: the new game's first frame
@@ -41,32 +55,65 @@ def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_ste
     return scores, (np.stack(video) if video else None)
 
 
+def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, returns: list[float], eval_seed: int,
+                      max_steps: int | None, checkpoint: Path | None, run_dir: Path | None) -> dict:
+    """The JSON record of an evaluation, as ``python -m worldmodels.evaluate`` and a run's final
+    evaluation (``<run>/eval-final.json``) write it. ``env_config``: the evaluation environment."""
+    game = atari_100k_game(env_config.task) if env_config.suite == "atari" else None
+    mean = float(np.mean(returns))
+    return {
+        "agent": type(agent).__name__, "class_path": run_config["model"]["class_path"],
+        "name": run_config.get("name"), "seed": run_config.get("seed_everything"),
+        "suite": env_config.suite, "task": env_config.task,
+        "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
+        "run_dir": str(run_dir.resolve()) if run_dir else None,
+        "env_steps": counters.env_steps if counters else None, "frames": counters.frames if counters else None,
+        "eval_seed": eval_seed, "episodes": len(returns), "max_steps": max_steps,
+        "returns": [float(r) for r in returns], "mean": mean, "std": float(np.std(returns)),
+        "human_normalized": human_normalized(game, mean) if game else None,
+        "env": asdict(env_config),
+    }
+
+
+FINAL_EVALUATION = "eval-final.json"
+
+
 class Evaluation(L.Callback):
     """Runs evaluation episodes every ``every_env_steps`` and when training ends; logs
     ``eval/return_mean``, ``eval/return_std`` and, with ``video``, the first episode as a W&B video.
+    The evaluation at the end also goes to ``<run>/eval-final.json``, in the format of
+    ``python -m worldmodels.evaluate``, so runs can be compared without evaluating them again.
 
     Args:
         every_env_steps: evaluate each time this many more env steps have been taken (0: only at the end).
-        episodes: games per evaluation.
-        max_steps: cut each evaluation game after this many agent steps (``None``: play it out).
+        episodes: games per evaluation during training.
+        final_episodes: games of the evaluation at the end (``None``: ``episodes``). The Atari 100k
+            protocol plays 100 (Dopamine's MaxEpisodeEvalRunner).
+        max_steps: cut each evaluation game after this many agent steps (``None``: play it out; Atari
+            episodes end at the env's 27k-step limit anyway).
         video: log the first game of each evaluation as a video.
         fps: frames per second of the video.
     """
 
-    def __init__(self, every_env_steps: int = 10_000, episodes: int = 10, max_steps: int | None = None,
-                 video: bool = True, fps: int = 15):
+    def __init__(self, every_env_steps: int = 10_000, episodes: int = 10, final_episodes: int | None = None,
+                 max_steps: int | None = None, video: bool = True, fps: int = 15):
         self.every_env_steps, self.episodes, self.max_steps = every_env_steps, episodes, max_steps
+        self.final_episodes = episodes if final_episodes is None else final_episodes
         self.video, self.fps = video, fps
         self._done_at = -1
 
-    def _evaluate(self, trainer: L.Trainer, agent) -> None:
+    def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
         data = trainer.datamodule
         steps = data.counters.env_steps
-        if steps == self._done_at or self.episodes < 1:
+        episodes = self.final_episodes if final else self.episodes
+        if steps == self._done_at or episodes < 1:
             return
         self._done_at = steps
-        scores, frames = run_episodes(agent, data.env_config, self.episodes, seed=data.seed + 10_000 + steps,
-                                      max_steps=self.max_steps, record_video=self.video)
+        seed = data.seed + 10_000 + steps
+        scores, frames = run_episodes(agent, data.env_config, episodes, seed=seed, max_steps=self.max_steps,
+                                      record_video=self.video, progress=final and data.progress_bar)
+        if final:
+            self._write_final(trainer, agent, scores, seed)
         metrics = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores)),
                    "env_steps": steps, "frames": data.counters.frames}
         for logger in trainer.loggers:
@@ -81,7 +128,22 @@ class Evaluation(L.Callback):
             self._evaluate(trainer, agent)
 
     def on_train_end(self, trainer, agent) -> None:
-        self._evaluate(trainer, agent)
+        done = Path(trainer.default_root_dir) / FINAL_EVALUATION
+        if done.is_file():  # a finished run resumed again: its final evaluation stands
+            record = json.loads(done.read_text())
+            if record.get("env_steps") == trainer.datamodule.counters.env_steps and record.get("episodes") == self.final_episodes:
+                return
+        self._evaluate(trainer, agent, final=True)
+
+    def _write_final(self, trainer: L.Trainer, agent, scores: list[float], seed: int) -> None:
+        run_dir = Path(trainer.default_root_dir)
+        config_file = run_dir / "config.yaml"
+        run_config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+        run_config.setdefault("model", {}).setdefault("class_path", f"{type(agent).__module__}.{type(agent).__name__}")
+        data = trainer.datamodule
+        record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, data.counters, scores, seed,
+                                   self.max_steps, run_dir / "checkpoints" / "last.ckpt", run_dir)
+        (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2) + "\n")
 
     def state_dict(self) -> dict:
         return {"done_at": self._done_at}

@@ -29,7 +29,8 @@ class Experience(L.LightningDataModule):
         env: the environment (suite, task, preset...).
         num_envs: environments stepped together.
         total_env_steps: agent decisions to train for (Atari 100k: 100000).
-        warmup_steps: env steps with uniform random actions before the first update.
+        warmup_steps: env steps before the first update, with uniform random actions (or the agent's
+            own exploration policy, for agents whose ``random_warmup`` is False).
         replay_capacity: frames kept (over all environments).
         replay_storage: ``memory`` or ``memmap`` (disk-backed).
         replay_dir: directory for memmap files (a temporary one when empty).
@@ -74,7 +75,8 @@ class Experience(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.replay is None:
             self.replay = Replay(self.replay_capacity, self.num_envs, self.env_config.frame_stack,
-                                 self.env_config.frame_channels, self.replay_storage, self.replay_dir, seed=self.seed)
+                                 self.env_config.frame_channels, self.replay_storage, self.replay_dir, seed=self.seed,
+                                 stack_padding=self.env_config.stack_padding)
 
     def train_dataloader(self):
         return self
@@ -130,7 +132,7 @@ class Experience(L.LightningDataModule):
 
     def _interact(self, agent) -> int:
         """One vector step; returns the number of env steps it executed (reset steps are not ones)."""
-        if self.counters.env_steps < self.warmup_steps:
+        if self.counters.env_steps < self.warmup_steps and agent.random_warmup:
             actions = self.envs.random_actions(self._rng)
         else:
             with agent.acting():

@@ -1,0 +1,344 @@
+"""One value-based learner for Atari from pixels, configured the way Dopamine's JAX FullRainbowAgent is
+(its gin presets behind the published Atari 100k numbers: ../shared/REFERENCE.md). Each published
+agent is a config of it: NDDQN, DrQ(eps), DER and A-LIX-Atari (configs/*_atari.yaml).
+
+    for each env step:   act epsilon-greedily (noisy nets: with fresh weight noise, epsilon 0); store the frame
+    for each update:     sample (s, a, R^(n), gamma^n, s') with frame stack 4    [prioritized: by p^alpha]
+                         [DrQ: augment s and s' independently: edge pad 4 + crop + intensity]
+                         a* = argmax_a Q(s', a)           [double: online net; else target net]
+                         target = R + gamma^n Q_target(s', a*)         (Huber loss)
+                                  [C51: project R + gamma^n Z_target(s', a*) onto the support; cross-entropy]
+                         minimise mean(w * loss) [+ dr3_coef * phi(s) . phi(s')] with Adam  [w: importance weights]
+                         [prioritized: p <- loss]   [A-LIX: one dual step on the mixing strength S]
+                         every `target_update_period` env steps of updates: Q_target <- Q
+
+Network (Dopamine's FullRainbowNetwork): encoder -> Dense(hidden) + ReLU -> advantage (A x atoms)
+[and value (atoms): dueling] -> logits (B, A, atoms); the Dense layers noisy when ``noisy``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model_free.health import critic_health, nd_under, training_mode
+from model_free.targets import linearly_decaying_epsilon
+from worldmodels.diagnostics import augmentation_gap
+from worldmodels.errors import ConfigError
+from worldmodels.nets import ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
+from worldmodels.regularizers import (AdaptiveStrength, LocalSignalMixing, dr3_penalty, drq_atari_augment,
+                                      gradient_recording_off, random_shift)
+from worldmodels.replay import PrioritizedTransitionView, TransitionView
+from worldmodels.training import Agent, EnvSpec
+
+ENCODERS = ("nature_same", "nature_valid", "alix")
+
+
+def make_encoder(name: str, spec: EnvSpec, feature_dim: int, mixing: nn.Module | None) -> nn.Module:
+    """``nature_same``: Dopamine's Nature CNN (SAME padding, 7744 features at 84x84), the default;
+    ``nature_valid``: the original Nature CNN (3136); ``alix``: A-LIX's Atari encoder."""
+    channels, size = spec.obs_shape[0], spec.obs_shape[1]
+    if name == "alix":
+        return ALIXAtariEncoder(channels, size, feature_dim, mixing)
+    return NatureCNN(channels, size, name.removeprefix("nature_"), mixing)
+
+
+def dense(in_dim: int, out_dim: int, noisy: bool, sigma0: float) -> nn.Module:
+    """A Dense layer as Dopamine builds it: NoisyLinear, or Linear with Xavier-uniform weights and zero bias."""
+    if noisy:
+        return NoisyLinear(in_dim, out_dim, sigma0)
+    layer = nn.Linear(in_dim, out_dim)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class QNetwork(nn.Module):
+    def __init__(self, encoder: nn.Module, num_actions: int, hidden: int, num_atoms: int, dueling: bool,
+                 noisy: bool, sigma0: float):
+        super().__init__()
+        self.encoder = encoder
+        self.num_actions, self.num_atoms = num_actions, num_atoms
+        layer = partial(dense, noisy=noisy, sigma0=sigma0)
+        self.hidden = layer(encoder.out_dim, hidden)
+        self.advantage = layer(hidden, num_actions * num_atoms)
+        self.value = layer(hidden, num_atoms) if dueling else None
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Penultimate features phi(s) (B, hidden), shared by every action (DR3's discrete phi(s, a))."""
+        return self.features_from_encoded(self.encoder(obs))
+
+    def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.hidden(encoded))
+
+    def logits(self, phi: torch.Tensor) -> torch.Tensor:
+        """(B, A, atoms) from features; dueling combines the streams before the softmax, as Dopamine does."""
+        advantage = self.advantage(phi).view(-1, self.num_actions, self.num_atoms)
+        if self.value is None:
+            return advantage
+        return self.value(phi)[:, None, :] + advantage - advantage.mean(dim=1, keepdim=True)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.features(obs))
+
+
+class Rainbow(Agent):
+    """Args (defaults: Dopamine's DER.gin, the full agent; each config says what differs):
+        batch_size, n_step, gamma: transitions per update, multi-step return length, discount.
+        lr, adam_eps: Adam (Dopamine: 1e-4, 1.5e-4).
+        max_grad_norm: clip the gradient's global norm to this (None: no clipping, as Dopamine).
+        encoder: ``nature_same`` (Dopamine's), ``nature_valid`` (Nature DQN's) or ``alix`` (A-LIX-Atari's).
+        hidden: units of the Dense layer before the heads. feature_dim: the ``alix`` encoder's output size.
+        double: choose a* with the online net (double DQN); else with the target net.
+        dueling: value and advantage streams.
+        num_atoms, v_min, v_max: C51's support (num_atoms 1: a plain Q-value with the Huber loss).
+        noisy, noisy_sigma0: noisy Dense layers (factorised; sigma = sigma0 / sqrt(fan in), Dopamine's 0.1).
+        prioritized, priority_alpha, priority_beta, priority_beta_steps: prioritized replay (see
+            ``PrioritizedTransitionView``; Dopamine's effective alpha = beta = 0.5, beta constant).
+        target_update_period: env steps between copies of the online net into the target net,
+            counted in updates (period x updates_per_env_step); 1 makes the target the online net
+            as it was before this env step's updates.
+        epsilon_train, epsilon_eval, epsilon_decay_steps: epsilon-greedy exploration, from 1 to
+            ``epsilon_train`` over the decay steps after warm-up (noisy nets: 0 while training);
+            ``epsilon_eval`` for the evaluation policy.
+        updates_per_env_step: gradient updates per env step.
+        augment: DrQ's Atari augmentation of s and s' (edge pad 4, random crop, intensity x(1 + 0.05 N)).
+        alix, alix_init, alix_target_nd, alix_lr, alix_betas, alix_max_shift: one A-LIX layer after the
+            encoder's last conv + ReLU, its strength S tuned toward the ND target by its own Adam.
+        dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
+    """
+
+    def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, lr: float = 1e-4,
+                 adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
+                 hidden: int = 512, feature_dim: int = 50, double: bool = True, dueling: bool = True,
+                 num_atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0, noisy: bool = True,
+                 noisy_sigma0: float = 0.1, prioritized: bool = True, priority_alpha: float = 0.5,
+                 priority_beta: float = 0.5, priority_beta_steps: int = 0, target_update_period: int = 2000,
+                 epsilon_train: float = 0.01, epsilon_eval: float = 0.001, epsilon_decay_steps: int = 2000,
+                 updates_per_env_step: float = 1.0, augment: bool = False, alix: bool = False,
+                 alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
+                 alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0):
+        super().__init__(updates_per_env_step)
+        self.save_hyperparameters()
+        if encoder not in ENCODERS:
+            raise ConfigError(f"model.encoder is '{encoder}'; choose one of {', '.join(ENCODERS)}.")
+        if num_atoms < 1:
+            raise ConfigError(f"model.num_atoms is {num_atoms}; use 1 (a plain Q-value) or at least 2 (C51).")
+        self.distributional = num_atoms > 1
+        if self.distributional:
+            self.register_buffer("support", make_support(num_atoms, v_min, v_max), persistent=False)
+        if batch_size < 1 or lr <= 0 or n_step < 1 or target_update_period < 1:
+            raise ConfigError("model.batch_size, n_step and target_update_period must be at least 1 and model.lr positive.")
+        if prioritized:
+            self.view = PrioritizedTransitionView(batch_size, n_step, gamma, priority_alpha, priority_beta,
+                                                  priority_beta_steps)
+        else:
+            self.view = TransitionView(batch_size, n_step, gamma)
+        self.random_warmup = not noisy  # Dopamine's noisy agents act with their own noisy policy from the first step
+        # Updates between target syncs; 1: the target net IS the online net before each update, so none is kept.
+        self.sync_every = max(1, round(target_update_period * updates_per_env_step))
+        self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
+
+    # ------------------------------------------------------------------ networks
+    def build(self, spec: EnvSpec) -> None:
+        super().build(spec)
+        h = self.hparams
+        if not spec.discrete:
+            raise ConfigError(f"{type(self).__name__} needs a discrete action space; pick an Atari game or the catch test task.")
+        mixing = None
+        if h.alix:
+            self.alix_strength = AdaptiveStrength(h.alix_init, h.alix_target_nd, h.alix_lr, tuple(h.alix_betas))
+            mixing = LocalSignalMixing(self.alix_strength, h.alix_max_shift)
+        encoder = make_encoder(h.encoder, spec, h.feature_dim, mixing)
+        if h.alix and min(encoder.feature_shape[1:]) < 3:
+            raise ConfigError(f"model.alix needs a conv feature map of at least 3x3 to mix, but encoder '{h.encoder}' "
+                              f"ends in {encoder.feature_shape[1]}x{encoder.feature_shape[2]} at {spec.obs_shape[1]} px; "
+                              "use larger images or another encoder.")
+        self.q = QNetwork(encoder, spec.num_actions, h.hidden, h.num_atoms, h.dueling, h.noisy, h.noisy_sigma0)
+        if self.sync_every > 1:
+            self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+            for layer in self.q_target.modules():  # the target's mixing shares the online S (reference code)
+                if isinstance(layer, LocalSignalMixing):
+                    layer.strength, layer.record_gradient = self.alix_strength, False
+
+    @property
+    def target_net(self) -> QNetwork:
+        return self.q if self.sync_every == 1 else self.q_target
+
+    def replay_view(self) -> TransitionView:
+        return self.view
+
+    def configure_optimizers(self):
+        adam = torch.optim.Adam(self.q.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps)
+        # S's Adam goes with it so that Lightning checkpoints its moments; only AdaptiveStrength.update steps it.
+        return [adam, self.alix_strength.make_optimizer()] if self.hparams.alix else adam
+
+    def q_values(self, logits: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) from logits (..., atoms): the expected return under C51, else the single logit."""
+        if self.distributional:
+            return (logits.softmax(-1) * self.support).sum(-1)
+        return logits[..., 0]
+
+    # ------------------------------------------------------------------ acting
+    def epsilon(self, explore: bool) -> float:
+        h = self.hparams
+        if not explore:
+            return h.epsilon_eval
+        if h.noisy:  # Dopamine's zero_epsilon: the noise explores
+            return 0.0
+        return linearly_decaying_epsilon(self.counters.env_steps, self.warmup_steps, h.epsilon_decay_steps, h.epsilon_train)
+
+    def act(self, obs, state, first, explore):
+        with noise_forced(self.q, explore and self.hparams.noisy):
+            greedy = self.q_values(self.q(obs)).argmax(dim=-1)
+        n = obs.shape[0]
+        random = torch.randint(0, self.spec.num_actions, (n,), generator=self.explore_generator).to(greedy.device)
+        explore_mask = (torch.rand(n, generator=self.explore_generator) < self.epsilon(explore)).to(greedy.device)
+        return torch.where(explore_mask, random, greedy), None
+
+    # ------------------------------------------------------------------ learning
+    def training_step(self, batch, batch_idx):
+        h = self.hparams
+        obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
+        action = batch["action"]
+        phi = self.q.features(obs)
+        chosen = self.q.logits(phi)[torch.arange(len(action)), action]  # (B, atoms)
+        next_online, next_target, phi_next = self.next_state_logits(next_obs)
+        loss_per_sample, target_value = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
+        weight = batch.get("weight")
+        td_loss = loss_per_sample.mean() if weight is None else (weight * loss_per_sample).mean()
+        loss = td_loss
+        if h.dr3_coef > 0:
+            dr3_dot = dr3_penalty(phi, phi_next)
+            loss = loss + h.dr3_coef * dr3_dot
+
+        optimizers = self.optimizers()
+        optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        grad_norm = self.clip_gradient()
+        optimizer.step()
+        if weight is not None:
+            self.view.update_priorities(batch["index"], loss_per_sample)
+        self.sync_target()
+
+        metrics = {"train/td_loss": td_loss, "train/q_mean": self.q_values(chosen.detach()).mean(),
+                   "train/target_mean": target_value.mean(), "train/epsilon": self.epsilon(True)}
+        if grad_norm is not None:
+            metrics["train/grad_norm"] = grad_norm
+        if weight is not None:
+            metrics["train/is_weight_mean"] = weight.mean()
+        if h.dr3_coef > 0:
+            metrics["train/dr3_dot"] = dr3_dot
+        if h.alix:
+            metrics.update(self.adapt_strength())
+        self.log_scalars(metrics)
+
+    def augmented(self, obs: torch.Tensor) -> torch.Tensor:
+        """DrQ: each call draws its own crop and intensity, so s and s' are augmented independently."""
+        return drq_atari_augment(obs) if self.hparams.augment else obs
+
+    def next_state_logits(self, next_obs: torch.Tensor):
+        """Logits of s' under the online net (for double Q's a*) and the target net, and the online
+        features phi(s') (with gradient under DR3, else None).
+
+        Exact shortcut: when the target is synced before every update (``sync_every`` 1), it IS the
+        online net, so one pass serves both. Otherwise the two passes see the same random draws
+        (weight noise, A-LIX shift), as Dopamine feeds both nets one noise key."""
+        rng = torch.get_rng_state() if self.sync_every > 1 else None
+        if self.hparams.dr3_coef > 0:  # s' also through the online net with gradient: DR3 regularizes its features
+            with gradient_recording_off(self.q):
+                phi_next = self.q.features(next_obs)
+            next_online = self.q.logits(phi_next).detach()
+        else:
+            phi_next = None
+            with torch.no_grad():
+                next_online = self.q(next_obs)
+        if self.sync_every == 1:
+            return next_online, next_online, phi_next
+        torch.set_rng_state(rng)
+        with torch.no_grad():
+            return next_online, self.q_target(next_obs), phi_next
+
+    @torch.no_grad()
+    def next_actions(self, next_online: torch.Tensor, next_target: torch.Tensor) -> torch.Tensor:
+        """a* = argmax_a Q(s', a): by the online net (double DQN, van Hasselt et al. 2016) or the target net."""
+        return self.q_values(next_online if self.hparams.double else next_target).argmax(-1)
+
+    def td_loss(self, chosen: torch.Tensor, next_online: torch.Tensor, next_target: torch.Tensor,
+                reward: torch.Tensor, discount: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample loss of the chosen logits (B, atoms), and the target's expected value (B,).
+        ``discount`` is gamma^n, or 0 past a terminal (TransitionView)."""
+        rows = torch.arange(len(reward), device=reward.device)
+        with torch.no_grad():
+            target_logits = next_target[rows, self.next_actions(next_online, next_target)]  # (B, atoms)
+            if self.distributional:
+                target = categorical_projection(self.support, target_logits.softmax(-1), reward, discount)
+                target_value = (target * self.support).sum(-1)
+            else:
+                target = target_value = reward + discount * target_logits[:, 0]
+        if self.distributional:
+            return -(target * chosen.log_softmax(-1)).sum(-1), target_value
+        return F.smooth_l1_loss(chosen[:, 0], target, reduction="none"), target_value
+
+    def clip_gradient(self) -> torch.Tensor | None:
+        if self.hparams.max_grad_norm is None:
+            return None
+        return torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.hparams.max_grad_norm)
+
+    def sync_target(self) -> None:
+        """Copy the online net into the target every ``sync_every`` updates (``counters.updates``
+        counts this update already)."""
+        if self.sync_every > 1 and self.counters.updates % self.sync_every == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
+
+    def adapt_strength(self) -> dict:
+        """One dual step on S from the A-LIX layer's recorded gradient of the TD loss."""
+        mixing = next(m for m in self.q.encoder.modules() if isinstance(m, LocalSignalMixing))
+        nd = self.alix_strength.update_from(mixing)
+        metrics = {"train/alix_s": self.alix_strength.value}
+        return metrics if nd is None else {**metrics, "train/nd_score": nd}
+
+    # ------------------------------------------------------------------ checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if isinstance(self.view, PrioritizedTransitionView) and self.view.priority is not None:
+            checkpoint["replay_priorities"] = self.view.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if isinstance(self.view, PrioritizedTransitionView) and "replay_priorities" in checkpoint:
+            self.view.load_state_dict(checkpoint["replay_priorities"])
+
+    # ------------------------------------------------------------------ health
+    def augment(self, obs: torch.Tensor) -> torch.Tensor:
+        """The augmentation health compares Q under: DrQ's own, else DrQ-v2's random shift (pad 4),
+        the common yardstick for agents trained without one."""
+        return drq_atari_augment(obs) if self.hparams.augment else random_shift(obs, 4)
+
+    def health(self, batch) -> dict[str, torch.Tensor | float]:
+        """See ``model_free.health``. Q, features and the augmentation gap in evaluation mode (no
+        noise, no A-LIX mixing); the TD loss and its ND score as in training (augmentation, noise, mixing)."""
+        action = batch["action"]
+        rows = torch.arange(len(action), device=action.device)
+        q_of = lambda obs: self.q_values(self.q(obs))[rows, action]
+        with self.acting():
+            encoded = self.q.encoder(batch["obs"])
+            phi = self.q.features_from_encoded(encoded)
+            q = self.q_values(self.q.logits(phi))[rows, action]
+            out = critic_health(q, phi, self.q.features(batch["next_obs"]), encoded, batch)
+            out["augmentation_gap"] = augmentation_gap(q_of(self.augment(batch["obs"])), q_of(self.augment(batch["obs"])))
+        with training_mode(self):
+            obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
+            feature_map = self.q.encoder.feature_map(obs)
+            phi = self.q.features_from_encoded(self.q.encoder.from_feature_map(feature_map))
+            chosen = self.q.logits(phi)[rows, action]
+            next_online, next_target, _ = self.next_state_logits(next_obs)
+            loss, _ = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
+            td_loss = loss.mean()
+            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, feature_map)
+        return out

@@ -1,0 +1,291 @@
+"""The value-based learner (configs nddqn/drq/der/alix_atari) against hand-computed values: targets,
+C51's projection, noisy layers, prioritized sampling, the networks' sizes, the exact shortcut with a
+target synced every update, and its one-sentence errors."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from model_free import Rainbow
+from model_free.targets import linearly_decaying_epsilon
+from worldmodels.errors import ConfigError
+from worldmodels.nets import NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
+from worldmodels.replay import PrioritizedTransitionView, Replay
+from worldmodels.training import EnvSpec
+
+ATARI = EnvSpec((4, 84, 84), 1, num_actions=6)
+PRESETS = {  # the settings of configs/*_atari.yaml that differ from the class defaults (DER)
+    "nddqn": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_train=0.1,
+                  epsilon_eval=0.05, epsilon_decay_steps=5000),
+    "drq_eps": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_decay_steps=5000,
+                    augment=True),
+    "der": dict(),
+    "alix": dict(n_step=3, updates_per_env_step=2, target_update_period=1, max_grad_norm=10, adam_eps=1.5e-5,
+                 encoder="alix", hidden=256, alix=True),
+}
+
+
+def logits(values):
+    """(B, A) Q-values as (B, A, 1) logits of a non-distributional learner."""
+    return torch.tensor(values)[..., None]
+
+
+# ------------------------------------------------------------------------------ targets
+def test_double_q_target_picks_the_online_argmax_and_evaluates_it_with_the_target_net():
+    agent = Rainbow(**PRESETS["nddqn"])
+    next_online = logits([[1.0, 5.0, 2.0], [0.0, -1.0, 3.0]])
+    next_target = logits([[10.0, 20.0, 30.0], [7.0, 8.0, 9.0]])
+    reward, discount = torch.tensor([1.0, 0.5]), torch.tensor([0.9, 0.0])  # the second ends in a terminal
+    chosen = logits([[2.0], [0.0]])[:, 0]
+    loss, target = agent.td_loss(chosen, next_online, next_target, reward, discount)
+    # Online argmax: action 1 (Q_target 20) and action 2 (Q_target 9, but discount 0).
+    assert target.tolist() == pytest.approx([1.0 + 0.9 * 20.0, 0.5])
+    # Huber: |2 - 19| = 17 -> 16.5 (linear part); |0 - 0.5| = 0.5 -> 0.5 * 0.25 (quadratic part).
+    assert loss.tolist() == pytest.approx([16.5, 0.125])
+    # Without double Q, the target net chooses (30) as well as evaluates.
+    single = Rainbow(**{**PRESETS["nddqn"], "double": False})
+    assert single.td_loss(chosen, next_online, next_target, reward, discount)[1][0].item() == pytest.approx(28.0)
+
+
+def test_epsilon_is_one_during_warmup_then_decays_linearly_to_its_floor():
+    eps = lambda step: linearly_decaying_epsilon(step, warmup_steps=1600, decay_steps=5000, final=0.1)
+    assert eps(0) == 1.0 and eps(1600) == pytest.approx(1.0)
+    assert eps(1600 + 2500) == pytest.approx(0.55)
+    assert eps(1600 + 5000) == pytest.approx(0.1) and eps(100_000) == pytest.approx(0.1)
+
+
+def test_noisy_agents_explore_with_noise_only_and_warm_up_with_their_own_policy():
+    der, nddqn = Rainbow(), Rainbow(**PRESETS["nddqn"])
+    assert der.epsilon(explore=True) == 0.0 and der.epsilon(explore=False) == 0.001  # Dopamine's zero_epsilon
+    assert not der.random_warmup and nddqn.random_warmup
+
+
+# ------------------------------------------------------------------------------ C51
+SUPPORT = make_support(3, -1.0, 1.0)  # atoms -1, 0, 1
+
+
+def test_c51_projection_splits_each_shifted_atom_between_its_two_neighbours():
+    # r = 0.5, gamma^n = 0.5: atoms move to 0, 0.5, 1. Mass 0.2 stays on 0; 0.3 splits 0.15 / 0.15 between 0 and 1.
+    out = categorical_projection(SUPPORT, torch.tensor([[0.2, 0.3, 0.5]]), torch.tensor([0.5]), torch.tensor([0.5]))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.35, 0.65]]))
+
+
+def test_c51_projection_after_a_terminal_puts_all_mass_at_the_reward():
+    # discount 0: every atom lands on r = -0.3, 0.3 of the way from 0 to -1.
+    out = categorical_projection(SUPPORT, torch.tensor([[0.2, 0.3, 0.5]]), torch.tensor([-0.3]), torch.tensor([0.0]))
+    torch.testing.assert_close(out, torch.tensor([[0.3, 0.7, 0.0]]))
+
+
+def test_c51_projection_clips_atoms_beyond_v_max():
+    # r = 1.5, gamma^n = 0.9: atoms move to 0.6, 1.5, 2.4 -> clipped to 0.6, 1, 1. 0.2 splits 0.08 / 0.12.
+    out = categorical_projection(SUPPORT, torch.tensor([[0.2, 0.3, 0.5]]), torch.tensor([1.5]), torch.tensor([0.9]))
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.08, 0.92]]))
+
+
+def test_distributional_loss_is_the_cross_entropy_to_the_projected_target():
+    agent = Rainbow(num_atoms=3, v_min=-1.0, v_max=1.0)
+    next_logits = torch.log(torch.tensor([[[0.2, 0.3, 0.5]]]))  # one action
+    chosen = torch.zeros(1, 3)  # uniform prediction
+    loss, value = agent.td_loss(chosen, next_logits, next_logits, torch.tensor([0.5]), torch.tensor([0.5]))
+    assert loss.item() == pytest.approx(np.log(3))  # -sum_i m_i log(1/3)
+    assert value.item() == pytest.approx(0.65)  # 0 * 0.35 + 1 * 0.65
+
+
+# ------------------------------------------------------------------------------ noisy layers
+def test_noisy_linear_initialises_sigma_to_sigma0_over_sqrt_fan_in_and_mu_within_its_bound():
+    layer = NoisyLinear(16, 3, sigma0=0.1)
+    assert torch.all(layer.weight_sigma == 0.1 / 4) and torch.all(layer.bias_sigma == 0.1 / 4)
+    assert layer.weight_mu.abs().max() <= 1 / 4 and layer.bias_mu.abs().max() <= 1 / 4
+
+
+def test_noisy_linear_uses_factorised_noise_in_training_and_its_mean_in_evaluation():
+    layer = NoisyLinear(4, 2)
+    x = torch.randn(5, 4)
+    torch.manual_seed(3)
+    out = layer(x)
+    torch.manual_seed(3)  # the same two draws, by hand: f(e) = sign(e) sqrt|e|
+    f = lambda e: e.sign() * e.abs().sqrt()
+    eps_in, eps_out = f(torch.randn(4)), f(torch.randn(2))
+    weight = layer.weight_mu + layer.weight_sigma * torch.outer(eps_out, eps_in)
+    torch.testing.assert_close(out, x @ weight.T + layer.bias_mu + layer.bias_sigma * eps_out)
+    assert not torch.equal(layer(x), out)  # fresh noise every forward
+    layer.eval()
+    torch.testing.assert_close(layer(x), x @ layer.weight_mu.T + layer.bias_mu)
+    assert torch.equal(layer(x), layer(x))
+    with noise_forced(layer, True):  # exploring while acting: noise on in evaluation mode
+        assert not torch.equal(layer(x), layer(x))
+
+
+# ------------------------------------------------------------------------------ prioritized replay
+def filled_replay(steps=12):
+    replay = Replay(100, frame_stack=1, frame_channels=1)
+    for t in range(steps):
+        replay.add(np.full((1, 1, 2, 2), t, np.uint8), np.zeros(1, np.int64), np.ones(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
+    return replay
+
+
+def test_prioritized_sampling_is_proportional_to_priority_to_the_alpha():
+    replay = filled_replay()
+    view = PrioritizedTransitionView(batch_size=4000, n_step=1, gamma=0.9, alpha=0.5, beta=1.0)
+    view.admit_new_rows(replay)
+    view.priority.zero_()
+    view.priority[[2, 3, 5, 7], 0] = torch.tensor([1.0, 4.0, 9.0, 16.0], dtype=torch.float64)
+    batch, (t, _) = view.sample_indexed(replay, torch.Generator().manual_seed(0))
+    # p^0.5 = 1, 2, 3, 4 of 10: P = 0.1, 0.2, 0.3, 0.4 (4000 draws: one standard error is below 0.008).
+    shares = [(t == row).float().mean().item() for row in (2, 3, 5, 7)]
+    assert shares == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.03)
+    # beta = 1: w = (1/P) / max(1/P) = 0.1 / P, i.e. 1, 0.5, 1/3, 1/4.
+    expected = {2: 1.0, 3: 0.5, 5: 1 / 3, 7: 0.25}
+    assert batch["weight"].tolist() == pytest.approx([expected[int(row)] for row in t])
+
+
+def test_importance_weights_at_beta_one_half_and_annealing_to_one():
+    replay = filled_replay()
+    view = PrioritizedTransitionView(batch_size=500, n_step=1, gamma=0.9, alpha=1.0, beta=0.5, beta_steps=2)
+    view.admit_new_rows(replay)
+    view.priority.zero_()
+    view.priority[[4, 6], 0] = torch.tensor([1.0, 4.0], dtype=torch.float64)  # P = 0.2, 0.8
+    batch, (t, _) = view.sample_indexed(replay)
+    # beta 0.5: w = sqrt(0.2 / P): 1 for P 0.2 and 0.5 for P 0.8.
+    assert batch["weight"][t == 4].unique().tolist() == pytest.approx([1.0])
+    assert batch["weight"][t == 6].unique().tolist() == pytest.approx([0.5])
+    assert view.current_beta() == pytest.approx(0.75)  # one of two annealing samples done
+    view.sample_indexed(replay)
+    assert view.current_beta() == 1.0
+
+
+def test_new_rows_enter_at_the_largest_priority_and_updates_set_the_loss():
+    replay = filled_replay()
+    view = PrioritizedTransitionView(batch_size=8, n_step=1, gamma=0.9)
+    batch, _ = view.sample_indexed(replay)
+    assert torch.all(view.priority[:12, 0] == 1.0)  # the initial largest priority
+    view.update_priorities(torch.tensor([[3, 4], [0, 0]]), torch.tensor([2.5, 0.5]))
+    assert view.priority[3, 0].item() == pytest.approx(2.5) and view.priority[4, 0].item() == pytest.approx(0.5)
+    for t in range(12, 14):
+        replay.add(np.full((1, 1, 2, 2), t, np.uint8), np.zeros(1, np.int64), np.ones(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([False]))
+    view.sample_indexed(replay)
+    assert view.priority[12, 0].item() == pytest.approx(2.5) and view.priority[13, 0].item() == pytest.approx(2.5)
+
+
+def test_a_training_step_writes_each_samples_loss_as_its_priority():
+    torch.manual_seed(0)
+    agent = Rainbow()
+    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
+    replay = Replay(200, frame_stack=1, frame_channels=1)
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        replay.add(rng.integers(0, 255, (1, 1, 44, 44), dtype=np.uint8), rng.integers(0, 3, 1), rng.random(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
+    batch = agent.view.sample(replay)
+    losses = []
+    optimizer = agent.configure_optimizers()
+    agent.optimizers, agent.log_scalars = (lambda: optimizer), (lambda metrics: None)
+    agent.manual_backward = lambda loss: loss.backward()
+    original = agent.td_loss
+    agent.td_loss = lambda *args: (lambda out: (losses.append(out[0].detach()), out)[1])(original(*args))
+    agent.training_step(batch, 0)
+    t, env = batch["index"]
+    torch.testing.assert_close(agent.view.priority[t, env].float(), losses[0] + 1e-10)
+
+
+# ------------------------------------------------------------------------------ networks
+def test_dopamines_same_padded_network_has_7744_features_and_the_nature_network_3136():
+    assert NatureCNN(4, 84, "same").out_dim == 64 * 11 * 11 == 7744
+    assert NatureCNN(4, 84, "valid").out_dim == 64 * 7 * 7 == 3136
+    agent = Rainbow(**PRESETS["nddqn"])
+    agent.build(ATARI)
+    assert agent.q.hidden.in_features == 7744 and agent.q.hidden.out_features == 512  # ONE shared Dense 512
+    assert agent.q.advantage.in_features == 512 and agent.q.value.in_features == 512
+    assert agent.q(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 6, 1)
+
+
+def test_der_network_is_noisy_and_distributional_and_alix_uses_its_small_encoder_with_one_mixing_layer():
+    der = Rainbow()
+    der.build(ATARI)
+    assert isinstance(der.q.hidden, NoisyLinear) and der.q(torch.zeros(1, 4, 84, 84, dtype=torch.uint8)).shape == (1, 6, 51)
+    alix = Rainbow(**PRESETS["alix"])
+    alix.build(ATARI)
+    assert alix.q.encoder.feature_shape == (32, 37, 37) and alix.q.encoder.out_dim == 50
+    assert alix.q.hidden.out_features == 256
+    from worldmodels.regularizers import LocalSignalMixing
+    mixes = [m for m in alix.modules() if isinstance(m, LocalSignalMixing)]
+    assert len(mixes) == 2 and all(m.strength is alix.alix_strength for m in mixes)  # online and target
+    assert alix.alix_strength.value.item() == 1.0 and alix.hparams.alix_target_nd == 0.75
+
+
+def test_the_target_is_synced_every_period_of_env_steps_counted_in_updates():
+    assert Rainbow(**PRESETS["nddqn"]).sync_every == 1  # the online net itself: no copy kept
+    assert Rainbow().sync_every == 2000
+    assert Rainbow(**PRESETS["alix"]).sync_every == 2  # two updates per env step, synced once per env step
+
+
+# ------------------------------------------------------------------------------ the exact shortcut
+def one_update(agent, batch):
+    """Loss and gradients of one training step on ``batch`` (parameters left as they were)."""
+    optimizer = agent.configure_optimizers()
+    optimizer.step = lambda: None  # keep the parameters: compare gradients
+    agent.optimizers, agent.log_scalars = (lambda: optimizer), (lambda metrics: None)
+    losses = []
+    agent.manual_backward = lambda loss: (losses.append(loss.detach()), loss.backward())
+    agent.training_step(batch, 0)
+    return losses[0], {name: p.grad.clone() for name, p in agent.q.named_parameters()}
+
+
+def atari_batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g),
+            "next_obs": torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g),
+            "action": torch.randint(0, 6, (b,), generator=g), "reward": torch.randn(b, generator=g),
+            "discount": torch.full((b,), 0.9)}
+
+
+@pytest.mark.parametrize("preset", ["nddqn", "drq_eps"])
+def test_a_target_synced_every_update_gives_the_same_loss_and_gradients_as_a_separate_target_net(preset):
+    torch.manual_seed(0)
+    fast = Rainbow(**PRESETS[preset])
+    fast.build(ATARI)
+    assert fast.target_net is fast.q  # the shortcut: one pass of s' serves argmax and evaluation
+    # The straightforward computation: a target net copied from the online net, its own pass of s'.
+    slow = Rainbow(**{**PRESETS[preset], "target_update_period": 2})
+    slow.build(ATARI)
+    slow.q.load_state_dict(fast.q.state_dict())
+    slow.q_target = copy.deepcopy(fast.q)
+    batch = atari_batch()
+    torch.manual_seed(1)  # the same augmentation draws
+    fast_loss, fast_grads = one_update(fast, batch)
+    torch.manual_seed(1)
+    slow_loss, slow_grads = one_update(slow, batch)
+    assert torch.equal(fast_loss, slow_loss)
+    assert all(torch.equal(fast_grads[name], slow_grads[name]) for name in fast_grads)
+
+
+def test_online_and_target_passes_of_s_prime_share_one_noise_draw_as_dopamine_does():
+    torch.manual_seed(0)
+    agent = Rainbow()  # noisy, target every 2000 updates: just synced, so the nets are equal
+    agent.build(ATARI)
+    agent.train()
+    online, target, _ = agent.next_state_logits(atari_batch()["next_obs"])
+    assert torch.equal(online, target)
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize("kwargs, key", [
+    (dict(encoder="resnet"), "model.encoder"),
+    (dict(num_atoms=0), "model.num_atoms"),
+    (dict(num_atoms=51, v_min=10.0, v_max=10.0), "model.v_min"),
+    (dict(priority_alpha=1.5), "model.priority_alpha"),
+    (dict(priority_beta=-0.1), "model.priority_beta"),
+])
+def test_bad_settings_are_refused_with_one_sentence_naming_the_key(kwargs, key):
+    with pytest.raises(ConfigError, match=key):
+        Rainbow(**kwargs)
+
+
+def test_alix_on_an_encoder_without_a_feature_map_to_mix_is_refused():
+    agent = Rainbow(encoder="nature_valid", alix=True)
+    with pytest.raises(ConfigError, match="model.alix needs a conv feature map of at least 3x3"):
+        agent.build(EnvSpec((1, 36, 36), 1, num_actions=3))  # 36 -> 8 -> 3 -> 1
