@@ -5,7 +5,7 @@ import torch
 
 from worldmodels.dreamer import DreamerV3
 from worldmodels.dreamer.behavior import ReturnScale, lambda_returns
-from worldmodels.dreamer.rssm import RSSM
+from worldmodels.dreamer.rssm import RSSM, bounded_action
 from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
 from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
 from worldmodels.training import EnvSpec
@@ -98,6 +98,36 @@ def test_acting_resets_the_recurrent_state_where_an_episode_starts():
     deter_reset, deter_start = reset[0].deter, start[0].deter
     assert torch.allclose(deter_reset[0], deter_start[0], atol=1e-6)  # env 0 started over
     assert not torch.allclose(deter_reset[1], deter_start[1], atol=1e-4)  # env 1 carried its state
+
+
+def test_an_action_of_magnitude_two_enters_the_dynamics_as_one_with_a_gradient_through_its_direction():
+    action = torch.tensor([[2.0, -0.5, -3.0]], requires_grad=True)
+    bounded = bounded_action(action)
+    assert bounded.tolist() == [[1.0, -0.5, -1.0]]  # components beyond 1 scaled to 1, the rest unchanged
+    weights = torch.tensor([[1.0, 2.0, 3.0]])
+    (bounded * weights).sum().backward()
+    # a * sg(1 / max(1, |a|)): the scale is a constant, so the gradient is weights / max(1, |a|) (not zero,
+    # as it would be through a clip, and not through the scale, as it would be without the stop-gradient).
+    assert action.grad[0].tolist() == pytest.approx([0.5, 2.0, 1.0])
+    torch.manual_seed(0)
+    rssm = RSSM(embed_dim=8, action_dim=3, deter=16, hidden=16, stoch=4, classes=4)
+    state = rssm.initial(1)
+    assert torch.equal(rssm.recurrent_step(state, torch.tensor([[2.0, -0.5, -3.0]])),
+                       rssm.recurrent_step(state, torch.tensor([[1.0, -0.5, -1.0]])))
+
+
+def test_the_evaluation_policy_samples_from_the_actor_as_the_reference_code_does():
+    torch.manual_seed(0)
+    agent = DreamerV3(size="XS")
+    agent.build(EnvSpec((3, 64, 64), 3, action_dim=2))
+    obs, first = torch.randint(0, 255, (64, 3, 64, 64), dtype=torch.uint8), torch.ones(64, dtype=torch.bool)
+    with agent.acting():
+        sampled = agent.act(obs, None, first, explore=False)[0]
+        mode_agent = DreamerV3(size="XS", eval_policy="mode")
+        mode_agent.build(agent.spec)
+        mode_agent.load_state_dict(agent.state_dict())
+        mode = mode_agent.act(obs, None, first, explore=False)[0]
+    assert not torch.allclose(sampled, mode, atol=1e-3)  # std >= 0.1 per component: samples differ from the mode
 
 
 def test_reward_and_critic_heads_start_at_zero():

@@ -69,6 +69,17 @@ def test_zero_padded_stack_at_episode_start_then_frames_shift_in():
     assert (obs2[:2] == 0).all() and (obs2[2] == obs[3]).all() and obs2[3].any()
 
 
+def test_drq_preset_takes_the_planet_action_repeat_of_each_task():
+    repeats = {task: EnvConfig("dmc", task, preset="dmc_drq").resolved().action_repeat
+               for task in ("cartpole-swingup", "finger-spin", "walker-walk", "cheetah-run", "reacher-easy",
+                            "ball_in_cup-catch")}
+    assert repeats == {"cartpole-swingup": 8, "finger-spin": 2, "walker-walk": 2, "cheetah-run": 4,
+                       "reacher-easy": 4, "ball_in_cup-catch": 4}
+    assert EnvConfig("dmc", "hopper-hop", preset="dmc_drq", action_repeat=4).resolved().action_repeat == 4
+    with pytest.raises(ConfigError, match="set env.action_repeat for 'hopper-hop'"):
+        EnvConfig("dmc", "hopper-hop", preset="dmc_drq").resolved()
+
+
 def test_dmc_model_free_preset_renders_stacked_84px_rgb_with_actions_in_unit_box():
     env = make_env(EnvConfig("dmc", "walker-walk", preset="dmc_model_free"), seed=0)
     obs, _ = env.reset(seed=0)

@@ -51,6 +51,8 @@ class DreamerV3(Agent):
         repval_scale: weight of the critic's loss on the replayed states' lambda-returns (0: off).
         two_hot_space: "symlog" (2023 code) or "raw" (2024 code): where the reward and critic bins are
             spaced evenly and their two-hot weights interpolate (worldmodels.nets.distributions).
+        eval_policy: "sample" (the reference code: its evaluation policy samples from the actor) or
+            "mode" (the most likely action).
     """
 
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
@@ -62,7 +64,9 @@ class DreamerV3(Agent):
                  model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,
                  ac_clip: float = 100.0, unimix: float = 0.01, video_every: int = 1000, dr3_coef: float = 0.0,
                  norm: str = "layer", optimizer: str = "adam", agc: float = 0.0, repval_scale: float = 0.0,
-                 two_hot_space: str = "symlog"):
+                 two_hot_space: str = "symlog", eval_policy: str = "sample"):
+        if eval_policy not in ("sample", "mode"):
+            raise ConfigError(f"model.init_args.eval_policy is '{eval_policy}'; choose sample or mode.")
         if size not in SIZES:
             raise ConfigError(f"model.init_args.size is '{size}'; choose one of {', '.join(SIZES)}.")
         if norm not in NORMS:
@@ -125,10 +129,7 @@ class DreamerV3(Agent):
         embed = self.world_model.encoder(obs)
         latent = rssm.obs_step(latent, prev_action, embed, first)
         policy = self.actor(latent.features())
-        if explore:
-            action = policy.sample()
-        else:
-            action = policy.mode
+        action = policy.mode if not explore and self.hparams.eval_policy == "mode" else policy.sample()
         if self.spec.discrete:
             return action.argmax(-1), (latent, action)
         action = action.clamp(-1, 1)

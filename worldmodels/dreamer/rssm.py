@@ -34,6 +34,16 @@ def stack_states(states: list[State], dim: int) -> State:
     return State(*(torch.stack(parts, dim) for parts in zip(*states)))
 
 
+def bounded_action(action: torch.Tensor) -> torch.Tensor:
+    """Each action component scaled to magnitude at most 1, a * sg(1 / max(1, |a|)), as the 2023
+    reference code does wherever an action enters the dynamics: imagined continuous actions are
+    unbounded Normal samples while the world model trains on clipped ones, so without it the
+    backprop actor would learn from the model's extrapolation outside [-1, 1]. The scale is a
+    constant to autograd: the gradient reaches the action through its direction. One-hot and
+    clipped actions pass unchanged."""
+    return action * (1.0 / action.detach().abs().clamp(min=1.0))
+
+
 class RSSM(nn.Module):
     def __init__(self, embed_dim: int, action_dim: int, deter: int, hidden: int, stoch: int = 32,
                  classes: int = 32, unimix: float = 0.01, norm: str = "layer"):
@@ -81,7 +91,7 @@ class RSSM(nn.Module):
 
     def recurrent_step(self, prev: State, action: torch.Tensor) -> torch.Tensor:
         """h_t from the state and action at t-1."""
-        return self.gru(self.img_in(torch.cat([prev.stoch.flatten(-2), action], -1)), prev.deter)
+        return self.gru(self.img_in(torch.cat([prev.stoch.flatten(-2), bounded_action(action)], -1)), prev.deter)
 
     def posterior(self, deter: torch.Tensor, projected_embed: torch.Tensor) -> State:
         """z_t ~ q(z_t | h_t, e_t), with ``projected_embed`` = post_embed(e_t)."""

@@ -24,11 +24,18 @@ PRESETS: dict[str, dict] = {
         image_size=64, grayscale=False, frame_stack=1, action_repeat=4,
         terminal_on_life_loss=False, clip_rewards=False, noop_max=30, max_episode_steps=27_000,
     ),
-    # DrQ-v2 / DrQ / A-LIX pixels: 84x84 RGB, stack 3, action repeat 2 (DrQ uses 4, cartpole 8).
+    # DrQ-v2 / A-LIX pixels: 84x84 RGB, stack 3, action repeat 2.
     "dmc_model_free": dict(image_size=84, grayscale=False, frame_stack=3, action_repeat=2),
+    # DrQ (SAC) pixels: as dmc_model_free, with the PlaNet benchmark's action repeat of each task.
+    "dmc_drq": dict(image_size=84, grayscale=False, frame_stack=3),
     # DreamerV3 DMC vision: 64x64 RGB, no stack, action repeat 2.
     "dmc_world_model": dict(image_size=64, grayscale=False, frame_stack=1, action_repeat=2),
 }
+
+
+# The PlaNet benchmark's action repeat per task, which the DrQ paper uses (REFERENCE.md, DrQ).
+PLANET_ACTION_REPEAT = {"cartpole-swingup": 8, "finger-spin": 2, "walker-walk": 2, "cheetah-run": 4,
+                        "reacher-easy": 4, "ball_in_cup-catch": 4}
 
 
 @dataclass
@@ -39,7 +46,8 @@ class EnvConfig:
         suite: ``atari`` (ale-py), ``dmc`` (dm_control) or ``test`` (small numpy tasks).
         task: Atari game in snake case (``pong``, ``ms_pacman``), DMC ``domain-task``
             (``walker-walk``), or a test task (``catch``, ``reach``).
-        preset: one of ``dqn``, ``world_model``, ``dmc_model_free``, ``dmc_world_model``.
+        preset: one of ``dqn``, ``world_model``, ``dmc_model_free``, ``dmc_drq`` (``dmc_model_free`` with
+            the PlaNet benchmark's action repeat of the task, as the DrQ paper), ``dmc_world_model``.
         image_size: side of the square observation in pixels.
         grayscale: one channel instead of RGB.
         frame_stack: number of most recent frames concatenated along the channel axis.
@@ -82,6 +90,11 @@ class EnvConfig:
             camera=(2 if self.task.startswith("quadruped") else 0) if self.suite == "dmc" else None,
         )
         defaults.update(PRESETS.get(self.preset, {}))
+        if self.preset == "dmc_drq" and self.action_repeat is None:
+            if self.task not in PLANET_ACTION_REPEAT:
+                raise ConfigError(f"env.preset dmc_drq knows the PlaNet action repeat of {', '.join(PLANET_ACTION_REPEAT)} "
+                                  f"only; set env.action_repeat for '{self.task}'.")
+            defaults["action_repeat"] = PLANET_ACTION_REPEAT[self.task]
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in values.items():
             if value is None and key in defaults:
