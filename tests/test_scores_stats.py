@@ -7,6 +7,7 @@ import pytest
 
 from worldmodels.envs.atari import ale_id
 from worldmodels.errors import ConfigError
+from worldmodels.published import drq_eps_band, published_hns, published_scores
 from worldmodels.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
 from worldmodels.stats import (aggregate_mean, aggregate_median, interquartile_mean,
                                stratified_bootstrap_interval)
@@ -112,3 +113,26 @@ def test_interval_on_fixed_data_with_a_fixed_seed_matches_a_plain_loop():
     assert interval.high == pytest.approx(np.percentile(iqms, 97.5))
     assert interval.low < interval.estimate < interval.high
     assert stratified_bootstrap_interval(tasks, interquartile_mean, reps=reps, seed=seed) == interval
+
+
+# ------------------------------------------------------------------------------ published Atari 100k figures
+
+
+def test_the_shipped_table_gives_the_papers_aggregates_over_the_26_games():
+    games = list(ATARI_100K_SCORES)
+    assert len(published_scores()) == 26
+    # As the papers print them (REFERENCE.md): DrQ(eps) 100 runs 0.465 / 0.313, DrQ 0.357 / 0.268, DER 0.285 /
+    # 0.161, A-LIX 0.753 / 0.411, SPR 0.704 / 0.415 (mean / median human-normalised score).
+    for column, mean, median in [("drq_eps_mean", 0.465, 0.313), ("drq_paper", 0.357, 0.268), ("der", 0.285, 0.161),
+                                 ("alix", 0.753, 0.411), ("spr_paper", 0.704, 0.415)]:
+        hns = published_hns(column, games)
+        assert len(hns) == 26
+        assert hns.mean() == pytest.approx(mean, abs=0.0015), column
+        assert np.median(hns) == pytest.approx(median, abs=0.0015), column
+
+
+def test_a_run_is_placed_in_its_band_among_the_100_published_drq_eps_runs():
+    # Boxing: p10 5.7, p25 7.0, p50 8.5, p75 10.6, p90 13.9 (data/atari100k_published.csv).
+    bands = {score: drq_eps_band("boxing", score) for score in (5.0, 5.7, 6.9, 7.0, 9.0, 11.0, 13.9, 14.0)}
+    assert bands == {5.0: "below p10", 5.7: "p10-p25", 6.9: "p10-p25", 7.0: "p25-p50", 9.0: "p50-p75",
+                     11.0: "p75-p90", 13.9: "p75-p90", 14.0: "above p90"}

@@ -28,8 +28,10 @@ import numpy as np
 import yaml
 
 from worldmodels.errors import ConfigError
-from worldmodels.scores import atari_100k_game, human_normalized
+from worldmodels.published import PUBLISHED_AGENTS, drq_eps_band, drq_eps_percentiles, published_hns, published_scores
+from worldmodels.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
 from worldmodels.stats import AGGREGATES, Interval, stratified_bootstrap_interval
+from worldmodels.training.evaluation import FINAL_EVALUATION
 
 
 @dataclass
@@ -83,11 +85,17 @@ def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
         raise ConfigError(f"{run_dir}/config.yaml has no model.class_path, data.env.suite or data.env.task; "
                           "it is not a config written by worldmodels.fit.") from None
     curve = eval_curve(run_dir)
+    games_cut_at = (config.get("evaluation") or {}).get("max_steps")
+    final_file = run_dir / FINAL_EVALUATION
+    if final_file.is_file():  # the run's evaluation at the end (the Atari 100k protocol: 100 games)
+        record = read_eval_json(final_file, group_by)
+        curve = sorted({**dict(curve), record.final_env_steps: record.final_return}.items())
+        games_cut_at = record.games_cut_at
     if not curve:
-        print(f"warning: {run_dir} has no eval/return_mean in its metrics.csv yet; left out.", file=sys.stderr)
+        print(f"warning: {run_dir} has no eval/return_mean in its metrics.csv and no {FINAL_EVALUATION} yet; left out.",
+              file=sys.stderr)
         return None
     steps, final = curve[-1]
-    games_cut_at = (config.get("evaluation") or {}).get("max_steps")
     return RunResult(run_dir.resolve(), agent_label(class_path, config.get("name"), group_by), suite, task,
                      config.get("seed_everything"), final, steps, curve, games_cut_at)
 
@@ -96,6 +104,7 @@ def read_eval_json(path: Path, group_by: str) -> RunResult:
     try:
         record = json.loads(path.read_text())
         steps = record["env_steps"]
+        steps = int(steps) if steps is not None else None
         run_dir = Path(record["run_dir"]) if record.get("run_dir") else path.resolve()
         return RunResult(run_dir, agent_label(record["class_path"], record.get("name"), group_by), record["suite"],
                          record["task"], record.get("seed"), float(record["mean"]), steps,
@@ -138,6 +147,10 @@ def read_results(paths: list[Path], group_by: str = "name") -> list[RunResult]:
 # ----------------------------------------------------------------------------- tables
 def fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def by_task_and_agent(results: list[RunResult]) -> dict[tuple[str, str], dict[str, list[RunResult]]]:
@@ -242,8 +255,56 @@ def markdown(results: list[RunResult], groups: list[AggregateGroup], reps: int, 
         for note in notes:
             parts += ["", note]
         parts += ["", aggregate_table(group, 3 if atari else 2)]
+    if any(r.atari_game for r in results):
+        parts += ["", published_section(results)]
     parts += ["", "![learning curves](learning_curves.png)", "", "![aggregates](aggregates.png)", ""]
+    if any(r.atari_game for r in results):
+        parts += ["![ours among the published DrQ(ε) runs](published.png)", ""]
     return "\n".join(parts)
+
+
+def published_section(results: list[RunResult]) -> str:
+    """Our Atari 100k runs beside the published per-game scores, each run's band among the 100
+    published DrQ(eps) runs, and human-normalised aggregates beside the published agents' on the same games."""
+    atari = [r for r in results if r.atari_game]
+    table = published_scores()
+    columns = list(PUBLISHED_AGENTS)
+    header = ("| game | agent | runs | our mean | band of each run among DrQ(ε)'s 100 | DrQ(ε) p10 / p50 / p90 | "
+              + " | ".join(PUBLISHED_AGENTS.values()) + " |")
+    lines = ["## Beside the published Atari 100k results", "",
+             "Published scores per game (worldmodels/data/atari100k_published.csv; sources in its README). The band "
+             "says where each of our runs falls among the 100 published runs of DrQ(ε) (Dopamine's DrQ_eps.gin, each "
+             "the mean of 100 evaluation games): below p10 or above p90 is unusual for that agent.", "",
+             header, "|" + "---|" * (header.count("|") - 1)]
+    by_game: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
+    for r in atari:
+        by_game[(r.atari_game, r.agent)].append(r)
+    for (game, agent), runs in sorted(by_game.items()):
+        finals = [r.final_return for r in runs]
+        bands = ", ".join(drq_eps_band(game, r.final_return) + (" †" if r.games_cut_at else "") for r in runs)
+        p10, _, p50, _, p90 = drq_eps_percentiles(game)
+        published = [fmt(table[game][c], 1) if c in table[game] else "" for c in columns]
+        lines.append(f"| {game} | {agent} | {len(runs)} | {fmt(float(np.mean(finals)), 1)} | {bands} | "
+                     f"{fmt(p10, 1)} / {fmt(p50, 1)} / {fmt(p90, 1)} | " + " | ".join(published) + " |")
+    games = sorted({r.atari_game for r in atari})
+    lines += ["", f"Human-normalised mean and median over games; ours over the games each agent ran, the published "
+                  f"agents over our games ({', '.join(games)}) and over all {len(ATARI_100K_SCORES)}.", "",
+              f"| agent | mean ({plural(len(games), 'game')}) | median ({plural(len(games), 'game')}) | mean (26) | median (26) |",
+              "|---|---|---|---|---|"]
+    for agent in sorted({r.agent for r in atari}):
+        per_game = defaultdict(list)
+        for r in atari:
+            if r.agent == agent:
+                per_game[r.atari_game].append(r.final_return)
+        hns = np.array([human_normalized(g, float(np.mean(v))) for g, v in per_game.items()])
+        note = "" if len(per_game) == len(games) else f" ({len(per_game)} of them)"
+        lines.append(f"| {agent} (ours){note} | {fmt(hns.mean(), 3)} | {fmt(float(np.median(hns)), 3)} | | |")
+    for column, label in PUBLISHED_AGENTS.items():
+        ours, everywhere = published_hns(column, games), published_hns(column, list(ATARI_100K_SCORES))
+        if len(ours):
+            lines.append(f"| {label} | {fmt(ours.mean(), 3)} | {fmt(float(np.median(ours)), 3)} | "
+                         f"{fmt(everywhere.mean(), 3)} | {fmt(float(np.median(everywhere)), 3)} |")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -291,6 +352,35 @@ def plot_learning_curves(results: list[RunResult], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], path: Path) -> None:
+    """Per game: DrQ(eps)'s 100 published runs as a box (p25-p75, median) with whiskers at p10 and p90,
+    and each of our runs as a dot, in human-normalised score."""
+    import matplotlib.pyplot as plt
+
+    atari = [r for r in results if r.atari_game]
+    games = sorted({r.atari_game for r in atari})
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(games)))
+    for y, game in enumerate(games):
+        p10, p25, p50, p75, p90 = (human_normalized(game, v) for v in drq_eps_percentiles(game))
+        ax.plot([p10, p90], [y, y], color="0.6", lw=1)
+        ax.add_patch(plt.Rectangle((p25, y - 0.2), p75 - p25, 0.4, color="0.85", zorder=1))
+        ax.plot([p50, p50], [y - 0.2, y + 0.2], color="0.3", lw=1.5)
+    for r in atari:
+        ax.plot(human_normalized(r.atari_game, r.final_return), games.index(r.atari_game), "o",
+                color=colors[r.agent], zorder=3)
+    for agent in sorted({r.agent for r in atari}):
+        ax.plot([], [], "o", color=colors[agent], label=f"{agent} (ours)")
+    ax.plot([], [], color="0.6", lw=6, alpha=0.5, label="DrQ(ε) 100 runs: p10-p90, box p25-p75")
+    ax.set_yticks(range(len(games)), games)
+    ax.set_ylim(len(games) - 0.5, -0.5)
+    ax.set_xlabel(HNS)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_aggregates(groups: list[AggregateGroup], colors: dict[str, tuple], path: Path) -> None:
     """One row per aggregate group, one panel per statistic: each agent's estimate with its 95% interval."""
     import matplotlib.pyplot as plt
@@ -328,6 +418,8 @@ def compare(paths: list[Path], out: Path, group_by: str = "name", reps: int = 50
     out.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(results, out / "learning_curves.png")
     plot_aggregates(groups, agent_colors(results), out / "aggregates.png")
+    if any(r.atari_game for r in results):
+        plot_published_bands(results, agent_colors(results), out / "published.png")
     (out / "comparison.md").write_text(markdown(results, groups, reps, seed))
     return out / "comparison.md"
 
