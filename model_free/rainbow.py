@@ -249,7 +249,8 @@ class Rainbow(Agent):
         Exact shortcut: when the target is synced before every update (``sync_every`` 1), it IS the
         online net, so one pass serves both. Otherwise the two passes see the same random draws
         (weight noise, A-LIX shift), as Dopamine feeds both nets one noise key."""
-        rng = torch.get_rng_state() if self.sync_every > 1 else None
+        shared = self.sync_every == 1
+        rng = None if shared else torch.get_rng_state()
         if self.hparams.dr3_coef > 0:  # s' also through the online net with gradient: DR3 regularizes its features
             with gradient_recording_off(self.q):
                 phi_next = self.q.features(next_obs)
@@ -258,7 +259,7 @@ class Rainbow(Agent):
             phi_next = None
             with torch.no_grad():
                 next_online = self.q(next_obs)
-        if self.sync_every == 1:
+        if shared:
             return next_online, next_online, phi_next
         torch.set_rng_state(rng)
         with torch.no_grad():

@@ -46,18 +46,18 @@ def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int
     return learned, random, image, reward
 
 
-# A-LIX's largest mixing shift is 0.5 px instead of the DMC reference's 2.5: on 44 px catch images the
-# Nature CNN's maps are 10x10, 4x4 and 2x2, where 2.5 px wipes out the signal (it scored -0.46 against
-# -0.77 for random); 0.5 px is roughly the reference's 2.5 px scaled from its 35x35 maps to the first
-# layer's 10x10 ones (0.7 px). With it A-LIX scored 0.30 (3000 env steps, seed 0).
+# The value-based learner's published presets (configs/*_atari.yaml) on catch.
 DISCRETE_AGENTS = {
-    "NDDQN": ["--model.class_path", "model_free.NDDQN"],
-    "DrQ": ["--model.class_path", "model_free.DrQAtari"],
-    "A-LIX": ["--model.class_path", "model_free.ALIXAtari", "--model.init_args.alix_max_shift", "0.5"],
+    "NDDQN": [],
+    "DrQ(eps)": ["--model.init_args.augment", "true", "--model.init_args.epsilon_train", "0.01",
+                 "--model.init_args.epsilon_eval", "0.001"],
+    "DER": ["--config", "tests/configs/der_catch.yaml"],
+    "A-LIX-Atari": ["--config", "tests/configs/alix_atari_catch.yaml"],
 }
 
 
-@pytest.mark.parametrize("agent", list(DISCRETE_AGENTS))
+@pytest.mark.parametrize("agent", [pytest.param(name, marks=pytest.mark.learning(minutes=3.5)) if name == "A-LIX-Atari"
+                                   else name for name in DISCRETE_AGENTS])
 def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
     """The Atari agents with their published settings on catch, 3000 env steps; 100 evaluation
     games, so a margin of 0.4 over random is about four standard errors."""

@@ -111,6 +111,13 @@ def test_noisy_linear_uses_factorised_noise_in_training_and_its_mean_in_evaluati
     weight = layer.weight_mu + layer.weight_sigma * torch.outer(eps_out, eps_in)
     torch.testing.assert_close(out, x @ weight.T + layer.bias_mu + layer.bias_sigma * eps_out)
     assert not torch.equal(layer(x), out)  # fresh noise every forward
+    big = torch.randn(16, 4)  # batches of 8 or more build the noisy weight; smaller ones factorise the product
+    torch.manual_seed(4)
+    out = layer(big)
+    torch.manual_seed(4)
+    eps_in, eps_out = f(torch.randn(4)), f(torch.randn(2))
+    weight = layer.weight_mu + layer.weight_sigma * torch.outer(eps_out, eps_in)
+    torch.testing.assert_close(out, big @ weight.T + layer.bias_mu + layer.bias_sigma * eps_out)
     layer.eval()
     torch.testing.assert_close(layer(x), x @ layer.weight_mu.T + layer.bias_mu)
     assert torch.equal(layer(x), layer(x))

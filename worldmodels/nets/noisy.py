@@ -45,8 +45,12 @@ class NoisyLinear(nn.Module):
         if not noisy:
             return F.linear(x, self.weight_mu, self.bias_mu)
         eps_in, eps_out = self.sample_noise(x.device)
-        weight = torch.addcmul(self.weight_mu, self.weight_sigma, torch.outer(eps_out, eps_in))
-        return F.linear(x, weight, torch.addcmul(self.bias_mu, self.bias_sigma, eps_out))
+        bias = torch.addcmul(self.bias_mu, self.bias_sigma, eps_out)
+        if x.dim() == 1 or x.shape[0] < 8:
+            # Acting: (sigma * outer(eps_out, eps_in)) x = eps_out * (sigma (eps_in * x)) skips building the
+            # noisy weight (4M entries in the 7744 -> 512 layer): 2x faster at batch 1, slower at batch 32.
+            return F.linear(x, self.weight_mu, bias) + F.linear(x * eps_in, self.weight_sigma) * eps_out
+        return F.linear(x, torch.addcmul(self.weight_mu, self.weight_sigma, torch.outer(eps_out, eps_in)), bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
