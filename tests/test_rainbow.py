@@ -3,10 +3,12 @@ C51's projection, noisy layers, prioritized sampling, the networks' sizes, the e
 target synced every update, and its one-sentence errors."""
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from model_free import Rainbow
 from model_free.targets import linearly_decaying_epsilon
@@ -16,15 +18,15 @@ from worldmodels.replay import PrioritizedTransitionView, Replay
 from worldmodels.training import EnvSpec
 
 ATARI = EnvSpec((4, 84, 84), 1, num_actions=6)
-PRESETS = {  # the settings of configs/*_atari.yaml that differ from the class defaults (DER)
-    "nddqn": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_train=0.1,
-                  epsilon_eval=0.05, epsilon_decay_steps=5000),
-    "drq_eps": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_decay_steps=5000,
-                    augment=True),
-    "der": dict(),
-    "alix": dict(n_step=3, updates_per_env_step=2, target_update_period=1, max_grad_norm=10, adam_eps=1.5e-5,
-                 encoder="alix", hidden=256, alix=True),
-}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped(config: str) -> dict:
+    """The learner's settings in a shipped config (what differs from the class defaults, DER's)."""
+    return yaml.safe_load((ROOT / "configs" / f"{config}_atari.yaml").read_text())["model"].get("init_args") or {}
+
+
+PRESETS = {"nddqn": shipped("nddqn"), "drq_eps": shipped("drq"), "der": shipped("der"), "alix": shipped("alix")}
 
 
 def logits(values):

@@ -18,21 +18,17 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from model_free import Rainbow
 from worldmodels.training import EnvSpec
 
-PRESETS = {  # configs/*_atari.yaml
-    "nddqn": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_train=0.1,
-                  epsilon_eval=0.05, epsilon_decay_steps=5000),
-    "drq_eps": dict(num_atoms=1, noisy=False, prioritized=False, target_update_period=1, epsilon_decay_steps=5000,
-                    augment=True),
-    "der": dict(),
-    "alix": dict(n_step=3, updates_per_env_step=2, target_update_period=1, max_grad_norm=10, adam_eps=1.5e-5,
-                 encoder="alix", hidden=256, alix=True),
-}
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = {name: (yaml.safe_load((ROOT / "configs" / f"{name}_atari.yaml").read_text())["model"].get("init_args") or {})
+           for name in ("nddqn", "drq", "der", "alix")}  # the shipped configs' settings
 
 
 def straightforward(agent: Rainbow) -> Rainbow:
@@ -95,7 +91,7 @@ def main() -> None:
           f"{os.cpu_count()} cores; batch 32, 84x84x4, {args.actions} actions; medians of {args.repeats} x {args.updates} updates")
     print("| preset | s / update (straightforward) | s / update | s / action | updates per run | est. hours of one core per run |")
     print("|---|---|---|---|---|---|")
-    for preset in PRESETS:
+    for preset in PRESETS:  # nddqn, drq (DrQ(eps)), der, alix
         prioritized = PRESETS[preset].get("prioritized", True)
         variants = {"fast": make(preset, spec)}
         if variants["fast"].sync_every == 1:

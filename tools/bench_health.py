@@ -1,6 +1,6 @@
 """The training-health diagnostics' share of training time at the default interval, per agent.
 
-    python tools/bench_health.py [--repeats 2] [--updates 2] [--agents nddqn,drq_atari,...]
+    python tools/bench_health.py [--repeats 2] [--updates 2] [--agents nddqn_atari,drq_atari,...]
 
 Each agent is built at its shipped config's size (configs/*.yaml: networks, batch, frame stack,
 image size) and trained outside Lightning on random frames from a replay of random episodes.
@@ -20,9 +20,11 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from worldmodels.replay import Replay
 from worldmodels.training import EnvSpec, Health
@@ -33,12 +35,13 @@ CARTPOLE = EnvSpec((9, 84, 84), 3, action_dim=1)  # dmc_model_free: RGB 84x84, s
 WALKER = EnvSpec((9, 84, 84), 3, action_dim=6)
 DREAMER_ATARI = EnvSpec((3, 64, 64), 3, num_actions=6)  # world_model preset: RGB 64x64, no stack
 
+ROOT = Path(__file__).resolve().parent.parent
+ATARI_PRESETS = {name: (yaml.safe_load((ROOT / "configs" / f"{name}_atari.yaml").read_text())["model"].get("init_args")
+                        or {}) for name in ("nddqn", "drq", "der", "alix")}
 # label: (class path, constructor arguments of the shipped config, env spec)
 WALKER_CONFIG = {"n_step": 1, "batch_size": 512, "stddev_schedule": "linear(1.0,0.1,100000)"}  # drqv2/alix_dmc
 AGENTS = {
-    "nddqn": ("model_free.NDDQN", {}, ATARI),
-    "drq_atari": ("model_free.DrQAtari", {}, ATARI),
-    "alix_atari": ("model_free.ALIXAtari", {}, ATARI),
+    **{f"{name}_atari": ("model_free.Rainbow", init_args, ATARI) for name, init_args in ATARI_PRESETS.items()},
     "drq_dmc": ("model_free.DrQ", {}, CARTPOLE),
     "drqv2_dmc": ("model_free.DrQv2", WALKER_CONFIG, WALKER),
     "alix_dmc": ("model_free.ALIX", WALKER_CONFIG, WALKER),

@@ -1,0 +1,104 @@
+"""``worldmodels.benchmark``: a grid of tiny runs on catch through submitit's local executor, skipped
+when finished, resumed when killed, reported; its one-sentence errors; the SLURM job it would submit."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from worldmodels.benchmark import slurm_parameters
+
+CONFIGS = [str(ROOT / "tests/configs/nddqn_catch.yaml"), str(ROOT / "tests/configs/drq_catch.yaml")]
+TINY = ["--", "--data.total_env_steps", "300", "--data.warmup_steps", "200", "--evaluation.final_episodes", "3"]
+
+
+def benchmark(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+    return subprocess.run([sys.executable, "-m", "worldmodels.benchmark", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.integration
+def test_a_grid_of_two_configs_and_two_seeds_runs_two_at_a_time_then_skips_finished_runs_and_reports(tmp_path):
+    out = tmp_path / "grid"
+    grid = ["--configs", *CONFIGS, "--tasks", "catch", "--seeds", "0", "1", "--out", str(out), "--jobs", "2",
+            "--poll", "0.5", *TINY]
+    done = benchmark(*grid, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = [f"{agent}-catch-s{seed}" for agent in ("nddqn_catch", "drq_catch") for seed in (0, 1)]
+    for name in names:
+        record = json.loads((out / name / "eval-final.json").read_text())
+        assert record["env_steps"] == 300 and record["episodes"] == 3
+    assert json.loads((out / "drq_catch-catch-s1" / "eval-final.json").read_text())["seed"] == 1
+    report = (out / "comparison.md").read_text()
+    assert "| catch | nddqn_catch | 0, 1 |" in report and "| catch | drq_catch | 0, 1 |" in report
+    # The same command again: every run is finished, nothing is run again.
+    again = benchmark(*grid, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count(" finished ") == 4 and "starting" not in again.stdout
+    assert not list(out.glob("*/csv-resumed-*"))
+
+
+@pytest.mark.integration
+def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "grid"
+    grid = ["--configs", CONFIGS[0], "--tasks", "catch", "--seeds", "0", "--out", str(out), "--poll", "0.5", "--",
+            "--data.total_env_steps", "1500", "--data.warmup_steps", "200", "--checkpoint.every_env_steps", "200",
+            "--evaluation.final_episodes", "3"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+    runner = subprocess.Popen([sys.executable, "-m", "worldmodels.benchmark", *grid], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = out / "nddqn_catch-catch-s0"
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "last.ckpt").exists():
+        assert time.time() < deadline and runner.poll() is None, "no checkpoint appeared"
+        time.sleep(0.2)
+    subprocess.run(["pkill", "-9", "-f", f"run_dir {run}"], check=True)  # the fit process, mid-run
+    output, _ = runner.communicate(timeout=120)
+    assert "failed (-9)" in output and not (run / "eval-final.json").exists()
+    resumed = benchmark(*grid, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    assert list(run.glob("csv-resumed-*/metrics.csv"))  # a resumed run writes its metrics beside the first
+    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 1500
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--configs", "configs/nothing.yaml", "--tasks", "catch"], "nothing.yaml does not exist"),
+    (["--configs", "configs/drq_atari.yaml", "--tasks", "boxingg"], "'boxingg' is not an Atari game"),
+    (["--configs", "tests/configs/nddqn_catch.yaml", "--tasks", "pong"], "env.task 'pong'"),
+    (["--configs", "configs/drq_atari.yaml", "--tasks", "boxing", "--seeds", "-1"], "seeds must not be negative"),
+    (["--configs", "configs/drq_atari.yaml", "--tasks", "boxing", "--jobs", "0"], "--jobs is 0"),
+])
+def test_bad_grids_stop_with_one_sentence(tmp_path, args, expected):
+    args = [str(ROOT / a) if a.startswith(("configs/", "tests/")) else a for a in args]
+    done = benchmark(*args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert expected in line
+
+
+def test_an_out_folder_holding_another_grid_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "grid.json").write_text(json.dumps({"configs": [CONFIGS[1]], "fit_args": []}))
+    done = benchmark("--configs", CONFIGS[0], "--tasks", "catch", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 2 and "holds runs of another grid" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_slurm_job_asks_for_the_partition_gpus_and_time_of_one_run():
+    from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
+
+    args = argparse.Namespace(partition="gpu", time=720, gpus_per_run=1, cpus_per_run=8)
+    params = slurm_parameters(args)
+    assert set(params) <= set(SlurmExecutor._valid_parameters())  # what update_parameters accepts
+    script = _make_sbatch_string(command="python -m worldmodels.fit", folder="/tmp/jobs", **params)
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=720",
+                 "#SBATCH --cpus-per-task=8", "#SBATCH --job-name=worldmodels"):
+        assert line in script
