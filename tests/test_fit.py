@@ -1,6 +1,7 @@
 """The CLI end to end: a smoke run leaves everything a researcher needs, resuming continues it, and
 bad input stops with one clear sentence."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,8 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
+    assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
 
 
 # Every model-free agent's health figures (model_free/health.py), checked every 3 updates in smoke.yaml.
@@ -127,7 +130,9 @@ MODEL_FREE_HEALTH = [f"health/{name}" for name in (
     "critic_feature_dot", "td_loss", "nd_score", "augmentation_gap")]
 MODEL_FREE_SCALARS = {
     "configs/drq_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
-    "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score"],
+    "configs/der_atari.yaml": ["train/td_loss", "train/q_mean", "train/is_weight_mean"],
+    "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score", "train/grad_norm",
+                                "train/is_weight_mean"],
     "configs/drqv2_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/q1_mean", "train/stddev"],
 }
 # alix_dmc and drq_dmc smoke runs (verified by hand to exit 0 with their metrics) are kept out of CI
@@ -147,3 +152,5 @@ def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_
     (offline,) = (run / "wandb").glob("offline-run-*")
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
+    assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
