@@ -171,3 +171,27 @@ def test_compare_flags_returns_of_evaluation_games_cut_short(tmp_path):
     run = write_run(tmp_path / "smoke", "NDDQN", "pong", 0, [(205, -2.0)], games_cut_at=100)
     text = compare([run], tmp_path / "cmp", reps=100).read_text()
     assert "| pong | NDDQN | 0 | 205 | -2.00 † |" in text and "† evaluation games cut after" in text
+
+
+def test_atari_runs_are_placed_beside_the_published_scores_and_among_the_drq_eps_runs(tmp_path):
+    # Boxing (data/atari100k_published.csv): DrQ(eps) mean 9.0, p10 5.7, p25 7.0, p50 8.5, p90 13.9; DrQ paper 6.
+    runs = [write_run(tmp_path / "a", "drq_atari", "boxing", 0, [(100_000, 7.5)]),
+            write_run(tmp_path / "b", "drq_atari", "boxing", 1, [(100_000, 15.0)])]
+    text = compare(runs, tmp_path / "cmp", reps=100).read_text()
+    assert "| Boxing | drq_atari | 2 | 11.2 | p25-p50, above p90 | 5.7 / 8.5 / 13.9 | 9.0 | 6.0 |" in text
+    # HNS of the mean 11.25 on Boxing (random 0.1, human 12.1): 11.15 / 12 = 0.929; DrQ(eps)'s 9.0: 0.742.
+    assert "| drq_atari (ours) | 0.929 | 0.929 | | |" in text
+    assert "| DrQ(ε), 100 runs | 0.742 | 0.742 | 0.465 |" in text
+    assert (tmp_path / "cmp" / "published.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
+    run = tmp_path / "running"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed_everything: 0\nname: drq_atari\nmodel:\n  class_path: model_free.Rainbow\n"
+                                     "data:\n  env:\n    suite: atari\n    task: boxing\n")
+    (run / "csv").mkdir()
+    (run / "csv" / "metrics.csv").write_text("env_steps,train/episode_return\n1786,1.0\n3572,-3.0\n")
+    text = compare([run], tmp_path / "cmp", reps=100).read_text()
+    assert "No run has been evaluated yet" in text and "running (3572 env steps)" in text
+    assert (tmp_path / "cmp" / "training_returns.png").is_file()

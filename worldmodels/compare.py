@@ -41,9 +41,10 @@ class RunResult:
     suite: str
     task: str
     seed: int | None
-    final_return: float
+    final_return: float | None  # None: not evaluated yet (only its training curve is shown)
     final_env_steps: int | None
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env_steps, eval/return_mean)
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # (env_steps, train/episode_return)
     games_cut_at: int | None = None  # evaluation games stopped after this many agent steps (smoke runs)
 
     @property
@@ -60,9 +61,10 @@ def agent_label(class_path: str, name: str | None, group_by: str) -> str:
     return (name or class_name) if group_by == "name" else class_name
 
 
-def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(env_steps, eval/return_mean) of every evaluation, over the first CSV and those of its resumes;
-    a later file wins where two evaluated at the same step."""
+def logged_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """(env_steps, ``key``) wherever the run logged ``key``, over the first CSV and those of its
+    resumes; a later file wins where two logged it at the same step (a resume replays the steps after
+    its checkpoint)."""
     files = [run_dir / "csv" / "metrics.csv", *sorted(run_dir.glob("csv-resumed-*/metrics.csv"))]
     points: dict[int, float] = {}
     for path in files:
@@ -70,9 +72,14 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
             continue
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
-                if row.get("eval/return_mean") and row.get("env_steps"):
-                    points[int(float(row["env_steps"]))] = float(row["eval/return_mean"])
+                if row.get(key) and row.get("env_steps"):
+                    points[int(float(row["env_steps"]))] = float(row[key])
     return sorted(points.items())
+
+
+def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """(env_steps, eval/return_mean) of every evaluation."""
+    return logged_curve(run_dir, "eval/return_mean")
 
 
 def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
@@ -91,13 +98,16 @@ def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
         record = read_eval_json(final_file, group_by)
         curve = sorted({**dict(curve), record.final_env_steps: record.final_return}.items())
         games_cut_at = record.games_cut_at
+    train_curve = logged_curve(run_dir, "train/episode_return")
     if not curve:
-        print(f"warning: {run_dir} has no eval/return_mean in its metrics.csv and no {FINAL_EVALUATION} yet; left out.",
+        shown = "only its training returns are plotted" if train_curve else "left out"
+        print(f"warning: {run_dir} has no eval/return_mean in its metrics.csv and no {FINAL_EVALUATION} yet; {shown}.",
               file=sys.stderr)
-        return None
-    steps, final = curve[-1]
+        if not train_curve:
+            return None
+    steps, final = curve[-1] if curve else (train_curve[-1][0], None)
     return RunResult(run_dir.resolve(), agent_label(class_path, config.get("name"), group_by), suite, task,
-                     config.get("seed_everything"), final, steps, curve, games_cut_at)
+                     config.get("seed_everything"), final, steps, curve, train_curve, games_cut_at)
 
 
 def read_eval_json(path: Path, group_by: str) -> RunResult:
@@ -108,7 +118,7 @@ def read_eval_json(path: Path, group_by: str) -> RunResult:
         run_dir = Path(record["run_dir"]) if record.get("run_dir") else path.resolve()
         return RunResult(run_dir, agent_label(record["class_path"], record.get("name"), group_by), record["suite"],
                          record["task"], record.get("seed"), float(record["mean"]), steps,
-                         [(steps, float(record["mean"]))] if steps is not None else [], record.get("max_steps"))
+                         [(steps, float(record["mean"]))] if steps is not None else [], [], record.get("max_steps"))
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path} is not an evaluation written by worldmodels.evaluate "
                           f"({type(error).__name__}: {error}).") from None
@@ -140,7 +150,7 @@ def read_results(paths: list[Path], group_by: str = "name") -> list[RunResult]:
         else:
             kept[evaluation.run_dir] = evaluation
     if not kept:
-        raise ConfigError("none of the given runs has an evaluation yet; nothing to compare.")
+        raise ConfigError("none of the given runs has an evaluation or a training episode yet; nothing to compare.")
     return list(kept.values())
 
 
@@ -309,6 +319,7 @@ def published_section(results: list[RunResult]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 def agent_colors(results: list[RunResult]) -> dict[str, tuple]:
+    """One colour per agent label."""
     import matplotlib.pyplot as plt
 
     agents = sorted({r.agent for r in results})
@@ -352,6 +363,33 @@ def plot_learning_curves(results: list[RunResult], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_training_returns(results: list[RunResult], colors: dict[str, tuple], path: Path, window: int = 10) -> None:
+    """Training episode returns (true game scores, summed over lives) against env steps, one panel per
+    task: each episode a faint dot, the mean of the last ``window`` episodes a line, one per run."""
+    import matplotlib.pyplot as plt
+
+    grouped = by_task_and_agent([r for r in results if r.train_curve])
+    cols = min(len(grouped), 3)
+    rows = -(-len(grouped) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax, ((suite, task), agents) in zip(axes.flat, grouped.items()):
+        for agent, runs in agents.items():
+            for run in runs:
+                steps, returns = (np.array(v) for v in zip(*run.train_curve))
+                ax.plot(steps, returns, ".", color=colors[agent], alpha=0.25, ms=3)
+                kernel = np.ones(min(window, len(returns))) / min(window, len(returns))
+                ax.plot(steps[len(kernel) - 1:], np.convolve(returns, kernel, "valid"), color=colors[agent], lw=1.5)
+            ax.plot([], [], color=colors[agent], lw=2, label=f"{agent} ({len(runs)} run{'s' * (len(runs) > 1)})")
+        ax.set(title=f"{task} ({suite})", xlabel="env steps", ylabel=f"training episode return (mean of {window})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.flat[len(grouped):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], path: Path) -> None:
     """Per game: DrQ(eps)'s 100 published runs as a box (p25-p75, median) with whiskers at p10 and p90,
     and each of our runs as a dot, in human-normalised score."""
@@ -359,7 +397,7 @@ def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], pat
 
     atari = [r for r in results if r.atari_game]
     games = sorted({r.atari_game for r in atari})
-    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(games)))
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * len(games)))
     for y, game in enumerate(games):
         p10, p25, p50, p75, p90 = (human_normalized(game, v) for v in drq_eps_percentiles(game))
         ax.plot([p10, p90], [y, y], color="0.6", lw=1)
@@ -375,7 +413,7 @@ def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], pat
     ax.set_ylim(len(games) - 0.5, -0.5)
     ax.set_xlabel(HNS)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -408,19 +446,32 @@ def plot_aggregates(groups: list[AggregateGroup], colors: dict[str, tuple], path
 
 # ----------------------------------------------------------------------------- command line
 def compare(paths: list[Path], out: Path, group_by: str = "name", reps: int = 50_000, seed: int = 0) -> Path:
-    """Writes ``comparison.md``, ``learning_curves.png`` and ``aggregates.png`` under ``out``."""
+    """Writes ``comparison.md`` and its plots under ``out``. Runs not evaluated yet appear only in the
+    plot of training returns and in a list of unfinished runs."""
     import matplotlib
 
     matplotlib.use("Agg")
-    results = read_results(paths, group_by)
-    groups = aggregate_groups(results)
-    compute_intervals(groups, reps, seed)
+    everything = read_results(paths, group_by)
+    results = [r for r in everything if r.final_return is not None]  # evaluated: the tables and aggregates
+    unfinished = [r for r in everything if r.final_return is None]
+    colors = agent_colors(everything)
     out.mkdir(parents=True, exist_ok=True)
-    plot_learning_curves(results, out / "learning_curves.png")
-    plot_aggregates(groups, agent_colors(results), out / "aggregates.png")
-    if any(r.atari_game for r in results):
-        plot_published_bands(results, agent_colors(results), out / "published.png")
-    (out / "comparison.md").write_text(markdown(results, groups, reps, seed))
+    text = "# Comparison\n\nNo run has been evaluated yet.\n"
+    if results:
+        groups = aggregate_groups(results)
+        compute_intervals(groups, reps, seed)
+        plot_learning_curves(results, out / "learning_curves.png")
+        plot_aggregates(groups, colors, out / "aggregates.png")
+        if any(r.atari_game for r in results):
+            plot_published_bands(results, colors, out / "published.png")
+        text = markdown(results, groups, reps, seed)
+    if any(r.train_curve for r in everything):
+        plot_training_returns(everything, colors, out / "training_returns.png")
+        text += "\n![training episode returns](training_returns.png)\n"
+    if unfinished:
+        text += "\nNot evaluated yet (training returns only): " + ", ".join(
+            f"{r.run_dir.name} ({r.final_env_steps} env steps)" for r in unfinished) + ".\n"
+    (out / "comparison.md").write_text(text)
     return out / "comparison.md"
 
 
