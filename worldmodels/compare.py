@@ -335,15 +335,29 @@ def mean_curve(curves: list[list[tuple[int, float]]]) -> tuple[np.ndarray, np.nd
     return steps, np.mean(values, axis=0)
 
 
-def plot_learning_curves(results: list[RunResult], path: Path) -> None:
+def plot_per_task(grouped: dict, draw, ylabel: str, path: Path) -> None:
+    """One panel per task (three to a row): ``draw(ax, agents)`` draws a task's agents; then the legend."""
     import matplotlib.pyplot as plt
 
-    grouped = by_task_and_agent(results)
-    colors = agent_colors(results)
     cols = min(len(grouped), 3)
     rows = -(-len(grouped) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
     for ax, ((suite, task), agents) in zip(axes.flat, grouped.items()):
+        draw(ax, agents)
+        ax.set(title=f"{task} ({suite})", xlabel="env steps", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.flat[len(grouped):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_learning_curves(results: list[RunResult], path: Path) -> None:
+    colors = agent_colors(results)
+
+    def draw(ax, agents):
         for agent, runs in agents.items():
             curves = [r.curve for r in runs if r.curve]
             if len(curves) == 1:
@@ -353,26 +367,15 @@ def plot_learning_curves(results: list[RunResult], path: Path) -> None:
                     ax.plot(*zip(*curve), color=colors[agent], alpha=0.35, lw=1, marker="o", ms=2.5)
                 ax.plot(*mean_curve(curves), color=colors[agent], lw=2)
             ax.plot([], [], color=colors[agent], lw=2, label=f"{agent} ({len(curves)} seed{'s' * (len(curves) > 1)})")
-        ax.set(title=f"{task} ({suite})", xlabel="env steps", ylabel="evaluation return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes.flat[len(grouped):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+    plot_per_task(by_task_and_agent(results), draw, "evaluation return", path)
 
 
 def plot_training_returns(results: list[RunResult], colors: dict[str, tuple], path: Path, window: int = 10) -> None:
     """Training episode returns (true game scores, summed over lives) against env steps, one panel per
     task: each episode a faint dot, the mean of the last ``window`` episodes a line, one per run."""
-    import matplotlib.pyplot as plt
 
-    grouped = by_task_and_agent([r for r in results if r.train_curve])
-    cols = min(len(grouped), 3)
-    rows = -(-len(grouped) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
-    for ax, ((suite, task), agents) in zip(axes.flat, grouped.items()):
+    def draw(ax, agents):
         for agent, runs in agents.items():
             for run in runs:
                 steps, returns = (np.array(v) for v in zip(*run.train_curve))
@@ -380,14 +383,9 @@ def plot_training_returns(results: list[RunResult], colors: dict[str, tuple], pa
                 kernel = np.ones(min(window, len(returns))) / min(window, len(returns))
                 ax.plot(steps[len(kernel) - 1:], np.convolve(returns, kernel, "valid"), color=colors[agent], lw=1.5)
             ax.plot([], [], color=colors[agent], lw=2, label=f"{agent} ({len(runs)} run{'s' * (len(runs) > 1)})")
-        ax.set(title=f"{task} ({suite})", xlabel="env steps", ylabel=f"training episode return (mean of {window})")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in axes.flat[len(grouped):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+    plot_per_task(by_task_and_agent([r for r in results if r.train_curve]), draw,
+                  f"training episode return (mean of {window})", path)
 
 
 def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], path: Path) -> None:
