@@ -66,6 +66,19 @@ def test_an_unknown_game_fails_with_one_sentence(fit):
     assert "pongg" in line
 
 
+@pytest.mark.parametrize("config, flags, expected", [
+    ("configs/der_atari.yaml", ["--model.init_args.encoder", "resnet"], "model.encoder is 'resnet'"),
+    ("configs/der_atari.yaml", ["--model.init_args.v_min", "20"], "model.v_min (20.0) must be below"),
+    ("configs/dreamer_atari.yaml", ["--model.init_args.size", "Q"], "size is 'Q'"),
+])
+def test_an_agents_own_config_error_reaches_the_user_as_one_sentence(fit, config, flags, expected):
+    # The agent's constructor raises it inside jsonargparse, which wraps it in a ValueError of its own.
+    done = fit("--config", config, *flags)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert expected in line
+
+
 def test_a_corrupt_checkpoint_fails_with_one_sentence_naming_the_file(fit, tmp_path):
     ckpt = tmp_path / "runs" / "broken" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)

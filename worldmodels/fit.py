@@ -95,6 +95,18 @@ class FitCLI(LightningCLI):
         return trainer
 
 
+def config_error_in(error: BaseException) -> ConfigError | None:
+    """The ConfigError behind ``error``, if any: jsonargparse wraps one raised by an agent's constructor
+    in its own ValueError ("Does not validate against any of the Union subtypes")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> Path:
     try:
         cli = FitCLI(
@@ -106,8 +118,11 @@ def main(args: list[str] | None = None) -> Path:
         (cli.run_dir / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))
         cli.model.build(cli.datamodule.spec)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        cause = config_error_in(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     print(f"run directory: {cli.run_dir}")
     return cli.run_dir
