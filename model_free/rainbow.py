@@ -1,6 +1,6 @@
 """One value-based learner for Atari from pixels, configured the way Dopamine's JAX FullRainbowAgent is
 (its gin presets behind the published Atari 100k numbers: ../shared/REFERENCE.md). Each published
-agent is a config of it: NDDQN, DrQ(eps), DER and A-LIX-Atari (configs/*_atari.yaml).
+agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (configs/*_atari.yaml).
 
     for each env step:   act epsilon-greedily (noisy nets: with fresh weight noise, epsilon 0); store the frame
     for each update:     sample (s, a, R^(n), gamma^n, s') with frame stack 4    [prioritized: by p^alpha]
@@ -34,6 +34,7 @@ from worldmodels.regularizers import (AdaptiveStrength, LocalSignalMixing, dr3_p
                                       gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
+from worldmodels.training.optim import TFRMSprop
 
 ENCODERS = ("nature_same", "nature_valid", "alix")
 
@@ -89,7 +90,9 @@ class QNetwork(nn.Module):
 class Rainbow(Agent):
     """Args (defaults: Dopamine's DER.gin, the full agent; each config says what differs):
         batch_size, n_step, gamma: transitions per update, multi-step return length, discount.
-        lr, adam_eps: Adam (Dopamine: 1e-4, 1.5e-4).
+        optimizer: ``adam`` (Dopamine's Atari 100k agents: lr 1e-4, eps ``adam_eps`` 1.5e-4) or
+            ``rmsprop`` (Nature DQN: TensorFlow's centred RMSProp, ``TFRMSprop``, decay 0.95, eps 1e-5).
+        lr, adam_eps: learning rate; Adam's epsilon.
         max_grad_norm: clip the gradient's global norm to this (None: no clipping, as Dopamine).
         encoder: ``nature_same`` (Dopamine's), ``nature_valid`` (Nature DQN's) or ``alix`` (A-LIX-Atari's).
         hidden: units of the Dense layer before the heads. feature_dim: the ``alix`` encoder's output size.
@@ -100,30 +103,37 @@ class Rainbow(Agent):
         prioritized, priority_alpha, priority_beta, priority_beta_steps: prioritized replay (see
             ``PrioritizedTransitionView``; Dopamine's effective alpha = beta = 0.5, beta constant).
         target_update_period: env steps between copies of the online net into the target net,
-            counted in updates (period x updates_per_env_step); 1 makes the target the online net
+            counted in updates (period x updates per env step); 1 makes the target the online net
             as it was before this env step's updates.
         epsilon_train, epsilon_eval, epsilon_decay_steps: epsilon-greedy exploration, from 1 to
             ``epsilon_train`` over the decay steps after warm-up (noisy nets: 0 while training);
             ``epsilon_eval`` for the evaluation policy.
-        updates_per_env_step: gradient updates per env step.
+        updates_per_env_step, update_period: gradient updates per round, and env steps between rounds
+            (Dopamine's ``num_updates_per_train_step`` and ``update_period``: Nature DQN updates once
+            every 4 env steps, A-LIX-Atari twice every env step).
         augment: DrQ's Atari augmentation of s and s' (edge pad 4, random crop, intensity x(1 + 0.05 N)).
         alix, alix_init, alix_target_nd, alix_lr, alix_betas, alix_max_shift: one A-LIX layer after the
             encoder's last conv + ReLU, its strength S tuned toward the ND target by its own Adam.
         dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
     """
 
-    def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, lr: float = 1e-4,
-                 adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
+    def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
+                 lr: float = 1e-4, adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
                  hidden: int = 512, feature_dim: int = 50, double: bool = True, dueling: bool = True,
                  num_atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0, noisy: bool = True,
                  noisy_sigma0: float = 0.1, prioritized: bool = True, priority_alpha: float = 0.5,
                  priority_beta: float = 0.5, priority_beta_steps: int = 0, target_update_period: int = 2000,
                  epsilon_train: float = 0.01, epsilon_eval: float = 0.001, epsilon_decay_steps: int = 2000,
-                 updates_per_env_step: float = 1.0, augment: bool = False, alix: bool = False,
+                 updates_per_env_step: float = 1.0, update_period: int = 1, augment: bool = False, alix: bool = False,
                  alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
                  alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0):
-        super().__init__(updates_per_env_step)
+        if update_period < 1 or updates_per_env_step <= 0:
+            raise ConfigError(f"model.update_period is {update_period} and model.updates_per_env_step "
+                              f"{updates_per_env_step}; update at least once every update_period >= 1 env steps.")
+        super().__init__(updates_per_env_step / update_period)
         self.save_hyperparameters()
+        if optimizer not in ("adam", "rmsprop"):
+            raise ConfigError(f"model.optimizer is '{optimizer}'; choose adam or rmsprop.")
         if encoder not in ENCODERS:
             raise ConfigError(f"model.encoder is '{encoder}'; choose one of {', '.join(ENCODERS)}.")
         if num_atoms < 1:
@@ -140,7 +150,7 @@ class Rainbow(Agent):
             self.view = TransitionView(batch_size, n_step, gamma)
         self.random_warmup = not noisy  # Dopamine's noisy agents act with their own noisy policy from the first step
         # Updates between target syncs; 1: the target net IS the online net before each update, so none is kept.
-        self.sync_every = max(1, round(target_update_period * updates_per_env_step))
+        self.sync_every = max(1, round(target_update_period * self.updates_per_env_step))
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
 
     # ------------------------------------------------------------------ networks
@@ -173,9 +183,13 @@ class Rainbow(Agent):
         return self.view
 
     def configure_optimizers(self):
-        adam = torch.optim.Adam(self.q.parameters(), lr=self.hparams.lr, eps=self.hparams.adam_eps)
+        h = self.hparams
+        if h.optimizer == "rmsprop":
+            optimizer = TFRMSprop(self.q.parameters(), lr=h.lr)
+        else:
+            optimizer = torch.optim.Adam(self.q.parameters(), lr=h.lr, eps=h.adam_eps)
         # S's Adam goes with it so that Lightning checkpoints its moments; only AdaptiveStrength.update steps it.
-        return [adam, self.alix_strength.make_optimizer()] if self.hparams.alix else adam
+        return [optimizer, self.alix_strength.make_optimizer()] if h.alix else optimizer
 
     def q_values(self, logits: torch.Tensor) -> torch.Tensor:
         """Q(s, a) from logits (..., atoms): the expected return under C51, else the single logit."""

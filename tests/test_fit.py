@@ -143,6 +143,7 @@ MODEL_FREE_HEALTH = [f"health/{name}" for name in (
     "critic_feature_dot", "td_loss", "nd_score", "augmentation_gap")]
 MODEL_FREE_SCALARS = {
     "configs/drq_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
+    "configs/dqn_atari.yaml": ["train/td_loss", "train/q_mean", "train/epsilon"],
     "configs/der_atari.yaml": ["train/td_loss", "train/q_mean", "train/is_weight_mean"],
     "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score", "train/grad_norm",
                                 "train/is_weight_mean"],

@@ -48,6 +48,7 @@ def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int
 
 # The value-based learner's published presets (configs/*_atari.yaml) on catch.
 DISCRETE_AGENTS = {
+    "DQN": ["--config", "tests/configs/dqn_catch.yaml"],
     "NDDQN": [],
     "DrQ(eps)": ["--model.init_args.augment", "true", "--model.init_args.epsilon_train", "0.01",
                  "--model.init_args.epsilon_eval", "0.001"],

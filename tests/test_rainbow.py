@@ -16,6 +16,7 @@ from worldmodels.errors import ConfigError
 from worldmodels.nets import NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
 from worldmodels.replay import PrioritizedTransitionView, Replay
 from worldmodels.training import EnvSpec
+from worldmodels.training.optim import TFRMSprop
 
 ATARI = EnvSpec((4, 84, 84), 1, num_actions=6)
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,8 @@ def shipped(config: str) -> dict:
     return yaml.safe_load((ROOT / "configs" / f"{config}_atari.yaml").read_text())["model"].get("init_args") or {}
 
 
-PRESETS = {"nddqn": shipped("nddqn"), "drq_eps": shipped("drq"), "der": shipped("der"), "alix": shipped("alix")}
+PRESETS = {"dqn": shipped("dqn"), "nddqn": shipped("nddqn"), "drq_eps": shipped("drq"), "der": shipped("der"),
+           "alix": shipped("alix")}
 
 
 def logits(values):
@@ -226,6 +228,52 @@ def test_der_network_is_noisy_and_distributional_and_alix_uses_its_small_encoder
     assert alix.alix_strength.value.item() == 1.0 and alix.hparams.alix_target_nd == 0.75
 
 
+def test_tensorflow_rmsprop_two_steps_by_hand():
+    # lr 0.1, decay 0.9, eps 0.01, g = 2 twice; ms starts at 1, mg at 0.
+    # Step 1: ms = 0.9 + 0.4 = 1.3, mg = 0.2, p = 1 - 0.1 * 2 / sqrt(1.3 - 0.04 + 0.01) = 0.822529.
+    # Step 2: ms = 1.17 + 0.4 = 1.57, mg = 0.18 + 0.2 = 0.38, p -= 0.2 / sqrt(1.57 - 0.1444 + 0.01) -> 0.655607.
+    p = torch.nn.Parameter(torch.tensor([1.0]))
+    optimizer = TFRMSprop([p], lr=0.1, decay=0.9, eps=0.01)
+    for expected in (0.822529, 0.655607):
+        p.grad = torch.tensor([2.0])
+        optimizer.step()
+        assert p.item() == pytest.approx(expected, abs=1e-6)
+    plain = torch.nn.Parameter(torch.tensor([1.0]))  # not centred: sqrt(1.3 + 0.01)
+    optimizer = TFRMSprop([plain], lr=0.1, decay=0.9, eps=0.01, centered=False)
+    plain.grad = torch.tensor([2.0])
+    optimizer.step()
+    assert plain.item() == pytest.approx(1 - 0.2 / 1.31 ** 0.5, abs=1e-6)
+
+
+def test_dqn_bootstraps_from_a_frozen_target_network_copied_every_10k_env_steps():
+    torch.manual_seed(0)
+    agent = Rainbow(**PRESETS["dqn"])
+    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
+    assert agent.sync_every == 2500  # 10000 env steps at one update every 4
+    assert agent.hparams.n_step == 1 and agent.q.value is None and agent.q.encoder.out_dim == 64 * 2 * 2  # VALID
+    batch = {"obs": torch.randint(0, 256, (8, 1, 44, 44), dtype=torch.uint8),
+             "next_obs": torch.randint(0, 256, (8, 1, 44, 44), dtype=torch.uint8),
+             "action": torch.randint(0, 3, (8,)), "reward": torch.randn(8), "discount": torch.full((8,), 0.99)}
+    frozen = copy.deepcopy(agent.q_target.state_dict())
+    optimizer = agent.configure_optimizers()
+    agent.optimizers, agent.log_scalars = (lambda: optimizer), (lambda metrics: None)
+    agent.manual_backward = lambda loss: loss.backward()
+    for update in (1, 2, 2499):
+        agent.counters.updates = update
+        agent.training_step(batch, 0)
+        assert all(torch.equal(v, frozen[k]) for k, v in agent.q_target.state_dict().items())
+    # The target: r + gamma max_a Q_target(s', a) of the frozen net (no double Q), not of the online net.
+    online, target, _ = agent.next_state_logits(batch["next_obs"])
+    _, value = agent.td_loss(torch.zeros(8, 1), online, target, batch["reward"], batch["discount"])
+    with torch.no_grad():
+        expected = batch["reward"] + 0.99 * agent.q_target(batch["next_obs"])[..., 0].max(-1).values
+    torch.testing.assert_close(value, expected)
+    assert not torch.allclose(online, target)
+    agent.counters.updates = 2500
+    agent.training_step(batch, 0)
+    assert all(torch.equal(v, agent.q.state_dict()[k]) for k, v in agent.q_target.state_dict().items())
+
+
 def test_the_target_is_synced_every_period_of_env_steps_counted_in_updates():
     assert Rainbow(**PRESETS["nddqn"]).sync_every == 1  # the online net itself: no copy kept
     assert Rainbow().sync_every == 2000
@@ -288,6 +336,8 @@ def test_online_and_target_passes_of_s_prime_share_one_noise_draw_as_dopamine_do
     (dict(num_atoms=51, v_min=10.0, v_max=10.0), "model.v_min"),
     (dict(priority_alpha=1.5), "model.priority_alpha"),
     (dict(priority_beta=-0.1), "model.priority_beta"),
+    (dict(update_period=0), "model.update_period is 0"),
+    (dict(optimizer="sgd"), "model.optimizer"),
 ])
 def test_bad_settings_are_refused_with_one_sentence_naming_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
