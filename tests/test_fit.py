@@ -133,6 +133,8 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    if "sacae" in config:  # truth beside reconstruction, logged at the first update
+        assert list(offline.glob("files/media/images/train/reconstruction_*.png"))
     final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
     assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
 
@@ -148,11 +150,14 @@ MODEL_FREE_SCALARS = {
     "configs/alix_atari.yaml": ["train/td_loss", "train/q_mean", "train/alix_s", "train/nd_score", "train/grad_norm",
                                 "train/is_weight_mean"],
     "configs/drqv2_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/q1_mean", "train/stddev"],
+    "configs/sacae_dmc.yaml": ["train/critic_loss", "train/actor_loss", "train/reconstruction_loss",
+                               "train/latent_penalty"],
 }
 # alix_dmc and drq_dmc smoke runs (verified by hand to exit 0 with their metrics) are kept out of CI
 # for now: on 2 cores their published-size updates would push the suite past its 20-minute budget.
 # For the same reason drqv2_dmc runs here with batch 32 instead of its published 256.
-SUITE_OVERRIDES = {"configs/drqv2_dmc.yaml": ["--model.init_args.batch_size", "32"]}
+SUITE_OVERRIDES = {"configs/drqv2_dmc.yaml": ["--model.init_args.batch_size", "32"],
+                   "configs/sacae_dmc.yaml": ["--model.init_args.batch_size", "32"]}
 
 
 @pytest.mark.parametrize("config", sorted(MODEL_FREE_SCALARS))
@@ -166,5 +171,7 @@ def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_
     (offline,) = (run / "wandb").glob("offline-run-*")
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    if "sacae" in config:  # truth beside reconstruction, logged at the first update
+        assert list(offline.glob("files/media/images/train/reconstruction_*.png"))
     final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
     assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem

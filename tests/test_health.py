@@ -11,7 +11,7 @@ import torch
 
 from functools import partial
 
-from model_free import DrQ, DrQv2, Rainbow
+from model_free import DrQv2, Rainbow, SAC
 from model_free.health import nd_under
 from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot, nd_score,
                                      overestimation, srank)
@@ -124,7 +124,7 @@ def training_loss(agent_class, spec, dr3_coef):
     return losses[0], logged
 
 
-@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
+@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (SAC, SPEC_DMC), (DrQv2, SPEC_DMC)])
 def test_the_dr3_coefficient_adds_coef_times_the_feature_dot_to_the_loss(agent_class, spec):
     plain, plain_logs = training_loss(agent_class, spec, 0.0)
     regularized, logs = training_loss(agent_class, spec, 0.25)
@@ -187,7 +187,7 @@ def test_augmentation_gap_is_the_mean_squared_q_difference():
 
 
 # ------------------------------------------------------------------------------ the agents' health
-@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (DrQ, SPEC_DMC), (DrQv2, SPEC_DMC)])
+@pytest.mark.parametrize("agent_class, spec", [(NDDQN, SPEC_ATARI), (Rainbow, SPEC_ATARI), (SAC, SPEC_DMC), (DrQv2, SPEC_DMC)])
 def test_agent_health_reports_every_figure_and_leaves_the_networks_untouched(agent_class, spec):
     torch.manual_seed(0)
     agent = agent_class(hidden=32)

@@ -42,7 +42,7 @@ ATARI_PRESETS = {name: (yaml.safe_load((ROOT / "configs" / f"{name}_atari.yaml")
 WALKER_CONFIG = {"n_step": 1, "batch_size": 512, "stddev_schedule": "linear(1.0,0.1,100000)"}  # drqv2/alix_dmc
 AGENTS = {
     **{f"{name}_atari": ("model_free.Rainbow", init_args, ATARI) for name, init_args in ATARI_PRESETS.items()},
-    "drq_dmc": ("model_free.DrQ", {}, CARTPOLE),
+    "drq_dmc": ("model_free.SAC", {}, CARTPOLE),
     "drqv2_dmc": ("model_free.DrQv2", WALKER_CONFIG, WALKER),
     "alix_dmc": ("model_free.ALIX", WALKER_CONFIG, WALKER),
     "dreamer_atari": ("worldmodels.dreamer.DreamerV3", {"size": "S", "train_ratio": 1024, "video_every": 0},

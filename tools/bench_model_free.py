@@ -155,8 +155,8 @@ def main():
     agents = {
         "worldmodels DrQ-v2": ("model_free.DrQv2", {"batch_size": args.batch}),
         "worldmodels A-LIX": ("model_free.ALIX", {"batch_size": args.batch}),
-        "worldmodels DrQ K=1 M=1": ("model_free.DrQ", {"batch_size": args.batch, "k_aug": 1, "m_aug": 1}),
-        "worldmodels DrQ K=2 M=2": ("model_free.DrQ", {"batch_size": args.batch, "k_aug": 2, "m_aug": 2}),
+        "worldmodels DrQ K=1 M=1": ("model_free.SAC", {"batch_size": args.batch, "k_aug": 1, "m_aug": 1}),
+        "worldmodels DrQ K=2 M=2": ("model_free.SAC", {"batch_size": args.batch, "k_aug": 2, "m_aug": 2}),
     }
     for label, (path, kwargs) in agents.items():
         try:

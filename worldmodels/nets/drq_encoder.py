@@ -57,6 +57,27 @@ class Trunk(nn.Sequential):
         self.apply(orthogonal_init)
 
 
+class PixelDecoder(nn.Module):
+    """SAC+AE's deterministic decoder (Yarats et al. 2019), the DrQEncoder mirrored: Linear from the
+    features to the last conv map (32 x 35 x 35 at 84x84) + ReLU, three 3x3 transposed convs of stride 1
+    with ReLU, and a 3x3 transposed conv of stride 2 (output padding 1) back to the observation's
+    channels. Outputs centred pixels (the target lies in [-0.5, 0.5])."""
+
+    def __init__(self, out_channels: int, feature_shape: tuple[int, int, int], feature_dim: int = 50):
+        super().__init__()
+        self.feature_shape = feature_shape
+        channels = feature_shape[0]
+        self.fc = nn.Linear(feature_dim, channels * feature_shape[1] * feature_shape[2])
+        layers: list[nn.Module] = []
+        for _ in range(3):
+            layers += [nn.ConvTranspose2d(channels, channels, 3, stride=1), nn.ReLU()]
+        self.deconvs = nn.Sequential(*layers, nn.ConvTranspose2d(channels, out_channels, 3, stride=2, output_padding=1))
+        self.apply(orthogonal_init)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(torch.relu(self.fc(h)).view(-1, *self.feature_shape))
+
+
 class ALIXAtariEncoder(nn.Module):
     """The encoder of A-LIX's Atari agent (Cetin et al. 2022, appendix D, Table 7): DrQ-v2's style of
     small convolutions, 32, 32, 32 channels of 3x3 with strides 2, 1, 1 and ReLU (84 -> 41 -> 39 -> 37),

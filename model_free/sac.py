@@ -1,5 +1,7 @@
-"""DrQ: soft actor-critic from pixels, regularised by image augmentation (Kostrikov et al. 2020),
-with the paper's settings (../shared/REFERENCE.md) as defaults.
+"""One soft actor-critic from pixels for two published agents (../shared/REFERENCE.md):
+- DrQ (Kostrikov et al. 2020), SAC regularised by image augmentation: the defaults, configs/drq_dmc.yaml;
+- SAC+AE (Yarats et al. 2019), SAC with a deterministic autoencoder on the critic's encoder and no
+  augmentation: ``decoder: true``, configs/sacae_dmc.yaml.
 
     for each env step:   act with a ~ pi(.|s) (tanh-squashed Gaussian); store the frame
     for each update:     sample (s, a, R, d, s') with frame stack 3; shift-augment s M times, s' K times
@@ -8,7 +10,9 @@ with the paper's settings (../shared/REFERENCE.md) as defaults.
                                  [+ dr3_coef * phi(s_1, a) . phi(s'_1, a'_1), penultimate Q-MLP features]
                          every 2 updates: actor  minimise alpha log pi(a~|s_1) - min_i Q_i(s_1, a~), a~ ~ pi(.|s_1)
                                           alpha  minimise alpha (-log pi(a~|s_1) - target_entropy)
-                         every 2 updates: Q' <- tau Q + (1 - tau) Q'
+                         every 2 updates: Q' <- tau Q + (1 - tau) Q'    (the encoder at its own tau)
+                         [SAC+AE: minimise MSE(decoder(h), quantised s) + latent_penalty |h|^2 / 2, h the
+                          critic's 50 features of s; the decoder with weight decay]
 
 The encoder (DrQEncoder on obs/255, then a Trunk: Linear to 50, LayerNorm, tanh) belongs to the critic.
 As in the reference code, the actor shares the critic's conv layers (the same weights, "tied") and
@@ -23,12 +27,13 @@ import copy
 
 import torch
 import torch.distributions as D
+import torch.nn.functional as F
 from torch import nn
 
 from model_free.health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
-from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
+from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, orthogonal_init
 from worldmodels.regularizers import dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -54,6 +59,18 @@ def averaged_critic_loss(q1_m: torch.Tensor, q2_m: torch.Tensor, target: torch.T
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """alpha * (H - target), H estimated by -log pi: descending it raises alpha while H is below target."""
     return (log_alpha.exp() * (-log_prob - target_entropy).detach()).mean()
+
+
+def quantised_target(obs: torch.Tensor, noise: torch.Tensor, bits: int = 5) -> torch.Tensor:
+    """SAC+AE's reconstruction target: uint8 pixels quantised to ``bits`` bits, dequantised with uniform
+    ``noise`` in [0, 1) of one level, centred: floor(x / 2^(8-bits)) / 2^bits + noise / 2^bits - 0.5."""
+    levels = 2 ** bits
+    return torch.floor(obs.float() / 2 ** (8 - bits)) / levels + noise / levels - 0.5
+
+
+def latent_penalty(h: torch.Tensor) -> torch.Tensor:
+    """The L2 penalty on the latent code (Ghosh et al. 2019, as SAC+AE): mean over the batch of |h|^2 / 2."""
+    return (0.5 * h.pow(2).sum(1)).mean()
 
 
 def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
@@ -105,8 +122,8 @@ def squashed_normal(mu: torch.Tensor, std: torch.Tensor) -> D.Distribution:
     return D.Independent(D.TransformedDistribution(D.Normal(mu, std), [D.TanhTransform(cache_size=1)]), 1)
 
 
-class DrQ(Agent):
-    """Args:
+class SAC(Agent):
+    """Args (defaults: DrQ's):
         batch_size: transitions per update (paper 512; the reference code's default is 128).
         n_step, gamma: multi-step return and discount (DrQ: 1-step, 0.99).
         lr: Adam learning rate of critic, actor and temperature.
@@ -117,7 +134,15 @@ class DrQ(Agent):
         critic_tau, critic_target_update_every: soft target update coefficient and period (updates).
         actor_update_every: updates between actor and temperature updates.
         k_aug, m_aug: augmentations of s' averaged in the target (K), of s averaged in the loss (M).
-        image_pad: replicate padding of the random shift (pixels).
+        image_pad: replicate padding of the random shift (pixels; 0: no augmentation, as SAC+AE).
+        encoder_tau: soft target coefficient of the encoder (convs and Trunk; None: ``critic_tau``;
+            SAC+AE 0.05).
+        alpha_lr, alpha_beta1: the temperature's Adam (None: ``lr`` and 0.9; SAC+AE 1e-4 and 0.5).
+        decoder: SAC+AE's deterministic decoder, trained with the critic's encoder to reconstruct s.
+        decoder_lr, decoder_weight_decay, latent_penalty_coef, decoder_bits: its Adam and weight decay
+            (on the decoder only), the weight of the latent penalty, the bits of the target.
+        reconstruction_every: log a reconstruction image (truth beside prediction) every this many
+            updates (0: never).
         updates_per_env_step: gradient updates per env step.
         dr3_coef: weight of the DR3 regularizer phi(s, a) . phi(s', a') of the Q MLPs' penultimate
             features, a' the target's next action (0: off).
@@ -127,7 +152,10 @@ class DrQ(Agent):
                  feature_dim: int = 50, hidden: int = 1024, depth: int = 2, init_temperature: float = 0.1,
                  log_std_min: float = -10.0, log_std_max: float = 2.0, critic_tau: float = 0.01,
                  critic_target_update_every: int = 2, actor_update_every: int = 2, k_aug: int = 2, m_aug: int = 2,
-                 image_pad: int = 4, updates_per_env_step: float = 1.0, dr3_coef: float = 0.0):
+                 image_pad: int = 4, updates_per_env_step: float = 1.0, dr3_coef: float = 0.0,
+                 encoder_tau: float | None = None, alpha_lr: float | None = None, alpha_beta1: float = 0.9,
+                 decoder: bool = False, decoder_lr: float = 1e-3, decoder_weight_decay: float = 1e-7,
+                 latent_penalty_coef: float = 1e-6, decoder_bits: int = 5, reconstruction_every: int = 5000):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         if k_aug < 1 or m_aug < 1:
@@ -138,24 +166,37 @@ class DrQ(Agent):
 
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
-        if spec.discrete:
-            raise ConfigError("DrQ (SAC) needs a continuous action space; pick a DMC task or the reach test task.")
         h = self.hparams
+        if spec.discrete:
+            agent = "SAC+AE (model.decoder)" if h.decoder else "DrQ (SAC)"
+            raise ConfigError(f"{agent} needs a continuous action space; pick a DMC task or the reach test task.")
         self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
                            (h.log_std_min, h.log_std_max))
         self.log_alpha = nn.Parameter(torch.tensor(float(h.init_temperature)).log())
         self.target_entropy = -float(spec.action_dim)
+        if h.decoder:
+            if spec.obs_shape[1] % 2:
+                raise ConfigError(f"model.decoder reconstructs even-sized images; env.image_size is {spec.obs_shape[1]}.")
+            self.decoder = PixelDecoder(spec.obs_shape[0], self.critic.encoder.feature_shape, h.feature_dim)
 
     def replay_view(self) -> TransitionView:
         return self.view
 
     def configure_optimizers(self):
-        lr = self.hparams.lr
-        return [torch.optim.Adam(self.critic.parameters(), lr=lr),
-                torch.optim.Adam(self.actor.parameters(), lr=lr),  # the tied convs are the critic's, not here
-                torch.optim.Adam([self.log_alpha], lr=lr)]
+        h = self.hparams
+        optimizers = [torch.optim.Adam(self.critic.parameters(), lr=h.lr),
+                      torch.optim.Adam(self.actor.parameters(), lr=h.lr),  # the tied convs are the critic's, not here
+                      torch.optim.Adam([self.log_alpha], lr=h.alpha_lr or h.lr, betas=(h.alpha_beta1, 0.999))]
+        if h.decoder:  # SAC+AE: the decoder (with weight decay) and, for the reconstruction loss, the encoder
+            optimizers += [torch.optim.Adam(self.decoder.parameters(), lr=h.decoder_lr, weight_decay=h.decoder_weight_decay),
+                           torch.optim.Adam(self.encoder_parameters(), lr=h.lr)]
+        return optimizers
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The critic's encoder: its convolutions and Trunk (what SAC+AE calls the encoder)."""
+        return [*self.critic.encoder.parameters(), *self.critic.trunk.parameters()]
 
     def act(self, obs, state, first, explore):
         mu, std = self.actor(self.critic.encoder(obs))
@@ -202,14 +243,51 @@ class DrQ(Agent):
         return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action,
                       "feature_map": feature_map}
 
+    def augmented_if(self, obs: torch.Tensor, copies: int) -> torch.Tensor:
+        """``augmented``, or the observations as they are without augmentation (``image_pad`` 0)."""
+        return self.augmented(obs, copies) if self.hparams.image_pad > 0 else obs.repeat(copies, 1, 1, 1)
+
+    def reconstruction_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """SAC+AE: MSE of the decoded critic features of s against s quantised to ``decoder_bits`` bits,
+        plus the latent penalty. Trains the critic's encoder (convs, Trunk) and the decoder."""
+        h = self.critic.trunk(self.critic.encoder(obs))
+        reconstruction = self.decoder(h)
+        target = quantised_target(obs, torch.rand(obs.shape, device=obs.device), self.hparams.decoder_bits)
+        mse, penalty = F.mse_loss(reconstruction, target), latent_penalty(h)
+        return mse + self.hparams.latent_penalty_coef * penalty, {"mse": mse, "latent": penalty,
+                                                                  "reconstruction": reconstruction, "target": target}
+
+    def update_decoder(self, obs: torch.Tensor, decoder_opt, encoder_opt) -> dict[str, torch.Tensor]:
+        loss, parts = self.reconstruction_loss(obs)
+        decoder_opt.zero_grad()
+        encoder_opt.zero_grad()
+        self.manual_backward(loss)
+        decoder_opt.step()
+        encoder_opt.step()
+        every = self.hparams.reconstruction_every
+        if every and (self.counters.updates - 1) % every == 0:
+            self.log_reconstruction(parts["target"], parts["reconstruction"])
+        return {"train/reconstruction_loss": parts["mse"], "train/latent_penalty": parts["latent"]}
+
+    def log_reconstruction(self, target: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """The newest frame of the first 4 samples, truth (top) above reconstruction (bottom), to W&B."""
+        if self._trainer is None:
+            return
+        c = self.spec.frame_channels
+        pair = torch.cat([target[:4, -c:], reconstruction[:4, -c:].detach()], 2)  # (4, C, 2H, W)
+        image = ((pair + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(2, 0, 3, 1).flatten(1, 2).cpu().numpy()
+        for logger in self.trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image("train/reconstruction", [image], step=self.trainer.global_step)
+
     def training_step(self, batch, batch_idx):
         h = self.hparams
-        critic_opt, actor_opt, alpha_opt = self.optimizers()
+        critic_opt, actor_opt, alpha_opt, *ae_opts = self.optimizers()
         alpha = self.log_alpha.exp().detach()
         k, m = h.k_aug, h.m_aug
 
-        next_obs = self.augmented(batch["next_obs"], k)
-        obs = self.augmented(batch["obs"], m)
+        next_obs = self.augmented_if(batch["next_obs"], k)
+        obs = self.augmented_if(batch["obs"], m)
         critic_loss, parts = self.critic_loss(obs, next_obs, batch, alpha)
         q1, q2, target = parts["q1"], parts["q2"], parts["target"]
         loss = critic_loss
@@ -240,10 +318,19 @@ class DrQ(Agent):
                             "train/entropy": -log_prob.mean()})
 
         if self.counters.updates % h.critic_target_update_every == 0:
-            with torch.no_grad():
-                for p, p_target in zip(self.critic.parameters(), self.critic_target.parameters()):
-                    p_target.lerp_(p, h.critic_tau)
+            self.update_critic_target()
+        if h.decoder:
+            metrics.update(self.update_decoder(batch["obs"], *ae_opts))
         self.log_scalars(metrics)
+
+    @torch.no_grad()
+    def update_critic_target(self) -> None:
+        """Q' <- tau Q + (1 - tau) Q', the encoder (convs, Trunk) at ``encoder_tau``."""
+        h = self.hparams
+        encoder = {id(p) for p in self.encoder_parameters()}
+        for p, p_target in zip(self.critic.parameters(), self.critic_target.parameters()):
+            tau = (h.encoder_tau if h.encoder_tau is not None else h.critic_tau) if id(p) in encoder else h.critic_tau
+            p_target.lerp_(p, tau)
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:

@@ -1,11 +1,14 @@
-"""DrQ's target and loss averaging, temperature update and gradient routing, against hand-computed values."""
+"""The SAC of DrQ and SAC+AE: targets, loss averaging, temperature update, gradient routing, the
+reconstruction target and penalty, against hand-computed values."""
 
 import math
 
 import pytest
 import torch
 
-from model_free.drq import DrQ, averaged_critic_loss, averaged_target, soft_q_target, temperature_loss
+from model_free.sac import (SAC, averaged_critic_loss, averaged_target, latent_penalty, quantised_target, soft_q_target,
+                            temperature_loss)
+from worldmodels.errors import ConfigError
 from worldmodels.training import EnvSpec
 
 
@@ -47,9 +50,9 @@ def test_temperature_rises_when_entropy_is_below_target_and_falls_above(entropy,
     assert (log_alpha.grad.item() < 0) == rises  # gradient descent moves log alpha against its gradient
 
 
-def small_agent(**kw) -> DrQ:
+def small_agent(**kw) -> SAC:
     torch.manual_seed(0)
-    agent = DrQ(batch_size=4, hidden=16, feature_dim=8, **kw)
+    agent = SAC(batch_size=4, hidden=16, feature_dim=8, **kw)
     agent.build(EnvSpec((6, 20, 20), 3, action_dim=2))
     return agent
 
@@ -97,3 +100,57 @@ def test_exploration_samples_and_evaluation_acts_with_the_squashed_mean():
         mu, _ = agent.actor(agent.critic.encoder(obs))
     assert torch.equal(greedy, torch.tanh(mu))
     assert sampled.shape == (3, 2) and sampled.abs().max() <= 1 and not torch.equal(sampled, greedy)
+
+
+# ------------------------------------------------------------------------------ SAC+AE (decoder: true)
+def test_the_reconstruction_target_is_the_image_quantised_to_5_bits_plus_noise_minus_a_half():
+    obs = torch.tensor([[[[0, 7, 8, 255]]]], dtype=torch.uint8)
+    # floor(x / 8) / 32: 0, 0, 1/32, 31/32; plus noise / 32; minus 0.5.
+    no_noise = quantised_target(obs, torch.zeros(1, 1, 1, 4))
+    assert no_noise.flatten().tolist() == pytest.approx([-0.5, -0.5, 1 / 32 - 0.5, 31 / 32 - 0.5])
+    half = quantised_target(obs, torch.full((1, 1, 1, 4), 0.5))
+    assert half.flatten().tolist() == pytest.approx([0.5 / 32 - 0.5, 0.5 / 32 - 0.5, 1.5 / 32 - 0.5, 31.5 / 32 - 0.5])
+
+
+def test_the_latent_penalty_is_half_the_squared_norm_averaged_over_the_batch():
+    h = torch.tensor([[1.0, 2.0], [0.0, 3.0]])  # |h|^2 / 2: 2.5 and 4.5, mean 3.5
+    assert latent_penalty(h).item() == pytest.approx(3.5)
+
+
+def test_weight_decay_applies_to_the_decoder_only():
+    agent = small_agent(decoder=True, image_pad=0)
+    optimizers = agent.configure_optimizers()
+    decay = {id(p): group["weight_decay"] for opt in optimizers for group in opt.param_groups for p in group["params"]
+             if group["weight_decay"]}
+    assert set(decay) == {id(p) for p in agent.decoder.parameters()} and set(decay.values()) == {1e-7}
+
+
+def test_the_decoders_loss_trains_the_encoder_and_the_actors_does_not():
+    agent = small_agent(decoder=True, image_pad=0)
+    obs = torch.randint(0, 256, (4, 6, 20, 20), dtype=torch.uint8)
+    loss, parts = agent.reconstruction_loss(obs)
+    assert parts["reconstruction"].shape == obs.shape
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.encoder_parameters())
+    assert all(p.grad is not None for p in agent.decoder.parameters())
+    agent.zero_grad()
+    actor_loss, _ = agent.actor_loss(obs, torch.tensor(0.1))
+    actor_loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in agent.critic.encoder.parameters())
+
+
+def test_the_encoder_follows_its_own_target_rate():
+    agent = small_agent(decoder=True, image_pad=0, encoder_tau=0.05, critic_tau=0.01)
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.add_(1.0)  # online = target + 1 everywhere
+    agent.update_critic_target()
+    conv = agent.critic.encoder.convs[1].weight
+    assert torch.allclose(conv - agent.critic_target.encoder.convs[1].weight, torch.full_like(conv, 0.95))
+    head = agent.critic.q1[0].weight
+    assert torch.allclose(head - agent.critic_target.q1[0].weight, torch.full_like(head, 0.99))
+
+
+def test_a_decoder_on_a_discrete_action_task_is_refused_with_one_sentence():
+    with pytest.raises(ConfigError, match=r"SAC\+AE \(model.decoder\) needs a continuous action space"):
+        SAC(decoder=True).build(EnvSpec((3, 24, 24), 3, num_actions=4))
