@@ -74,7 +74,7 @@ def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
 
 @pytest.mark.learning(minutes=6)
 def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tmp_path, monkeypatch):
-    """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 3000 env
+    """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 4000 env
     steps: the world model's image and reward losses must halve, and the policy beat random by 0.4
     (30 evaluation games: about three standard errors)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
