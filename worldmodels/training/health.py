@@ -18,7 +18,6 @@ running at the write head are left out rather than compared with a partial retur
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import deque
 from pathlib import Path
@@ -78,8 +77,8 @@ def agent_discount(agent) -> float:
 def held_batch(agent, replay: Replay, generator: torch.Generator, transitions: int = HELD_TRANSITIONS) -> dict:
     """A batch of the agent's own view with ``mc_return`` and ``mc_valid`` for every state, on the agent's device."""
     view = agent.replay_view()
-    if isinstance(view, TransitionView):
-        view = dataclasses.replace(view, batch_size=transitions)
+    if isinstance(view, TransitionView):  # uniform, even for a prioritized learner: the replay's states as stored
+        view = TransitionView(batch_size=transitions, n_step=view.n_step, gamma=view.gamma)
     batch, (t, env) = view.sample_indexed(replay, generator)
     batch["mc_return"], batch["mc_valid"] = return_to_go(replay, t, env, agent_discount(agent))
     return {k: v.to(agent.device) for k, v in batch.items()}
