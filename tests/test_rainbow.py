@@ -348,3 +348,20 @@ def test_alix_on_an_encoder_without_a_feature_map_to_mix_is_refused():
     agent = Rainbow(encoder="nature_valid", alix=True)
     with pytest.raises(ConfigError, match="model.alix needs a conv feature map of at least 3x3"):
         agent.build(EnvSpec((1, 36, 36), 1, num_actions=3))  # 36 -> 8 -> 3 -> 1
+
+
+def test_the_health_batch_of_a_prioritized_learner_leaves_its_priorities_alone():
+    from worldmodels.training.health import held_batch
+
+    agent = Rainbow()
+    agent.build(EnvSpec((1, 2, 2), 1, num_actions=3))
+    replay = filled_replay()
+    agent.view.sample_indexed(replay)
+    agent.view.update_priorities(torch.tensor([[3], [0]]), torch.tensor([7.0]))
+    before, admitted = agent.view.priority.clone(), agent.view.admitted
+    for t in range(12, 15):  # rows the learner's view has not admitted yet
+        replay.add(np.full((1, 1, 2, 2), t, np.uint8), np.zeros(1, np.int64), np.ones(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([False]))
+    batch = held_batch(agent, replay, torch.Generator().manual_seed(0), transitions=16)
+    assert "weight" not in batch  # drawn uniformly
+    assert torch.equal(agent.view.priority, before) and agent.view.admitted == admitted
