@@ -133,10 +133,8 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    if "sacae" in config:  # truth beside reconstruction, logged at the first update
-        assert list(offline.glob("files/media/images/train/reconstruction_*.png"))
-    final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
-    assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
+    final = json.loads((run / "eval-final.json").read_text())  # also when the last periodic evaluation fell on it
+    assert final["episodes"] == 1 and final["name"] == Path(config).stem
 
 
 # Every model-free agent's health figures (model_free/health.py), checked every 3 updates in smoke.yaml.

@@ -101,17 +101,25 @@ class Evaluation(L.Callback):
         self.final_episodes = episodes if final_episodes is None else final_episodes
         self.video, self.fps = video, fps
         self._done_at = -1
+        self._last: tuple[list[float], int] | None = None  # (scores, seed) of the latest evaluation
 
     def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
         data = trainer.datamodule
         steps = data.counters.env_steps
         episodes = self.final_episodes if final else self.episodes
-        if steps == self._done_at or episodes < 1:
+        if episodes < 1:
             return
+        if steps == self._done_at:  # evaluated at this very step already
+            if not final:
+                return
+            if self._last is not None and len(self._last[0]) == episodes:
+                self._write_final(trainer, agent, *self._last)  # those games are the final evaluation
+                return
         self._done_at = steps
         seed = data.seed + 10_000 + steps
         scores, frames = run_episodes(agent, data.env_config, episodes, seed=seed, max_steps=self.max_steps,
                                       record_video=self.video, progress=final and data.progress_bar)
+        self._last = (scores, seed)
         if final:
             self._write_final(trainer, agent, scores, seed)
         metrics = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores)),
