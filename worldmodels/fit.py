@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
-                                  PeriodicCheckpoint)
+                                  NumericalGuard, PeriodicCheckpoint)
 
 RUNS = Path("runs")
 
@@ -66,6 +66,7 @@ class FitCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
         parser.add_class_arguments(Evaluation, "evaluation")
         parser.add_class_arguments(Health, "health")
+        parser.add_class_arguments(NumericalGuard, "guard")
         parser.add_class_arguments(PeriodicCheckpoint, "checkpoint", skip={"dirpath"})
         parser.link_arguments("seed_everything", "data.seed")
         parser.link_arguments("seed_everything", "health.seed")
@@ -85,7 +86,7 @@ class FitCLI(LightningCLI):
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
         extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[LogCounters(), checkpoint, config["evaluation"], config["health"]],
+                     callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"]],
                      plugins=[AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
         run = wandb_logger.experiment

@@ -6,9 +6,10 @@ from worldmodels.training.checkpoints import AtomicCheckpointIO, PeriodicCheckpo
 from worldmodels.training.counters import Counters
 from worldmodels.training.evaluation import Evaluation, run_episodes
 from worldmodels.training.experience import Experience
+from worldmodels.training.guard import NumericalGuard
 from worldmodels.training.health import Health
 from worldmodels.training.log_counters import LogCounters
 from worldmodels.training.spec import EnvSpec
 
-__all__ = ["Agent", "AtomicCheckpointIO", "Counters", "EnvSpec", "Evaluation", "Experience", "Health", "LogCounters",
+__all__ = ["Agent", "AtomicCheckpointIO", "Counters", "EnvSpec", "Evaluation", "Experience", "Health", "LogCounters", "NumericalGuard",
            "PeriodicCheckpoint", "run_episodes"]

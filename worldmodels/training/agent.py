@@ -18,6 +18,7 @@ import torch
 
 from worldmodels.errors import ConfigError
 from worldmodels.training.counters import Counters
+from worldmodels.training.guard import FiniteWatch
 from worldmodels.training.log_counters import logs_this_step
 from worldmodels.training.spec import EnvSpec
 
@@ -34,6 +35,7 @@ class Agent(L.LightningModule):
         self.counters = Counters()  # the loop's own counters, once attached: schedules read env_steps
         self.warmup_steps = 0  # the loop's random warm-up, once attached: exploration schedules start after it
         self.spec: EnvSpec | None = None
+        self.finite_watch = FiniteWatch()
 
     # -------------------------------------------------------------- to implement
     def build(self, spec: EnvSpec) -> None:
@@ -84,7 +86,9 @@ class Agent(L.LightningModule):
             self.train(was_training)
 
     def log_scalars(self, metrics: dict[str, float | torch.Tensor]) -> None:
-        """Log training metrics, on the steps whose metrics Lightning writes (``logs_this_step``)."""
+        """Log training metrics, on the steps whose metrics Lightning writes (``logs_this_step``); on
+        every step, fold their finiteness into the numerical guard's flags (``training/guard.py``)."""
+        self.finite_watch.observe(metrics, self.counters.updates)
         if self._trainer is not None and not logs_this_step(self.trainer):
             return
         self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}, on_step=True, on_epoch=False)
