@@ -27,6 +27,7 @@ PUBLISHED_AGENTS = {
     "spr_paper": "SPR",
     "dreamerv3": "DreamerV3",
     "nddqn_seed001_quoted": "NDDQN (quoted by the report)",
+    "drq_seed001_quoted": "DrQ (quoted by the report)",
     "nddqn_seed001_reproduction": "NDDQN (the report's reproduction)",
     "drq_seed001_reproduction": "DrQ (the report's reproduction)",
 }
