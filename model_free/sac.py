@@ -243,9 +243,11 @@ class SAC(Agent):
         return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action,
                       "feature_map": feature_map}
 
-    def augmented_if(self, obs: torch.Tensor, copies: int) -> torch.Tensor:
+    def augmented_if(self, obs: torch.Tensor, copies: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``augmented``, or the observations as they are without augmentation (``image_pad`` 0)."""
-        return self.augmented(obs, copies) if self.hparams.image_pad > 0 else obs.repeat(copies, 1, 1, 1)
+        if self.hparams.image_pad > 0:
+            return self.augmented(obs, copies, generator)
+        return obs.repeat(copies, 1, 1, 1)
 
     def reconstruction_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """SAC+AE: MSE of the decoded critic features of s against s quantised to ``decoder_bits`` bits,
@@ -347,13 +349,15 @@ class SAC(Agent):
             next_action = squashed_normal(*self.actor(next_conv)).sample()
             out = critic_health(torch.min(*self.critic.values(phi)), phi,
                                 self.critic.features(next_conv, next_action), encoded, batch)
-            q_a, q_b = (torch.min(*self.critic(self.critic.encoder(self.augmented(batch["obs"], 1, generator)), action))
+            # The gap under DrQ's shift, pad 4 for an agent trained without augmentation (SAC+AE): the common yardstick.
+            shifted = lambda: random_shift(batch["obs"], self.hparams.image_pad or 4, generator)
+            q_a, q_b = (torch.min(*self.critic(self.critic.encoder(shifted()), action))
                         for _ in range(2))
             out["augmentation_gap"] = augmentation_gap(q_a, q_b)
         with training_mode(self):
             h = self.hparams
-            next_obs = self.augmented(batch["next_obs"], h.k_aug, generator)
-            obs = self.augmented(batch["obs"], h.m_aug, generator)
+            next_obs = self.augmented_if(batch["next_obs"], h.k_aug, generator)
+            obs = self.augmented_if(batch["obs"], h.m_aug, generator)
             td_loss, parts = self.critic_loss(obs, next_obs, batch, self.log_alpha.exp().detach())
             out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, parts["feature_map"])
         return out
