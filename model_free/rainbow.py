@@ -220,7 +220,7 @@ class Rainbow(Agent):
         obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
         action = batch["action"]
         phi = self.q.features(obs)
-        chosen = self.q.logits(phi)[torch.arange(len(action)), action]  # (B, atoms)
+        chosen = self.q.logits(phi)[torch.arange(len(action), device=action.device), action]  # (B, atoms)
         next_online, next_target, phi_next = self.next_state_logits(next_obs)
         loss_per_sample, target_value = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
         weight = batch.get("weight")
