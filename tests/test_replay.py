@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from worldmodels.errors import ConfigError
 from worldmodels.replay import NotEnoughData, Replay, SequenceView, TransitionView
 
 
-def fill(replay: Replay, steps: int, envs: int, first=(), terminal=(), truncated=(), reward=None):
-    """Write ``steps`` vector steps. first/terminal/truncated: sets of (t, env)."""
-    for t in range(steps):
+def fill(replay: Replay, steps: int, envs: int, first=(), terminal=(), truncated=(), reward=None, start: int = 0):
+    """Write ``steps`` vector steps (times ``start``...). first/terminal/truncated: sets of (t, env)."""
+    for t in range(start, start + steps):
         obs = np.stack([np.full((replay.frame_stack * replay.frame_channels, 2, 2), t + 100 * e, np.uint8)
                         for e in range(envs)])
         rew = np.array([reward(t, e) if reward else 1.0 for e in range(envs)], np.float32)
@@ -124,12 +125,14 @@ def test_sampling_too_early_says_what_to_do():
         TransitionView(batch_size=4, n_step=5).sample(replay)
 
 
-def test_checkpoint_round_trip_keeps_contents_and_marks_the_interrupted_episode_truncated():
+def test_checkpoint_round_trip_keeps_contents_and_marks_the_interrupted_episode_truncated(tmp_path):
     replay = Replay(100, num_envs=2, frame_stack=1, frame_channels=1, seed=3)
     fill(replay, 30, 2, reward=lambda t, e: t + 0.5 * e)
+    replay.persist(tmp_path)
     state = replay.state_dict()
+    assert "frames" not in state  # the rows are in the directory, not in the checkpoint
     restored = Replay(100, num_envs=2, frame_stack=1, frame_channels=1, seed=99)
-    restored.load_state_dict(state)
+    restored.load_state_dict(state, tmp_path)
     rows, cols = torch.arange(30)[:, None].expand(30, 2), torch.arange(2).expand(30, 2)
     assert torch.equal(restored.frames(rows, cols), replay.frames(rows, cols))
     assert torch.equal(restored.steps(rows, cols)["reward"], replay.steps(rows, cols)["reward"])
@@ -138,6 +141,64 @@ def test_checkpoint_round_trip_keeps_contents_and_marks_the_interrupted_episode_
     # Same generator state: the next samples agree.
     view = SequenceView(batch_size=5, seq_len=4)
     assert torch.equal(view.sample(restored)["obs"], view.sample(replay)["obs"])
+
+
+def chunk_rows(directory) -> list[tuple[int, int, int]]:
+    """(start, stop, rows held) of each chunk file, oldest first."""
+    found = []
+    for path in sorted(directory.glob("rows-*.pt")):
+        start, stop = (int(x) for x in path.stem.split("-")[1:])
+        found.append((start, stop, torch.load(path, weights_only=True)["frames"].shape[0]))
+    return found
+
+
+def test_each_persist_writes_only_the_rows_added_since_the_last_and_drops_overwritten_ones(tmp_path):
+    replay = Replay(40, num_envs=1, frame_stack=1, frame_channels=1, chunk=7)
+    fill(replay, 25, 1)
+    replay.persist(tmp_path)
+    fill(replay, 10, 1, start=25)
+    replay.persist(tmp_path)
+    assert chunk_rows(tmp_path) == [(0, 25, 25), (25, 35, 10)]
+    fill(replay, 40, 1, start=35)  # the ring wraps: rows 0..34 are overwritten
+    replay.persist(tmp_path)
+    assert chunk_rows(tmp_path) == [(35, 75, 40)]  # both older files held only overwritten rows
+    fill(replay, 5, 1, start=75)
+    replay.persist(tmp_path)
+    assert chunk_rows(tmp_path) == [(35, 75, 40), (75, 80, 5)]  # rows 40..79 live in both
+
+    restored = Replay(40, num_envs=1, frame_stack=1, frame_channels=1)
+    restored.load_state_dict(replay.state_dict(), tmp_path)
+    t = torch.arange(40, 80)[:, None]
+    assert torch.equal(restored.frames(t, torch.zeros_like(t))[:, 0, 0, 0, 0],
+                       torch.arange(40, 80).to(torch.uint8))  # each frame's pixel is its own time
+    assert torch.equal(restored.steps(t, torch.zeros_like(t))["episode"], replay.steps(t, torch.zeros_like(t))["episode"])
+
+
+def test_a_chunk_written_after_the_checkpoint_is_dropped_and_a_missing_one_is_one_sentence(tmp_path):
+    replay = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    fill(replay, 20, 1)
+    replay.persist(tmp_path)
+    state = replay.state_dict()  # the checkpoint: cursor at 20
+    fill(replay, 10, 1, start=20)
+    replay.persist(tmp_path)  # the run dies after this file but before its checkpoint
+    (tmp_path / "rows-0000000030-0000000040.pt.tmp").write_bytes(b"half a file")
+    Replay(100, num_envs=1, frame_stack=1, frame_channels=1).load_state_dict(state, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows-0000000000-0000000020.pt"]
+
+    ahead = dict(state, time=25)  # a checkpoint from a run that is not this directory's
+    with pytest.raises(ConfigError, match="holds rows 0-20 but the checkpoint needs rows 0-25"):
+        Replay(100, num_envs=1, frame_stack=1, frame_channels=1).load_state_dict(ahead, tmp_path)
+
+
+def test_a_checkpoint_with_the_replay_inline_still_resumes_and_its_next_persist_writes_every_row(tmp_path):
+    # Checkpoints written before the replay moved to the run directory carry its rows themselves.
+    replay = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    fill(replay, 12, 1)
+    legacy = dict(replay.state_dict(), **replay.rows_between(0, 12))
+    restored = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    restored.load_state_dict(legacy, tmp_path)
+    restored.persist(tmp_path)
+    assert chunk_rows(tmp_path) == [(0, 12, 12)]
 
 
 def test_stored_bytes_per_frame_stay_within_ten_percent_of_the_raw_frame():

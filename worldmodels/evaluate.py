@@ -25,6 +25,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from worldmodels.errors import ConfigError
+from worldmodels.run_directory import latest_config
 from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
 from worldmodels.training.evaluation import evaluation_record
 
@@ -47,7 +48,7 @@ def read_checkpoint(ckpt: Path) -> dict:
 
 
 def read_run_config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
+    path = latest_config(run_dir)  # a forced resume may have changed the config the weights belong to
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; the checkpoint must lie in <run>/checkpoints/ of a run written "
                           "by worldmodels.fit, next to its config.yaml.")
@@ -112,12 +113,12 @@ def evaluate(ckpt: Path, episodes: int = 10, seed: int = 0, max_steps: int | Non
     ckpt = checkpoint_path(Path(ckpt))
     trained = load_agent(ckpt, seed, device)
     env_config = trained.data.env_config.for_evaluation()
-    returns, frames = run_episodes(trained.agent, env_config, episodes, seed=seed, max_steps=max_steps,
+    returns, frames, cut_short = run_episodes(trained.agent, env_config, episodes, seed=seed, max_steps=max_steps,
                                    record_video=video is not None)
     if video is not None and frames is not None:
         write_video(video, frames)
     return evaluation_record(trained.agent, env_config, trained.config, trained.counters, returns, seed, max_steps,
-                             ckpt, ckpt.resolve().parent.parent)
+                             ckpt, ckpt.resolve().parent.parent, cut_short)
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> None:
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> Path:
     out.write_text(json.dumps(result, indent=2) + "\n")
     hns = f", human-normalised {result['human_normalized']:.3f}" if result["human_normalized"] is not None else ""
     games = f"{args.episodes} game{'s' * (args.episodes != 1)}"
+    if result["games_cut_short"]:
+        games += (f" ({result['games_cut_short']} cut short at --max-steps {args.max_steps}: partial scores, "
+                  "not comparable with published ones)")
     print(f"{result['agent']} on {result['task']} after {result['env_steps']} env steps: return "
           f"{result['mean']:.2f} ± {result['std']:.2f} over {games}{hns}; wrote {out}")
     return out

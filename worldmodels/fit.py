@@ -12,49 +12,80 @@ Config files merge left to right, then dotted flags override single values. The 
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 import time
+import warnings
 from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
+from worldmodels.training.validate import validate_start
+from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
+                                       resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint)
 
-RUNS = Path("runs")
-
-
-def wandb_offline_by_default() -> None:
-    """No account and no network must still give a W&B run: offline unless told otherwise."""
-    if "WANDB_MODE" in os.environ or os.environ.get("WANDB_API_KEY"):
+def wandb_offline_unless_reachable() -> None:
+    """No account and no network must still give a W&B run: offline unless told otherwise, and offline
+    with one warning when online mode is asked for but no key is set or the server cannot be reached
+    (wandb itself would fail after about 100 s)."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode not in (None, "online", "run"):
         return
     netrc = Path.home() / ".netrc"
-    if not (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")):
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+    if mode is None and not has_key:
         os.environ["WANDB_MODE"] = "offline"
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    if not has_key:
+        reason = "no W&B API key is set (WANDB_API_KEY or wandb login)"
+    else:
+        try:
+            socket.create_connection((host, 443), timeout=5).close()
+            return
+        except OSError as error:
+            reason = f"{host} cannot be reached ({error.strerror or error})"
+    warnings.warn(f"W&B logs offline: {reason}; upload the run later with `wandb sync`.", stacklevel=1)
+    os.environ["WANDB_MODE"] = "offline"
 
 
-def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[Path, Path | None]:
-    """The run directory and the checkpoint to resume from (``last``: the newest run named ``name``)."""
-    if ckpt_path == "last":
-        if run_dir is None:
-            candidates = sorted(RUNS.glob(f"{name}-*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-            if not candidates:
-                raise ConfigError(f"--ckpt_path last found no checkpoint under {RUNS}/{name}-*; "
-                                  "pass --run_dir or the checkpoint's path.")
-            return candidates[-1].parent.parent, candidates[-1]
-        return Path(run_dir), Path(run_dir) / "checkpoints" / "last.ckpt"
-    if ckpt_path is not None:
-        ckpt = Path(ckpt_path)
-        return (Path(run_dir) if run_dir else ckpt.resolve().parent.parent), ckpt
-    if run_dir is None:
-        return RUNS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", None
-    run = Path(run_dir)
-    if (run / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"{run} already holds a run; pass --ckpt_path last to resume it or another --run_dir.")
-    return run, None
+def silence_dependency_noise() -> None:
+    """Only what the user needs at start-up: Lightning's advertisement for litlogger and a deprecation
+    inside Lightning's pytree helper (torch 2.13) say nothing about the run."""
+    class DropTip(logging.Filter):
+        def filter(self, record):
+            return not str(record.msg).startswith("💡 Tip")
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(DropTip())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+
+
+def check_config_files(args: list[str]) -> None:
+    """An empty or non-mapping ``--config`` file gets a sentence naming it (jsonargparse's does not)."""
+    for flag, value in zip(args, args[1:]):
+        if flag != "--config" or value.lstrip().startswith("{"):
+            continue
+        path = Path(value)
+        if not path.is_file():
+            continue  # jsonargparse names a missing file itself
+        try:
+            content = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML ({str(error).splitlines()[0]}).") from None
+        if not isinstance(content, dict):
+            raise ConfigError(f"config file {path} is {'empty' if content is None else 'not a mapping of keys'}; "
+                              "write keys such as model:, data:, trainer: in it.")
 
 
 class FitCLI(LightningCLI):
@@ -63,6 +94,8 @@ class FitCLI(LightningCLI):
         parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (overrides the default).")
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="Checkpoint to resume: a path, or 'last' for the newest run of this name.")
+        parser.add_argument("--force_resume", type=bool, default=False,
+                            help="Resume even when the config differs from the run's in what shapes learning.")
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
         parser.add_class_arguments(Evaluation, "evaluation")
         parser.add_class_arguments(Health, "health")
@@ -73,9 +106,14 @@ class FitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init
+        validate_start(self.model, self.datamodule)  # before anything is written
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        wandb_offline_by_default()
+        self.created_run_dir = make_run_directory(self.run_dir)
+        remove_stale_files(self.run_dir)
+        self.config_text = self.parser.dump(self.config, skip_none=False)
+        if self.resume_from is not None and not config["force_resume"]:
+            check_resume(self.run_dir, self.config_text)
+        wandb_offline_unless_reachable()
         id_file = self.run_dir / "wandb_id.txt"
         wandb_id = id_file.read_text().strip() if id_file.exists() else None
         wandb_logger = WandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
@@ -109,20 +147,30 @@ def config_error_in(error: BaseException) -> ConfigError | None:
 
 
 def main(args: list[str] | None = None) -> Path:
+    silence_dependency_noise()
+    cli, started = None, False
     try:
+        check_config_files(sys.argv[1:] if args is None else args)
         cli = FitCLI(
             Agent, Experience, subclass_mode_model=True, run=False, args=args, save_config_callback=None,
             seed_everything_default=0, auto_configure_optimizers=False,
             trainer_defaults=dict(max_epochs=-1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
-        (cli.run_dir / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))
+        write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
         cli.model.build(cli.datamodule.spec)
+        started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
+    except SystemExit:
+        if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.interrupted:
+            sys.exit(130)  # Lightning exits 1 after Ctrl-C; the shell's convention is 128 + SIGINT
+        raise
     except Exception as error:
         cause = config_error_in(error)
         if cause is None:
             raise
+        if not started and cli is not None and getattr(cli, "created_run_dir", False):
+            remove_failed_start(cli.run_dir)
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     print(f"run directory: {cli.run_dir}")

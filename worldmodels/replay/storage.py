@@ -18,6 +18,7 @@ chunk at a time: one TensorDict write per step would cost more than an Atari ste
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
 
 from worldmodels.errors import ConfigError
+from worldmodels.replay import chunks
 
 logging.getLogger("torchrl").setLevel(logging.WARNING)  # torchrl logs every storage allocation at INFO
 
@@ -66,6 +68,7 @@ class Replay:
         self._stage: dict[str, np.ndarray] | None = None
         self._episode = np.full(num_envs, -1, np.int64)
         self._next_episode = 0
+        self._persisted = 0  # rows before this logical time are in the on-disk log
 
     # ------------------------------------------------------------------ writing
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
@@ -143,19 +146,38 @@ class Replay:
         return filled * self.num_envs * per_row
 
     # ------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict:
+    def rows_between(self, start: int, stop: int) -> dict:
+        """Rows of logical times ``start <= t < stop`` (still stored), every column: frames and steps."""
         self.flush()
-        filled = min(self.time, self.rows)
-        rows = torch.arange(filled)
-        index = (rows[:, None].expand(filled, self.num_envs), torch.arange(self.num_envs).expand(filled, self.num_envs))
-        state = {"time": self.time, "rows": self.rows, "num_envs": self.num_envs, "episode": self._episode.copy(),
-                 "next_episode": self._next_episode, "generator": self.generator.get_state()}
-        if filled:
-            state["frames"] = self._frames.get(index)["obs"].clone()
-            state["steps"] = {k: v.clone() for k, v in self._steps.get(index).items()}
-        return state
+        t = torch.arange(start, stop)
+        index = ((t % self.rows)[:, None].expand(len(t), self.num_envs), torch.arange(self.num_envs).expand(len(t), self.num_envs))
+        return {"frames": self._frames.get(index)["obs"].clone(),
+                "steps": {k: v.clone() for k, v in self._steps.get(index).items()}}
 
-    def load_state_dict(self, state: dict) -> None:
+    def _put_rows(self, start: int, rows: dict) -> None:
+        n = rows["frames"].shape[0]
+        index = torch.arange(start, start + n) % self.rows
+        self._frames.set(index, TensorDict({"obs": rows["frames"]}, batch_size=[n, self.num_envs]))
+        self._steps.set(index, TensorDict(rows["steps"], batch_size=[n, self.num_envs]))
+
+    def persist(self, directory: Path) -> None:
+        """Append the rows written since the last call to ``directory`` (one chunk file; see chunks.py)."""
+        directory = Path(directory)
+        start = max(self._persisted, self.oldest)
+        if self.time > start:
+            chunks.write_chunk(directory, start, self.time, self.rows_between(start, self.time))
+        chunks.drop_before(directory, self.oldest)
+        self._persisted = self.time
+
+    def state_dict(self) -> dict:
+        """The cursor and metadata only: the rows are in the directory ``persist`` writes."""
+        self.flush()
+        return {"time": self.time, "rows": self.rows, "num_envs": self.num_envs,
+                "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
+                "generator": self.generator.get_state(), "persisted": self._persisted}
+
+    def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
+        """Restore the cursor and read the window's rows back from ``directory``."""
         if (state["rows"], state["num_envs"]) != (self.rows, self.num_envs):
             raise ConfigError(
                 f"the checkpoint's replay has {state['rows']} rows x {state['num_envs']} envs but this run has "
@@ -165,14 +187,22 @@ class Replay:
         self._episode = np.asarray(state["episode"]).copy()
         self.generator.set_state(state["generator"])
         self._staged, self._stage = 0, None
-        if "frames" in state:
-            filled = state["frames"].shape[0]
-            steps = dict(state["steps"])
+        if "frames" in state:  # written before the replay left the checkpoint: its rows are inline
+            self._put_rows(0, {"frames": state["frames"], "steps": dict(state["steps"])})
+            self._persisted = self.oldest  # the run directory has no rows yet: the next persist writes them all
+        else:
+            if directory is None:
+                raise ConfigError("this checkpoint keeps its replay in the run directory; resume it with --run_dir.")
+            for chunk in chunks.window(Path(directory), self.oldest, self.time):
+                rows = chunk.load()
+                skip = max(0, self.oldest - chunk.start)  # rows already overwritten in the ring
+                self._put_rows(chunk.start + skip, {"frames": rows["frames"][skip:],
+                                                    "steps": {k: v[skip:] for k, v in rows["steps"].items()}})
+            self._persisted = self.time
+        if self.time:
             # The run stopped mid-episode: the newest row of each column becomes a truncation, so no
             # sample reads on into the frames the resumed run writes next.
-            newest = (self.time - 1) % self.rows
-            steps["last"] = steps["last"].clone()
-            steps["last"][newest] = True
-            rows = torch.arange(filled)
-            self._frames.set(rows, TensorDict({"obs": state["frames"]}, batch_size=[filled, self.num_envs]))
-            self._steps.set(rows, TensorDict(steps, batch_size=[filled, self.num_envs]))
+            newest = torch.tensor([(self.time - 1) % self.rows])
+            steps = self._steps.get(newest)
+            steps["last"][:] = True
+            self._steps.set(newest, steps)

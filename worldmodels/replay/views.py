@@ -42,6 +42,10 @@ class SequenceView:
     batch_size: int = 16
     seq_len: int = 64
 
+    def rows_needed(self, frame_stack: int) -> int:
+        """Rows one environment column must hold before a window can be drawn."""
+        return self.seq_len
+
     def sample(self, replay: Replay) -> dict[str, torch.Tensor]:
         return self.sample_indexed(replay)[0]
 
@@ -96,6 +100,10 @@ class TransitionView:
             raise NotEnoughData("almost every stored step ends an episode; the replay has no transitions to sample.")
         t, env = torch.cat(t_parts)[:self.batch_size], torch.cat(env_parts)[:self.batch_size]
         return self.transitions_at(replay, t, env), (t, env)
+
+    def rows_needed(self, frame_stack: int) -> int:
+        """Rows one environment column must hold before a transition can be drawn (``start_range``)."""
+        return frame_stack + self.n_step
 
     def start_range(self, replay: Replay) -> tuple[int, int]:
         """Logical times a transition may start at: k-1 stored rows before it and n rows after it.

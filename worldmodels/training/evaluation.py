@@ -13,21 +13,22 @@ import yaml
 from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels.run_directory import latest_config
 from worldmodels.scores import atari_100k_game, human_normalized
 
 
 def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_steps: int | None = None,
-                 record_video: bool = False, progress: bool = False) -> tuple[list[float], np.ndarray | None]:
-    """Play ``episodes`` whole games (true rewards) with ``explore=False``. Returns the scores and, if
-    asked, the first episode's frames (T, 3, H, W) uint8. ``max_steps`` cuts a game short (smoke
-    runs); its score is then the partial return. ``progress`` shows a bar over the games.
+                 record_video: bool = False, progress: bool = False) -> tuple[list[float], np.ndarray | None, int]:
+    """Play ``episodes`` whole games (true rewards) with ``explore=False``. Returns the scores, if
+    asked the first episode's frames (T, 3, H, W) uint8, and how many games ``max_steps`` cut short
+    (smoke runs; their scores are partial returns). ``progress`` shows a bar over the games.
 
     A game ends when the environment reports it over (its episode statistics), so under
     ``terminal_on_life_loss`` a lost life ends only the agent's episode: its frame stack restarts
     and the game plays on, as in Dopamine's evaluation of its Atari 100k agents."""
     envs = make_vector_env(env_config, 1, seed, training=False)
     channels = env_config.frame_channels
-    scores, video = [], []
+    scores, video, cut_short = [], [], 0
     step = envs.reset(seed=seed)
     with agent.acting():
         for episode in tqdm(range(episodes), desc="evaluation games", unit="game", disable=not progress,
@@ -48,15 +49,16 @@ def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_ste
                     break
             scores.append(score)
             if not step.finished_games:  # cut short: start the next game afresh
+                cut_short += 1
                 step = envs.reset(seed=seed + episode + 1)
             else:
                 step = envs.step(np.zeros_like(action.cpu().numpy()))  # next-step autoreset: the new game's first frame
     envs.close()
-    return scores, (np.stack(video) if video else None)
+    return scores, (np.stack(video) if video else None), cut_short
 
 
 def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, returns: list[float], eval_seed: int,
-                      max_steps: int | None, checkpoint: Path | None, run_dir: Path | None) -> dict:
+                      max_steps: int | None, checkpoint: Path | None, run_dir: Path | None, cut_short: int = 0) -> dict:
     """The JSON record of an evaluation, as ``python -m worldmodels.evaluate`` and a run's final
     evaluation (``<run>/eval-final.json``) write it. ``env_config``: the evaluation environment."""
     game = atari_100k_game(env_config.task) if env_config.suite == "atari" else None
@@ -68,7 +70,7 @@ def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, 
         "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
         "run_dir": str(run_dir.resolve()) if run_dir else None,
         "env_steps": counters.env_steps if counters else None, "frames": counters.frames if counters else None,
-        "eval_seed": eval_seed, "episodes": len(returns), "max_steps": max_steps,
+        "eval_seed": eval_seed, "episodes": len(returns), "max_steps": max_steps, "games_cut_short": cut_short,
         "returns": [float(r) for r in returns], "mean": mean, "std": float(np.std(returns)),
         "human_normalized": human_normalized(game, mean) if game else None,
         "env": asdict(env_config),
@@ -101,7 +103,7 @@ class Evaluation(L.Callback):
         self.final_episodes = episodes if final_episodes is None else final_episodes
         self.video, self.fps = video, fps
         self._done_at = -1
-        self._last: tuple[list[float], int] | None = None  # (scores, seed) of the latest evaluation
+        self._last: tuple[list[float], int, int] | None = None  # (scores, seed, games cut short) of the latest evaluation
 
     def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
         data = trainer.datamodule
@@ -117,11 +119,11 @@ class Evaluation(L.Callback):
                 return
         self._done_at = steps
         seed = data.seed + 10_000 + steps
-        scores, frames = run_episodes(agent, data.env_config, episodes, seed=seed, max_steps=self.max_steps,
-                                      record_video=self.video, progress=final and data.progress_bar)
-        self._last = (scores, seed)
+        scores, frames, cut_short = run_episodes(agent, data.env_config, episodes, seed=seed, max_steps=self.max_steps,
+                                                 record_video=self.video, progress=final and data.progress_bar)
+        self._last = (scores, seed, cut_short)
         if final:
-            self._write_final(trainer, agent, scores, seed)
+            self._write_final(trainer, agent, scores, seed, cut_short)
         metrics = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores)),
                    "env_steps": steps, "frames": data.counters.frames}
         for logger in trainer.loggers:
@@ -143,14 +145,14 @@ class Evaluation(L.Callback):
                 return
         self._evaluate(trainer, agent, final=True)
 
-    def _write_final(self, trainer: L.Trainer, agent, scores: list[float], seed: int) -> None:
+    def _write_final(self, trainer: L.Trainer, agent, scores: list[float], seed: int, cut_short: int) -> None:
         run_dir = Path(trainer.default_root_dir)
-        config_file = run_dir / "config.yaml"
+        config_file = latest_config(run_dir)
         run_config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
         run_config.setdefault("model", {}).setdefault("class_path", f"{type(agent).__module__}.{type(agent).__name__}")
         data = trainer.datamodule
         record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, data.counters, scores, seed,
-                                   self.max_steps, run_dir / "checkpoints" / "last.ckpt", run_dir)
+                                   self.max_steps, run_dir / "checkpoints" / "last.ckpt", run_dir, cut_short)
         (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2) + "\n")
 
     def state_dict(self) -> dict:

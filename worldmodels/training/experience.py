@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -79,7 +80,14 @@ class Experience(L.LightningDataModule):
                                  stack_padding=self.env_config.stack_padding)
 
     def train_dataloader(self):
-        return self
+        # Not ``self``: Lightning saves the state of a stateful loader in its loop state, which would
+        # put the replay's state into the checkpoint a second time.
+        return _Batches(self)
+
+    @property
+    def replay_log(self) -> Path:
+        """Where checkpoints append the replay's rows: ``<run>/replay`` (the trainer's root is the run)."""
+        return Path(self.trainer.default_root_dir) / "replay"
 
     # ----------------------------------------------------------------- the loop
     def __iter__(self):
@@ -100,6 +108,7 @@ class Experience(L.LightningDataModule):
             while self.counters.env_steps < self.total_env_steps and not self._update_budget_spent():
                 taken = self._interact(agent)
                 bar.update(taken)
+                self._tell_callbacks_env_steps()
                 if self.counters.env_steps > self.warmup_steps:  # updates = ratio x (steps - warm-up)
                     self._credit += agent.updates_per_env_step * min(taken, self.counters.env_steps - self.warmup_steps)
                 while self._credit >= 1.0 and not self._update_budget_spent():
@@ -115,6 +124,13 @@ class Experience(L.LightningDataModule):
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
+
+    def _tell_callbacks_env_steps(self) -> None:
+        """Callbacks that act on env steps (checkpoints) run here, during the warm-up too, when no
+        training batch ends. Their state is consistent: see ``state_dict``'s pending batches."""
+        for callback in self.trainer.callbacks if self.trainer is not None else ():
+            if hasattr(callback, "on_env_steps"):
+                callback.on_env_steps(self.trainer)
 
     def _update_budget_spent(self) -> bool:
         return self.max_updates is not None and self._yielded >= self.max_updates
@@ -161,20 +177,47 @@ class Experience(L.LightningDataModule):
     def state_dict(self) -> dict:
         return {
             "counters": self.counters.state_dict(),
-            "replay": self.replay.state_dict(),
-            "credit": self._credit,
+            "replay": self._persisted_replay(),
+            # Lightning fetches a batch before training on the previous one: batches yielded but not yet
+            # trained on are owed again after a resume, so update counts do not drift per resume.
+            "credit": self._credit + (self._yielded - self.counters.updates),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
-                    "python": random.getstate(), "global_numpy": np.random.get_state()},
+                    "python": random.getstate(), "global_numpy": global_numpy_state()},
             "recent_returns": list(self.recent_returns),
         }
 
+    def _persisted_replay(self) -> dict:
+        self.replay.persist(self.replay_log)  # before the checkpoint that counts on these rows is written
+        return self.replay.state_dict()
+
     def load_state_dict(self, state: dict) -> None:
         self.counters.load_state_dict(state["counters"])
-        self.replay.load_state_dict(state["replay"])
+        self.replay.load_state_dict(state["replay"], self.replay_log)
         self._credit = state["credit"]
         self._rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["global_numpy"])
+        set_global_numpy_state(state["rng"]["global_numpy"])
         self.recent_returns.extend(state["recent_returns"])
         self._obs = None  # environments cannot be checkpointed: resumed runs start new episodes
+
+
+class _Batches:
+    """The training batches of an ``Experience``, as Lightning's (stateless) train loader."""
+
+    def __init__(self, experience: Experience):
+        self.experience = experience
+
+    def __iter__(self):
+        return iter(self.experience)
+
+
+def global_numpy_state() -> tuple:
+    """numpy's global RNG state without numpy arrays, so checkpoints load with ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss
+
+
+def set_global_numpy_state(state) -> None:
+    name, keys, *rest = state
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))

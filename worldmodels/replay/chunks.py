@@ -1,0 +1,87 @@
+"""The replay's on-disk log: append-only chunk files in the run directory, as the official DreamerV3
+keeps its replay.
+
+Each checkpoint appends one file with the rows written since the previous one,
+``<dir>/rows-<t0>-<t1>.pt`` (logical times ``t0 <= t < t1`` of every environment column), so a write
+costs the new rows and not the capacity. A resumed run reads back the files that cover its window
+``[max(0, time - rows), time)``. Files are written to ``.tmp`` and renamed, before the checkpoint that
+counts on them; a file that starts at or after the checkpoint's cursor was written by a run that died
+before its checkpoint and is removed. Files wholly older than the window are removed when a newer one
+is written, so the log holds about one replay's worth of rows.
+
+TorchRL's LazyMemmapStorage is not used for this: it is a ring overwritten in place, so after a crash
+it holds rows newer than the last checkpoint over rows that the checkpoint still needs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from worldmodels.atomic import save_atomically
+from worldmodels.errors import ConfigError
+
+_NAME = re.compile(r"rows-(\d+)-(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    path: Path
+    start: int  # first logical time held
+    stop: int  # one past the last
+
+    def load(self) -> dict:
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ConfigError(f"replay file {self.path} cannot be read ({type(error).__name__}); it is corrupt: "
+                              "start a new run, or resume from a copy of the run directory.") from None
+
+
+def chunks_in(directory: Path) -> list[Chunk]:
+    """The chunk files of ``directory``, oldest first (none when it does not exist)."""
+    if not directory.is_dir():
+        return []
+    found = [(m, p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return sorted((Chunk(p, int(m[1]), int(m[2])) for m, p in found), key=lambda c: c.start)
+
+
+def write_chunk(directory: Path, start: int, stop: int, rows: dict) -> Path:
+    """Write rows ``start <= t < stop`` atomically: a crash leaves the previous files as they were."""
+    path = directory / f"rows-{start:010d}-{stop:010d}.pt"
+    save_atomically(rows, path)
+    return path
+
+
+def drop_before(directory: Path, oldest: int) -> None:
+    """Remove files whose rows all lie before ``oldest`` (overwritten in the ring: never read again),
+    and half-written ``.tmp`` files."""
+    for chunk in chunks_in(directory):
+        if chunk.stop <= oldest:
+            chunk.path.unlink(missing_ok=True)
+    for tmp in directory.glob("rows-*.pt.tmp") if directory.is_dir() else ():
+        tmp.unlink(missing_ok=True)
+
+
+def window(directory: Path, oldest: int, time: int) -> list[Chunk]:
+    """The files covering ``[oldest, time)`` in order, after removing files written past ``time`` by a
+    run that died before its next checkpoint; one sentence when they do not cover it exactly."""
+    for chunk in chunks_in(directory):
+        if chunk.start >= time:
+            chunk.path.unlink()
+    drop_before(directory, 0)  # only the .tmp files
+    needed = [c for c in chunks_in(directory) if c.stop > oldest]
+    expected = oldest
+    for chunk in needed:
+        if chunk.start > expected or chunk.stop <= expected:
+            break
+        expected = chunk.stop
+    if oldest == time or (needed and needed[0].start <= oldest and expected == time == needed[-1].stop):
+        return needed
+    held = ", ".join(f"{c.start}-{c.stop}" for c in needed) or "none"
+    raise ConfigError(f"the replay directory {directory} holds rows {held} but the checkpoint needs rows "
+                      f"{oldest}-{time}; it belongs to another run or lost files: resume from that run's own "
+                      "directory or start a new run.")
