@@ -67,7 +67,7 @@ def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_r
 def test_the_evaluated_agent_carries_the_checkpoints_weights_and_counters(two_runs):
     ckpt = two_runs["drq_catch"] / "checkpoints" / "last.ckpt"
     trained = load_agent(ckpt)
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     assert trained.agent.hparams.augment and trained.agent.hparams.epsilon_eval == 0.001
     assert trained.agent.state_dict().keys() == saved.keys()
     assert all(torch.equal(value, saved[key]) for key, value in trained.agent.state_dict().items())

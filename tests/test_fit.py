@@ -14,7 +14,14 @@ pytestmark = pytest.mark.integration
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, weights_only=False, map_location="cpu")
+    return AtomicCheckpointIO().load_checkpoint(path)  # weights_only=True, as fit loads it
+
+
+def replay_rows(run: Path) -> dict:
+    """Every row of a run's on-disk replay (<run>/replay/rows-*.pt, oldest first), joined."""
+    chunks = [torch.load(p, weights_only=True) for p in sorted((run / "replay").glob("rows-*.pt"))]
+    return {"frames": torch.cat([c["frames"] for c in chunks]),
+            **{k: torch.cat([c["steps"][k] for c in chunks]) for k in chunks[0]["steps"]}}
 
 
 def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and_replay(fit, tmp_path):
@@ -32,6 +39,9 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     # The smoke run stops after 6 updates; one update per env step after 200 warm-up steps.
     assert data1["counters"]["updates"] == 6
     assert data1["counters"]["env_steps"] == 206 and data1["counters"]["frames"] == 4 * 206
+    assert "frames" not in data1["replay"] and "combined_loader" not in first["loops"]["fit_loop"]["state_dict"]
+    rows1 = replay_rows(run)
+    assert len(rows1["frames"]) == data1["replay"]["time"] == 207  # the first frame, then one per env step
 
     resumed = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
                   "--data.max_updates", "50", "--ckpt_path", "last")
@@ -41,16 +51,22 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     assert data2["counters"]["updates"] == 50
     assert data2["counters"]["env_steps"] == 206 + 44  # one update per env step, as before
     assert data2["counters"]["episodes"] >= data1["counters"]["episodes"]
-    rows = data1["replay"]["frames"].shape[0]
-    assert torch.equal(data2["replay"]["frames"][:rows], data1["replay"]["frames"])
-    assert torch.equal(data2["replay"]["steps"]["reward"][:rows - 1], data1["replay"]["steps"]["reward"][:rows - 1])
-    assert bool(data2["replay"]["steps"]["last"][rows - 1].all())  # the interrupted episode became a truncation
-    assert bool(data2["replay"]["steps"]["first"][rows].all())  # and the resumed run started new episodes
+    rows2, rows = replay_rows(run), 207
+    assert len(rows2["frames"]) == data2["replay"]["time"]
+    assert torch.equal(rows2["frames"][:rows], rows1["frames"])
+    assert torch.equal(rows2["reward"][:rows], rows1["reward"])
+    assert bool(rows2["first"][rows].all())  # the resumed run started new episodes
     assert list((run).glob("csv-resumed-*/metrics.csv"))
+    assert (run / "config-resumed-1.yaml").is_file()  # config.yaml stays the original
 
     other = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
                 "--model.init_args.hidden", "256", "--ckpt_path", "last")
-    assert other.returncode == 2 and "shape" in other.stderr and "Traceback" not in other.stderr
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    (line,) = [l for l in other.stderr.splitlines() if l.startswith("error:")]
+    assert "model.init_args.hidden = 512" in line and "--force_resume" in line
+    forced = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
+                 "--model.init_args.hidden", "256", "--ckpt_path", "last", "--force_resume", "true")
+    assert forced.returncode == 2 and "shape" in forced.stderr and "Traceback" not in forced.stderr
 
 
 def test_a_mistyped_key_fails_with_a_message_naming_it(fit):

@@ -208,3 +208,20 @@ def test_stored_bytes_per_frame_stay_within_ten_percent_of_the_raw_frame():
                    np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
     per_frame = replay.nbytes() / len(replay)
     assert 84 * 84 <= per_frame <= 1.1 * 84 * 84
+
+
+def test_an_interrupted_episode_stays_a_truncation_after_a_second_resume(tmp_path):
+    replay = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    fill(replay, 10, 1)  # one episode, interrupted at row 9
+    replay.persist(tmp_path)
+    resumed = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    resumed.load_state_dict(replay.state_dict(), tmp_path)
+    fill(resumed, 5, 1, first={(10, 0)}, start=10)  # the resumed run starts a new episode at row 10
+    resumed.persist(tmp_path)
+    again = Replay(100, num_envs=1, frame_stack=1, frame_channels=1)
+    again.load_state_dict(resumed.state_dict(), tmp_path)
+    last = again.steps(torch.arange(15)[:, None], torch.zeros(15, 1, dtype=torch.long))["last"][:, 0]
+    assert last.nonzero().flatten().tolist() == [9, 14]  # row 9 on disk has no mark; the load restores it
+    # No 3-step transition from the first episode reads into the second.
+    batch = TransitionView(batch_size=64, n_step=3, gamma=0.5).transitions_at(again, torch.tensor([8]), torch.tensor([0]))
+    assert batch["n"].item() == 1 and batch["reward"].item() == 1.0

@@ -107,6 +107,7 @@ class FitCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config_init
         validate_start(self.model, self.datamodule)  # before anything is written
+        self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.created_run_dir = make_run_directory(self.run_dir)
         remove_stale_files(self.run_dir)
@@ -170,6 +171,9 @@ def main(args: list[str] | None = None) -> Path:
         if cause is None:
             raise
         if not started and cli is not None and getattr(cli, "created_run_dir", False):
+            import wandb
+
+            wandb.finish(exit_code=1)  # else it writes its files into the directory again at exit
             remove_failed_start(cli.run_dir)
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)

@@ -199,10 +199,21 @@ class Replay:
                 self._put_rows(chunk.start + skip, {"frames": rows["frames"][skip:],
                                                     "steps": {k: v[skip:] for k, v in rows["steps"].items()}})
             self._persisted = self.time
-        if self.time:
-            # The run stopped mid-episode: the newest row of each column becomes a truncation, so no
-            # sample reads on into the frames the resumed run writes next.
-            newest = torch.tensor([(self.time - 1) % self.rows])
-            steps = self._steps.get(newest)
-            steps["last"][:] = True
-            self._steps.set(newest, steps)
+        self._mark_interrupted_episodes()
+
+    def _mark_interrupted_episodes(self) -> None:
+        """A run that stopped mid-episode left rows with no ``last`` before the next run's first frames:
+        mark them (and the newest row, which the resumed run follows with new episodes) as
+        truncations, so no sample reads on from one run into the next. The rule is applied to the
+        whole window at every load, since the files on disk keep the rows as they were written."""
+        if not self.time:
+            return
+        newest = torch.tensor([(self.time - 1) % self.rows])
+        steps = self._steps.get(newest)
+        steps["last"][:] = True
+        self._steps.set(newest, steps)
+        if self.time - self.oldest > 1:
+            t = torch.arange(self.oldest, self.time - 1) % self.rows
+            before, after = self._steps.get(t), self._steps.get((t + 1) % self.rows)
+            before["last"] |= after["first"]
+            self._steps.set(t, before)

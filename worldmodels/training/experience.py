@@ -2,8 +2,8 @@
 
 Each batch handed to ``training_step`` is produced here: step the environments with the agent's
 exploration policy (uniform random actions during warm-up), store the frames once in the replay,
-and whenever the agent's update credit reaches one, sample a batch from the agent's replay view.
-The run ends when the environment step budget is spent.
+and whenever the updates due (ratio x env steps after the warm-up) exceed those made, sample a
+batch from the agent's replay view. The run ends when the environment step budget is spent.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Experience(L.LightningDataModule):
         self._envs = None
         self.replay: Replay | None = None
         self._rng = np.random.default_rng(seed)
-        self._credit = 0.0
-        self._yielded = 0  # batches produced, one ahead of counters.updates while Lightning prefetches
+        self._yielded = 0  # batches produced, one ahead of counters.updates while Lightning prefetches (a
+        # resume starts again from counters.updates: a fetched batch not trained on is owed again)
         self._obs = self._first = self._agent_state = None
 
     # ----------------------------------------------------------------- set-up
@@ -109,10 +109,7 @@ class Experience(L.LightningDataModule):
                 taken = self._interact(agent)
                 bar.update(taken)
                 self._tell_callbacks_env_steps()
-                if self.counters.env_steps > self.warmup_steps:  # updates = ratio x (steps - warm-up)
-                    self._credit += agent.updates_per_env_step * min(taken, self.counters.env_steps - self.warmup_steps)
-                while self._credit >= 1.0 and not self._update_budget_spent():
-                    self._credit -= 1.0
+                while self._yielded < self.updates_due(agent) and not self._update_budget_spent():
                     self._yielded += 1
                     yield view.sample(self.replay)
                 if time.perf_counter() - clock > 1.0:
@@ -124,6 +121,12 @@ class Experience(L.LightningDataModule):
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
+
+    def updates_due(self, agent) -> int:
+        """Updates owed after the env steps taken: ratio x (steps - warm-up). A function of the counters,
+        not a running credit, so that a run stopped anywhere (Ctrl-C inside an env step, kill -9 while
+        Lightning holds a fetched batch it has not trained on) owes exactly the same after a resume."""
+        return int(agent.updates_per_env_step * max(0, self.counters.env_steps - self.warmup_steps) + 1e-9)
 
     def _tell_callbacks_env_steps(self) -> None:
         """Callbacks that act on env steps (checkpoints) run here, during the warm-up too, when no
@@ -178,9 +181,6 @@ class Experience(L.LightningDataModule):
         return {
             "counters": self.counters.state_dict(),
             "replay": self._persisted_replay(),
-            # Lightning fetches a batch before training on the previous one: batches yielded but not yet
-            # trained on are owed again after a resume, so update counts do not drift per resume.
-            "credit": self._credit + (self._yielded - self.counters.updates),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": random.getstate(), "global_numpy": global_numpy_state()},
             "recent_returns": list(self.recent_returns),
@@ -193,7 +193,6 @@ class Experience(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self.counters.load_state_dict(state["counters"])
         self.replay.load_state_dict(state["replay"], self.replay_log)
-        self._credit = state["credit"]
         self._rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])

@@ -1,0 +1,51 @@
+"""Runs ``worldmodels.fit`` with one fault injected, for tests/test_faults.py:
+
+    python tests/fault_injection.py <fault> <n> -- <fit arguments>
+
+    kill_at_env_step N      SIGKILL when the N-th env step has been taken
+    sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
+    kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
+    kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
+
+The patches live here, not in the package: the code under test is the code users run.
+"""
+
+import os
+import signal
+import sys
+
+import torch
+
+fault, n = sys.argv[1], int(sys.argv[2])
+fit_args = sys.argv[sys.argv.index("--") + 1:]
+
+from worldmodels import fit  # noqa: E402
+from worldmodels.training.experience import Experience  # noqa: E402
+
+if fault in ("kill_at_env_step", "sigint_at_env_step"):
+    interact = Experience._interact
+    sig = signal.SIGKILL if fault == "kill_at_env_step" else signal.SIGINT
+
+    def interact_then_fault(self, agent):
+        taken = interact(self, agent)
+        if self.counters.env_steps == n:
+            os.kill(os.getpid(), sig)
+        return taken
+
+    Experience._interact = interact_then_fault
+else:
+    suffix = "last.ckpt.tmp" if fault == "kill_in_checkpoint" else ".pt.tmp"
+    save, calls = torch.save, [0]
+
+    def save_then_die(obj, f, *args, **kwargs):
+        if getattr(f, "name", "").endswith(suffix):
+            calls[0] += 1
+            if calls[0] == n:
+                f.write(b"half a file")
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return save(obj, f, *args, **kwargs)
+
+    torch.save = save_then_die
+
+fit.main(fit_args)

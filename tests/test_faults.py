@@ -1,0 +1,186 @@
+"""Fault injection on small real runs: kill -9 at several points (during checkpoint and replay writes
+too), Ctrl-C, mismatched resumes and bad input. After each fault a resume must continue exactly: its
+counters and replay rows equal those of an uninterrupted run. Every bad input gets one sentence.
+
+The runs are tests/configs/faults_catch.yaml (NDDQN on catch, 500 env steps, a checkpoint every 100);
+the faults are injected by tests/fault_injection.py. NaN injection is tests/test_guard.py's run."""
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from worldmodels.errors import ConfigError
+from worldmodels.replay import Replay
+from worldmodels.training import AtomicCheckpointIO
+
+pytestmark = pytest.mark.integration
+
+CONFIG = ["--config", str(ROOT / "tests/configs/faults_catch.yaml")]
+
+
+def run(tmp_path, *args, fault=None, env=None):
+    """worldmodels.fit (through the fault driver when ``fault`` is (name, n)) in ``tmp_path``."""
+    driver = [str(ROOT / "tests/fault_injection.py"), fault[0], str(fault[1]), "--"] if fault else ["-m", "worldmodels.fit"]
+    environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, *driver, *args], cwd=tmp_path, env=environ, capture_output=True,
+                          text=True, timeout=600)
+
+
+def one_sentence(done) -> str:
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    return line
+
+
+def state(run_dir) -> dict:
+    return AtomicCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["Experience"]
+
+
+def replay_rows(run_dir) -> dict:
+    chunks = [torch.load(p, weights_only=True) for p in sorted((run_dir / "replay").glob("rows-*.pt"))]
+    return {"frames": torch.cat([c["frames"] for c in chunks]),
+            **{k: torch.cat([c["steps"][k] for c in chunks]) for k in chunks[0]["steps"]}}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the same run, never interrupted."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    done = run(tmp, *CONFIG, "--run_dir", str(tmp / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("fault, resumes_from", [
+    (("kill_at_env_step", 450), 400),  # mid-training, between two checkpoints
+    (("kill_at_env_step", 150), 100),  # in the warm-up, which checkpoints too
+    (("kill_in_checkpoint", 4), 300),  # while writing the checkpoint at 400: last.ckpt stays the one at 300
+    (("kill_in_replay_write", 4), 300),  # while appending the rows for the checkpoint at 400
+])
+def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterrupted_run(
+        tmp_path, uninterrupted, fault, resumes_from):
+    run_dir = tmp_path / "run"
+    killed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=fault)
+    assert killed.returncode == -9
+    at_kill = state(run_dir)
+    assert at_kill["counters"]["env_steps"] == resumes_from  # the previous checkpoint is intact
+    cursor = at_kill["replay"]["time"]  # rows: each env step's frame and each episode's first frame
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    ours, reference = state(run_dir), state(uninterrupted)
+    for counter in ("env_steps", "frames", "updates"):  # no update lost or repeated across the resume
+        assert ours["counters"][counter] == reference["counters"][counter], counter
+    # The rows written before the checkpoint are the uninterrupted run's rows; then the resumed run
+    # starts new episodes (environments cannot be checkpointed).
+    rows, ref = replay_rows(run_dir), replay_rows(uninterrupted)
+    assert len(rows["frames"]) == ours["replay"]["time"]
+    assert torch.equal(rows["frames"][:cursor], ref["frames"][:cursor])
+    for field in ("action", "reward", "first", "terminal", "episode"):
+        assert torch.equal(rows[field][:cursor], ref[field][:cursor]), field
+    assert rows["first"][cursor].all()
+    replay = Replay(2000, frame_stack=1, frame_channels=1)  # as a second resume would read it back
+    replay.load_state_dict(ours["replay"], run_dir / "replay")
+    assert replay.steps(torch.tensor([cursor - 1]), torch.tensor([0]))["last"].all()  # the interrupted episode
+    assert not list(run_dir.rglob("*.tmp"))  # half-written files of the killed run are gone
+    # Each env step's metrics appear once: the killed run's rows past its checkpoint were dropped.
+    first_csv = run_dir / "csv" / "metrics.csv"  # none when the run was killed before its first metric
+    lines = first_csv.read_text().splitlines() if first_csv.exists() else []
+    if lines:
+        column = lines[0].split(",").index("env_steps")
+        assert max(float(line.split(",")[column]) for line in lines[1:]) <= resumes_from
+
+
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_run_resumes(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    stopped = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=("sigint_at_env_step", 333))
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Interrupted: saved" in stopped.stdout
+    assert state(run_dir)["counters"]["env_steps"] == 333
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert state(run_dir)["counters"]["updates"] == state(uninterrupted)["counters"]["updates"]
+
+
+@pytest.mark.parametrize("flags, first_difference", [
+    (["--data.env.task", "reach"], "data.env.task = 'catch'"),  # another game
+    (["--model", "model_free.SAC"], "model.class_path = 'model_free.Rainbow'"),  # another agent
+    (["--model.init_args.gamma", "0.9"], "model.init_args.gamma = 0.99"),
+])
+def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_key(tmp_path, uninterrupted, flags,
+                                                                                   first_difference):
+    done = run(tmp_path, *CONFIG, "--run_dir", str(uninterrupted), "--ckpt_path", "last", *flags)
+    line = one_sentence(done)
+    assert first_difference in line and "--force_resume" in line
+    assert not list(uninterrupted.glob("config-resumed-*.yaml"))  # nothing written for a refused resume
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--data.warmup_steps", "600"], "data.warmup_steps (600) is not below data.total_env_steps (500)"),
+    (["--data.replay_capacity", "8"], "data.replay_capacity (8) keeps 8 steps per environment"),
+    (["--data.max_updates", "0"], "data.max_updates is 0"),
+    (["--model.init_args.batch_size", "0"], "model.batch_size"),
+    (["--model.init_args.lr", "-0.001"], "model.lr positive"),
+    (["--run_dir", "/proc/not-writable/run"], "cannot be written"),
+])
+def test_bad_input_stops_with_one_sentence_and_leaves_no_run_directory(tmp_path, flags, expected):
+    line = one_sentence(run(tmp_path, *CONFIG, *flags))
+    assert expected in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_start_removes_the_run_directory_it_created(tmp_path):
+    line = one_sentence(run(tmp_path, *CONFIG, "--data.env.task", "pongg", "--run_dir", str(tmp_path / "run")))
+    assert "pongg" in line and not (tmp_path / "run").exists()
+
+
+def test_an_empty_config_file_is_named(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    line = one_sentence(run(tmp_path, *CONFIG, "--config", str(tmp_path / "empty.yaml")))
+    assert "empty.yaml is empty" in line
+
+
+def test_a_mujoco_gl_that_cannot_load_does_not_stop_a_run_without_mujoco(tmp_path):
+    done = run(tmp_path, *CONFIG, "--data.total_env_steps", "210", env={"MUJOCO_GL": "no-such-backend"})
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_wandb_online_without_a_key_logs_offline_with_one_warning(tmp_path):
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "HOME": str(tmp_path)}  # no key, no ~/.netrc
+    done = run(tmp_path, *CONFIG, "--data.total_env_steps", "210", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("W&B logs offline: no W&B API key is set") == 1
+    assert list(tmp_path.glob("runs/*/wandb/offline-run-*"))
+
+
+def test_a_start_prints_no_dependency_noise(tmp_path):
+    done = run(tmp_path, *CONFIG, "--data.total_env_steps", "210")
+    out = done.stdout + done.stderr
+    for noise in ("litlogger", "LeafSpec", "weights_only"):
+        assert noise not in out, noise
+
+
+@pytest.mark.integration
+def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"part of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(ConfigError, match="the disk is full"):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(2)}, tmp_path / "last.ckpt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    import argparse
+
+    torch.save({"state_dict": {}, "payload": argparse.Namespace(anything=1)}, tmp_path / "other.ckpt")
+    with pytest.raises(ConfigError, match=r"argparse.Namespace\); it was not written by worldmodels.fit"):
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "other.ckpt")
