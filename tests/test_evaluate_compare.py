@@ -59,9 +59,17 @@ def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_r
     assert result["mean"] == pytest.approx(np.mean(result["returns"]))
     assert result["std"] == pytest.approx(np.std(result["returns"]))
     assert result["human_normalized"] is None  # not an Atari game
+    assert result["games_cut_short"] == 0
     # The same checkpoint and seed play the same games.
     again = evaluate(run / "checkpoints" / "last.ckpt", episodes=4, seed=3)
     assert again["returns"] == result["returns"]
+
+
+def test_evaluate_says_when_max_steps_cut_the_games_short(two_runs, tmp_path, capsys):
+    run = two_runs["nddqn_catch"]
+    out = evaluate_main(["--ckpt", str(run), "--episodes", "2", "--max-steps", "2", "--out", str(tmp_path / "e.json")])
+    assert json.loads(out.read_text())["games_cut_short"] == 2  # a catch game lasts more than 2 steps
+    assert "2 games (2 cut short at --max-steps 2: partial scores" in capsys.readouterr().out
 
 
 def test_the_evaluated_agent_carries_the_checkpoints_weights_and_counters(two_runs):

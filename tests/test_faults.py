@@ -151,11 +151,16 @@ def test_a_mujoco_gl_that_cannot_load_does_not_stop_a_run_without_mujoco(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_wandb_online_without_a_key_logs_offline_with_one_warning(tmp_path):
-    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "HOME": str(tmp_path)}  # no key, no ~/.netrc
+@pytest.mark.parametrize("env, reason", [
+    ({"WANDB_API_KEY": ""}, "no W&B API key is set"),
+    # A key, but a server that refuses connections (nothing listens on port 443 of this host).
+    ({"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "https://127.0.0.1"}, "127.0.0.1 cannot be reached"),
+])
+def test_wandb_online_without_a_key_or_a_server_logs_offline_with_one_warning(tmp_path, env, reason):
+    env = {"WANDB_MODE": "online", "HOME": str(tmp_path), **env}  # HOME: no ~/.netrc
     done = run(tmp_path, *CONFIG, "--data.total_env_steps", "210", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.count("W&B logs offline: no W&B API key is set") == 1
+    assert done.stderr.count(f"W&B logs offline: {reason}") == 1
     assert list(tmp_path.glob("runs/*/wandb/offline-run-*"))
 
 
