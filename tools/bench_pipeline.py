@@ -110,7 +110,7 @@ def main():
         ("64x64 RGB sequences", (3, 64, 64), 1, SequenceView(16, 64), "memory"),
     ]:
         replay = filled_replay(shape, stack, storage=storage)
-        per_frame = replay.nbytes() / len(replay)
+        per_frame = replay.nbytes() / (replay.rows * replay.num_envs)  # the tensors TorchRL allocated
         raw_bytes = int(np.prod(shape))
         rate = samples_per_second(replay, view)
         per_batch = view.batch_size * (view.seq_len if isinstance(view, SequenceView) else 2 * stack)

@@ -138,12 +138,15 @@ class Replay:
         return self._frames.get((t % self.rows, env))["obs"]
 
     def nbytes(self) -> int:
-        """Bytes the storages hold for the rows written so far."""
+        """Bytes the storages' tensors actually hold: TorchRL allocates the whole capacity at the first
+        write, so this is the cost of a full replay (in memory or in the memmap files)."""
         self.flush()
-        filled = min(self.time, self.rows)
-        per_row = sum(v.element_size() * v[0].numel() for v in self._steps.get((torch.tensor([0]), torch.tensor([0]))).values())
-        per_row += self.frames(torch.tensor([0]), torch.tensor([0])).numel()
-        return filled * self.num_envs * per_row
+        total = 0
+        for storage in (self._frames, self._steps):
+            if storage.initialized:
+                leaves = storage._storage.values(include_nested=True, leaves_only=True)
+                total += sum(leaf.untyped_storage().nbytes() for leaf in leaves)
+        return total
 
     # ------------------------------------------------------------------ checkpoint
     def rows_between(self, start: int, stop: int) -> dict:
