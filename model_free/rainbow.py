@@ -8,7 +8,8 @@ agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (con
                          a* = argmax_a Q(s', a)           [double: online net; else target net]
                          target = R + gamma^n Q_target(s', a*)         (Huber loss)
                                   [C51: project R + gamma^n Z_target(s', a*) onto the support; cross-entropy]
-                         minimise mean(w * loss) [+ dr3_coef * phi(s) . phi(s')] with Adam  [w: importance weights]
+                         minimise mean(w * loss) [+ dr3_coef * phi(s) . phi(s')]   [w: importance weights]
+                                  [+ cql_alpha * (logsumexp_a Q(s, a) - Q(s, a))]  with Adam
                          [prioritized: p <- loss]   [A-LIX: one dual step on the mixing strength S]
                          every `target_update_period` env steps of updates: Q_target <- Q
 
@@ -30,8 +31,8 @@ from model_free.targets import linearly_decaying_epsilon
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets import ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
-from worldmodels.regularizers import (AdaptiveStrength, LocalSignalMixing, dr3_penalty, drq_atari_augment,
-                                      gradient_recording_off, random_shift)
+from worldmodels.regularizers import (AdaptiveStrength, LocalSignalMixing, cql_penalty, dr3_penalty,
+                                      drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
 from worldmodels.training.optim import TFRMSprop
@@ -115,6 +116,8 @@ class Rainbow(Agent):
         alix, alix_init, alix_target_nd, alix_lr, alix_betas, alix_max_shift: one A-LIX layer after the
             encoder's last conv + ReLU, its strength S tuned toward the ND target by its own Adam.
         dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
+        cql_alpha: weight of CQL(H)'s logsumexp_a Q(s, a) - Q(s, a_data) (0: off), for offline training.
+            Under C51 the Q-values are the distributions' means (CQL's own Atari agent was QR-DQN).
     """
 
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
@@ -126,7 +129,8 @@ class Rainbow(Agent):
                  epsilon_train: float = 0.01, epsilon_eval: float = 0.001, epsilon_decay_steps: int = 2000,
                  updates_per_env_step: float = 1.0, update_period: int = 1, augment: bool = False, alix: bool = False,
                  alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
-                 alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0):
+                 alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0,
+                 cql_alpha: float = 0.0):
         if update_period < 1 or updates_per_env_step <= 0:
             raise ConfigError(f"model.update_period is {update_period} and model.updates_per_env_step "
                               f"{updates_per_env_step}; update at least once every update_period >= 1 env steps.")
@@ -220,7 +224,8 @@ class Rainbow(Agent):
         obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
         action = batch["action"]
         phi = self.q.features(obs)
-        chosen = self.q.logits(phi)[torch.arange(len(action), device=action.device), action]  # (B, atoms)
+        logits = self.q.logits(phi)  # (B, A, atoms)
+        chosen = logits[torch.arange(len(action), device=action.device), action]  # (B, atoms)
         next_online, next_target, phi_next = self.next_state_logits(next_obs)
         loss_per_sample, target_value = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
         weight = batch.get("weight")
@@ -229,6 +234,9 @@ class Rainbow(Agent):
         if h.dr3_coef > 0:
             dr3_dot = dr3_penalty(phi, phi_next)
             loss = loss + h.dr3_coef * dr3_dot
+        if h.cql_alpha > 0:
+            cql = cql_penalty(self.q_values(logits), action)
+            loss = loss + h.cql_alpha * cql
 
         optimizers = self.optimizers()
         optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
@@ -248,6 +256,8 @@ class Rainbow(Agent):
             metrics["train/is_weight_mean"] = weight.mean()
         if h.dr3_coef > 0:
             metrics["train/dr3_dot"] = dr3_dot
+        if h.cql_alpha > 0:
+            metrics["train/cql_penalty"] = cql
         if h.alix:
             metrics.update(self.adapt_strength())
         self.log_scalars(metrics)

@@ -365,3 +365,19 @@ def test_the_health_batch_of_a_prioritized_learner_leaves_its_priorities_alone()
     batch = held_batch(agent, replay, torch.Generator().manual_seed(0), transitions=16)
     assert "weight" not in batch  # drawn uniformly
     assert torch.equal(agent.view.priority, before) and agent.view.admitted == admitted
+
+
+def test_cql_adds_alpha_times_the_penalty_on_the_online_q_values_of_the_batch():
+    torch.manual_seed(0)
+    plain = Rainbow(**PRESETS["nddqn"])
+    plain.build(ATARI)
+    conservative = Rainbow(**{**PRESETS["nddqn"], "cql_alpha": 0.5})
+    conservative.build(ATARI)
+    conservative.q.load_state_dict(plain.q.state_dict())
+    batch = atari_batch()
+    plain_loss, _ = one_update(plain, batch)
+    conservative_loss, _ = one_update(conservative, batch)
+    with torch.no_grad():  # the penalty by its definition, on the same network and batch
+        q = plain.q_values(plain.q(batch["obs"]))
+        penalty = (torch.logsumexp(q, -1) - q[torch.arange(8), batch["action"]]).mean()
+    torch.testing.assert_close(conservative_loss, plain_loss + 0.5 * penalty)

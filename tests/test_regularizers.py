@@ -9,6 +9,7 @@ from torch import nn
 
 from worldmodels.diagnostics import nd_map, nd_score
 from worldmodels.regularizers import (
+    cql_penalty,
     AdaptiveStrength,
     LocalSignalMixing,
     RandomShift,
@@ -264,3 +265,17 @@ def test_strength_update_from_last_layer_gradient():
     assert nd is not None and nd.item() > 0
     assert strength.value.item() == pytest.approx(0.5 + 2e-3 * (1 if nd > 0.535 else -1), rel=1e-4)
     assert encoder[2].last_gradient() is None                      # not recording
+
+
+# ----------------------------------------------------------------------------- CQL(H)
+def test_cql_penalty_on_three_actions_by_hand():
+    # Q = (1, 2, 3): logsumexp = 3 + log(1 + e^-1 + e^-2) = 3 + log(1.503214724) = 3.407605964.
+    # Dataset action 0: 3.407605964 - 1 = 2.407605964; action 2: 3.407605964 - 3 = 0.407605964.
+    q = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    assert cql_penalty(q, torch.tensor([0, 0])).item() == pytest.approx(2.407605964, abs=1e-6)
+    assert cql_penalty(q, torch.tensor([0, 2])).item() == pytest.approx((2.407605964 + 0.407605964) / 2, abs=1e-6)
+    # Its gradient: softmax(Q) minus the one-hot dataset action, per sample (then / B).
+    q1 = torch.tensor([[1.0, 2.0, 3.0]], requires_grad=True)
+    cql_penalty(q1, torch.tensor([2])).backward()
+    softmax = [0.090030573, 0.244728471, 0.665240956]
+    assert q1.grad[0].tolist() == pytest.approx([softmax[0], softmax[1], softmax[2] - 1.0], abs=1e-6)

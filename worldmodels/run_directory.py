@@ -85,9 +85,11 @@ def _at(config: dict, dotted: str):
 
 
 def _first_difference(saved, new, prefix: str) -> tuple[str, object, object] | None:
+    """The first key whose value differs. Keys only one side has are not compared: a later version
+    may add an option (at a default that keeps the old behaviour) to a run started before it."""
     if isinstance(saved, dict) and isinstance(new, dict):
-        for key in list(saved) + [k for k in new if k not in saved]:
-            found = _first_difference(saved.get(key), new.get(key), f"{prefix}.{key}")
+        for key in [k for k in saved if k in new]:
+            found = _first_difference(saved[key], new[key], f"{prefix}.{key}")
             if found:
                 return found
         return None

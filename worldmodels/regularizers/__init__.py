@@ -1,9 +1,11 @@
-"""Regularizers for pixel encoders: DrQ / DrQ-v2 image augmentation, A-LIX feature mixing, DR3.
+"""Regularizers for pixel encoders and critics: DrQ / DrQ-v2 image augmentation, A-LIX feature mixing,
+DR3, CQL.
 
 Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 """
 
 from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing, gradient_recording_off
+from worldmodels.regularizers.cql import cql_penalty
 from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.regularizers.augment import (
     RandomShift,
@@ -19,6 +21,7 @@ __all__ = [
     "AdaptiveStrength",
     "LocalSignalMixing",
     "RandomShift",
+    "cql_penalty",
     "dr3_penalty",
     "drq_atari_augment",
     "gradient_recording_off",
