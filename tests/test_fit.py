@@ -123,6 +123,29 @@ def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_intact(t
         io.load_checkpoint(tmp_path / "bad.ckpt")
 
 
+def assert_metrics_sane(run: Path) -> None:
+    """Every training and evaluation value in the CSV is finite, frames = env steps x action repeat on
+    every row, and the counters never go back."""
+    import csv
+    import math
+
+    repeat = json.loads((run / "eval-final.json").read_text())["env"]["action_repeat"]
+    with (run / "csv" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows
+    last = {"env_steps": -1.0, "updates": -1.0}
+    for row in rows:
+        for key, value in row.items():
+            if value and key.startswith(("train/", "eval/")):
+                assert math.isfinite(float(value)), (key, value)
+        assert float(row["frames"]) == float(row["env_steps"]) * repeat
+        for counter in ("env_steps", "updates"):
+            if row.get(counter):
+                assert float(row[counter]) >= last[counter], (counter, row)
+                last[counter] = float(row[counter])
+    assert last["updates"] >= 1
+
+
 DREAMER_SCALARS = ["wm/image_loss", "wm/reward_loss", "wm/continue_loss", "wm/kl_dyn", "wm/kl_rep",
                    "wm/posterior_entropy", "wm/prior_entropy", "actor/loss", "critic/loss", "actor/return_scale",
                    "imagined/return", "actor/entropy", "wm/grad_norm", "actor/grad_norm", "critic/grad_norm",
@@ -149,6 +172,7 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert list(offline.glob("files/media/videos/wm/open_loop*.mp4")), "no open-loop video in the W&B run"
     assert list(offline.glob("files/media/videos/eval/*.mp4")), "no evaluation video in the W&B run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert_metrics_sane(run)
     final = json.loads((run / "eval-final.json").read_text())  # also when the last periodic evaluation fell on it
     assert final["episodes"] == 1 and final["name"] == Path(config).stem
 
@@ -187,5 +211,6 @@ def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_
     assert (run / "checkpoints" / "last.ckpt").is_file()
     if "sacae" in config:  # truth beside reconstruction, logged at the first update
         assert list(offline.glob("files/media/images/train/reconstruction_*.png"))
+    assert_metrics_sane(run)
     final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
     assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
