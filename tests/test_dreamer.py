@@ -9,6 +9,7 @@ from worldmodels.dreamer.rssm import RSSM, bounded_action
 from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
 from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
 from worldmodels.training import EnvSpec
+from conftest import ROOT
 
 
 def test_lambda_returns_on_a_three_step_example_with_a_terminal():
@@ -138,9 +139,33 @@ def test_reward_and_critic_heads_start_at_zero():
     assert torch.allclose(agent.critic.value(feat), torch.zeros(5), atol=1e-6)
 
 
-def test_sizes_follow_the_2023_table():
-    assert SIZES["S"].deter == 512 and SIZES["S"].depth == 32 and SIZES["S"].units == 512 and SIZES["S"].layers == 2
-    assert SIZES["XL"].deter == 4096 and SIZES["XL"].depth == 96
+# The 2023 paper's table of model sizes (Hafner et al. 2023; ../shared/REFERENCE.md): GRU units, CNN multiplier,
+# dense hidden units, MLP layers); XS is not in the paper (the ports' 256/24/256x1).
+PAPER_SIZES = {"XS": (256, 24, 256, 1), "S": (512, 32, 512, 2), "M": (1024, 48, 640, 3), "L": (2048, 64, 768, 4),
+               "XL": (4096, 96, 1024, 5)}
+
+
+def test_sizes_follow_the_2023_table_and_the_readme_prints_their_parameter_counts():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from dreamer_sizes import component_counts
+
+    rows = [line.split("|")[1:-1] for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in PAPER_SIZES]
+    assert [row[0].strip() for row in rows] == list(PAPER_SIZES)
+    columns = ["encoder", "rssm", "decoder", "reward", "continue", "actor", "critic", "total"]
+    spec = EnvSpec((3, 64, 64), 3, num_actions=6)
+    for row in rows:
+        size = row[0].strip()
+        assert (SIZES[size].deter, SIZES[size].depth, SIZES[size].units, SIZES[size].layers) == PAPER_SIZES[size]
+        assert row[1].strip() == "{} / {} / {} x {}".format(*PAPER_SIZES[size])
+        with torch.device("meta"):  # shapes only: XL's 200M parameters are never allocated
+            counts = component_counts(size, spec)
+        printed = [float(cell.strip().rstrip("M")) for cell in row[2:]]
+        assert printed == pytest.approx([counts[c] / 1e6 for c in columns], abs=0.005), size
+    # The independent anchor: sheeprl 0.8.4's dreamer_v3_S has 17.92M trained parameters for these spaces.
+    assert float(rows[1][-1].strip().rstrip("M")) == 17.92
 
 
 def test_layers_start_from_the_reference_truncated_normal_with_fan_avg_variance():
