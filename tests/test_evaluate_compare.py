@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_fit
-from worldmodels.compare import compare
+from worldmodels.compare import compare, mean_curve
 from worldmodels.compare import main as compare_main
 from worldmodels.evaluate import evaluate, load_agent
 from worldmodels.evaluate import main as evaluate_main
@@ -113,6 +113,19 @@ def test_compare_turns_two_runs_of_different_agents_into_a_table_and_plots(two_r
     for png in ("learning_curves.png", "aggregates.png"):
         data = (tmp_path / "cmp" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+    # What the learning-curve plot drew: each run's evaluations, as its CSV logged them.
+    with (tmp_path / "cmp" / "learning_curves.csv").open() as f:
+        drawn = list(csv.DictReader(f))
+    for agent, run in two_runs.items():
+        points = [(int(r["env_steps"]), float(r["return"])) for r in drawn if r["agent"] == agent]
+        assert points == [(steps, pytest.approx(value)) for steps, value in eval_rows(run)]
+
+
+def test_the_mean_curve_of_seeds_is_interpolated_on_their_common_steps_by_hand():
+    # Seed a: evaluated at 0 and 10 (0 -> 10); seed b at 5 and 10 (1 -> 3). Common range 5..10.
+    steps, mean = mean_curve([[(0, 0.0), (10, 10.0)], [(5, 1.0), (10, 3.0)]])
+    assert steps.tolist() == [5, 10]
+    assert mean.tolist() == pytest.approx([(5.0 + 1.0) / 2, (10.0 + 3.0) / 2])
 
 
 def test_compare_stops_with_one_sentence_for_a_path_that_is_not_a_run(tmp_path, capsys):

@@ -355,20 +355,32 @@ def plot_per_task(grouped: dict, draw, ylabel: str, path: Path) -> None:
 
 
 def plot_learning_curves(results: list[RunResult], path: Path) -> None:
+    """The evaluation curves, and the data drawn beside them as ``<path>.csv`` (task, agent, seed or
+    ``mean``, env steps, return) for anyone who wants to re-plot them."""
     colors = agent_colors(results)
+    drawn: list[tuple] = []
 
     def draw(ax, agents):
         for agent, runs in agents.items():
-            curves = [r.curve for r in runs if r.curve]
+            seeded = [(r.seed, r.curve) for r in runs if r.curve]
+            curves = [curve for _, curve in seeded]
+            task = runs[0].task
+            drawn.extend((task, agent, seed, s, v) for seed, curve in seeded for s, v in curve)
             if len(curves) == 1:
                 ax.plot(*zip(*curves[0]), color=colors[agent], lw=2, marker="o", ms=3)
             else:  # each seed a thin line, their mean a thick one
                 for curve in curves:
                     ax.plot(*zip(*curve), color=colors[agent], alpha=0.35, lw=1, marker="o", ms=2.5)
-                ax.plot(*mean_curve(curves), color=colors[agent], lw=2)
+                steps, mean = mean_curve(curves)
+                ax.plot(steps, mean, color=colors[agent], lw=2)
+                drawn.extend((task, agent, "mean", int(s), float(v)) for s, v in zip(steps, mean))
             ax.plot([], [], color=colors[agent], lw=2, label=f"{agent} ({len(curves)} seed{'s' * (len(curves) > 1)})")
 
     plot_per_task(by_task_and_agent(results), draw, "evaluation return", path)
+    with path.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "agent", "seed", "env_steps", "return"])
+        writer.writerows(drawn)
 
 
 def plot_training_returns(results: list[RunResult], colors: dict[str, tuple], path: Path, window: int = 10) -> None:
