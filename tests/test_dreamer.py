@@ -181,3 +181,33 @@ def test_layers_start_from_the_reference_truncated_normal_with_fan_avg_variance(
     for half in (rssm.post_deter.weight, rssm.post_embed.weight):
         assert half.std().item() == pytest.approx((1 / 750) ** 0.5, rel=0.05)
     assert not mlp(8, 16, 1, 4)[-1].bias.any()
+
+
+def test_acting_step_by_step_and_observing_the_whole_sequence_give_the_same_posteriors(monkeypatch):
+    # The stochastic latents are drawn in both paths; fixed to each distribution's mode, the two paths
+    # must agree exactly: the same action aligned with each step (action[:, t] led to step t), the
+    # same resets, the same embedding projection.
+    from worldmodels.nets.distributions import OneHotStraightThrough
+
+    monkeypatch.setattr(OneHotStraightThrough, "rsample", lambda self, shape=torch.Size(): self.mode)
+    torch.manual_seed(0)
+    agent = DreamerV3(size="XS", eval_policy="mode")
+    agent.build(EnvSpec((3, 64, 64), 3, num_actions=4))
+    T = 6
+    obs = torch.randint(0, 255, (2, T, 3, 64, 64), dtype=torch.uint8)
+    first = torch.zeros(2, T, dtype=torch.bool)
+    first[:, 0] = True
+    first[1, 3] = True  # environment 1 starts a new episode at step 3
+    acted, actions, state = [], [], None
+    with agent.acting():
+        for t in range(T):
+            action, state = agent.act(obs[:, t], state, first[:, t], explore=False)
+            acted.append(state[0])
+            actions.append(action)
+        # The replay's convention: row t holds the action that led to it (zeros on a first frame).
+        led_to = torch.stack([torch.zeros_like(actions[0])] + actions[:-1], 1)
+        embed = agent.world_model.encoder(obs.flatten(0, 1)).unflatten(0, (2, T))
+        observed, _ = agent.world_model.rssm.observe(embed, agent.action_vectors(led_to), first)
+    for t in range(T):
+        torch.testing.assert_close(observed.deter[:, t], acted[t].deter, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(observed.logits[:, t], acted[t].logits, atol=1e-5, rtol=1e-5)
