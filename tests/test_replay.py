@@ -225,3 +225,18 @@ def test_an_interrupted_episode_stays_a_truncation_after_a_second_resume(tmp_pat
     # No 3-step transition from the first episode reads into the second.
     batch = TransitionView(batch_size=64, n_step=3, gamma=0.5).transitions_at(again, torch.tensor([8]), torch.tensor([0]))
     assert batch["n"].item() == 1 and batch["reward"].item() == 1.0
+
+
+def test_the_memmap_replay_holds_and_samples_exactly_what_the_in_memory_one_does(tmp_path):
+    replays = [Replay(60, num_envs=2, frame_stack=3, frame_channels=1, seed=5, chunk=7),
+               Replay(60, num_envs=2, frame_stack=3, frame_channels=1, seed=5, chunk=7, storage="memmap",
+                      directory=str(tmp_path))]
+    for replay in replays:  # wraps the ring: 45 steps into 30 rows per column
+        fill(replay, 45, 2, first={(12, 0), (30, 1)}, terminal={(11, 0)}, truncated={(29, 1)},
+             reward=lambda t, e: t - e)
+    assert list(tmp_path.rglob("*.memmap")), "the memmap storage wrote no files"
+    for view in (TransitionView(batch_size=16, n_step=3, gamma=0.9), SequenceView(batch_size=4, seq_len=8)):
+        memory, memmap = (view.sample(r) for r in replays)
+        assert memory.keys() == memmap.keys()
+        for key in memory:
+            assert torch.equal(memory[key], memmap[key]), key
