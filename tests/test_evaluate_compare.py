@@ -216,3 +216,14 @@ def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
     text = compare([run], tmp_path / "cmp", reps=100).read_text()
     assert "No run has been evaluated yet" in text and "running (3572 env steps)" in text
     assert (tmp_path / "cmp" / "training_returns.png").is_file()
+
+
+def test_evaluate_video_holds_the_first_game_frame_by_frame(two_runs, tmp_path):
+    import imageio.v2 as imageio
+
+    run = two_runs["nddqn_catch"]
+    out = evaluate_main(["--ckpt", str(run), "--episodes", "2", "--video", "--out", str(tmp_path / "e.json")])
+    frames = imageio.mimread(out.with_suffix(".mp4"))
+    # A catch game is 7 agent steps; the video shows the frame the agent saw before each of them, in
+    # RGB at the run's 44 px (the gray frame repeated on three channels).
+    assert len(frames) == 7 and frames[0].shape == (44, 44, 3)
