@@ -211,3 +211,34 @@ def test_acting_step_by_step_and_observing_the_whole_sequence_give_the_same_post
     for t in range(T):
         torch.testing.assert_close(observed.deter[:, t], acted[t].deter, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(observed.logits[:, t], acted[t].logits, atol=1e-5, rtol=1e-5)
+
+
+def test_the_actor_loss_is_reinforce_on_scaled_lambda_returns_with_discounted_weights_and_entropy_by_hand():
+    # Planted: every imagined reward 1, every continue flag 1, the critic's zero-initialised head (values
+    # 0), and an actor whose output layer is zeroed: a uniform policy over 2 actions, so log pi(a) =
+    # -log 2 whatever action is drawn and the entropy is log 2. Horizon 3, gamma 0.9, lambda 0.5:
+    #   R_2 = 1 + 0.9 (0.5 * 0 + 0.5 * v_3) = 1;  R_1 = 1 + 0.45 * 1 = 1.45;  R_0 = 1 + 0.45 * 1.45 = 1.6525
+    # The return scale is max(1, EMA range) = 1 (the EMA starts at 0: 0.01 x the range 0.6525).
+    # Weights: cumprod(gamma * cont) / gamma = 1, 0.9, 0.81. With entropy_coef 0.1:
+    #   loss = -mean_t w_t (log pi(a_t) R_t + 0.1 H)
+    #        = -(1 (-1.145425 + 0.069315) + 0.9 (-1.005063 + 0.069315) + 0.81 (-0.693147 + 0.069315)) / 3
+    #        = 0.807863
+    from types import SimpleNamespace
+
+    from worldmodels.dreamer.behavior import Actor, Critic, behavior_losses
+
+    torch.manual_seed(0)
+    rssm = RSSM(embed_dim=4, action_dim=2, deter=8, hidden=8, stoch=2, classes=2)
+    feat_dim = 8 + 2 * 2
+    world_model = SimpleNamespace(
+        rssm=rssm, reward=lambda feat: torch.ones(feat.shape[:-1]),
+        continue_head=lambda feat: torch.full((*feat.shape[:-1], 1), 10.0))
+    actor = Actor(feat_dim, 2, discrete=True, units=8, layers=1)
+    torch.nn.init.zeros_(actor.net[-1].weight)
+    torch.nn.init.zeros_(actor.net[-1].bias)
+    critic = Critic(feat_dim, units=8, layers=1)
+    actor_loss, _, metrics = behavior_losses(world_model, actor, critic, ReturnScale(), rssm.initial(5),
+                                             torch.ones(5), horizon=3, gamma=0.9, lam=0.5, entropy_coef=0.1)
+    assert metrics["actor/return_scale"].item() == 1.0
+    assert metrics["imagined/return"].item() == pytest.approx((1.6525 + 1.45 + 1.0) / 3, abs=1e-5)
+    assert actor_loss.item() == pytest.approx(0.807863, abs=1e-5)
