@@ -242,3 +242,29 @@ def test_the_actor_loss_is_reinforce_on_scaled_lambda_returns_with_discounted_we
     assert metrics["actor/return_scale"].item() == 1.0
     assert metrics["imagined/return"].item() == pytest.approx((1.6525 + 1.45 + 1.0) / 3, abs=1e-5)
     assert actor_loss.item() == pytest.approx(0.807863, abs=1e-5)
+
+
+def test_the_world_model_loss_adds_its_terms_with_the_papers_scales_by_hand():
+    # Planted: the decoder's and the continue head's output layers zeroed (image 0, continue logit 0),
+    # the reward head zero-initialised as built (uniform over its 255 bins), white frames, and free
+    # bits far above any KL so both KL terms sit at their clip. Per step:
+    #   image    sum over 3x64x64 pixels of (0 - (255/255 - 0.5))^2 = 12288 x 0.25 = 3072
+    #   reward   cross-entropy of a two-hot target against uniform bins = log 255 = 5.541264
+    #   continue binary cross-entropy at logit 0 = log 2 = 0.693147
+    #   KL       0.5 x 1000 (dynamics) + 0.1 x 1000 (representation) = 600
+    agent = DreamerV3(size="XS")
+    agent.build(EnvSpec((3, 64, 64), 3, num_actions=4))
+    wm = agent.world_model
+    for layer in (wm.decoder.net[-1], wm.continue_head[-1]):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+    B, T = 2, 5
+    obs = torch.full((B, T, 3, 64, 64), 255, dtype=torch.uint8)
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    loss, _, metrics = wm.loss(obs, torch.zeros(B, T, 4), torch.randn(B, T), torch.zeros(B, T, dtype=torch.bool),
+                               first, free_nats=1000.0, dyn_scale=0.5, rep_scale=0.1)
+    assert metrics["wm/image_loss"].item() == pytest.approx(3072.0, rel=1e-6)
+    assert metrics["wm/reward_loss"].item() == pytest.approx(5.541264, abs=1e-4)
+    assert metrics["wm/continue_loss"].item() == pytest.approx(0.693147, abs=1e-6)
+    assert loss.item() == pytest.approx(3072.0 + 5.541264 + 0.693147 + 600.0, rel=1e-6)
