@@ -268,3 +268,28 @@ def test_the_world_model_loss_adds_its_terms_with_the_papers_scales_by_hand():
     assert metrics["wm/reward_loss"].item() == pytest.approx(5.541264, abs=1e-4)
     assert metrics["wm/continue_loss"].item() == pytest.approx(0.693147, abs=1e-6)
     assert loss.item() == pytest.approx(3072.0 + 5.541264 + 0.693147 + 600.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_continuous_actors_learn_through_the_imagined_dynamics_and_discrete_ones_by_reinforce(discrete):
+    # Continuous actions: the actor's loss is the (scaled) lambda-return itself, differentiated through
+    # the imagined states, so the dynamics carry its gradient. Discrete: REINFORCE, no such path.
+    from types import SimpleNamespace
+
+    from worldmodels.dreamer.behavior import Actor, Critic, behavior_losses
+
+    torch.manual_seed(0)
+    rssm = RSSM(embed_dim=4, action_dim=2, deter=8, hidden=8, stoch=2, classes=2)
+    reward_net = torch.nn.Linear(12, 1)
+    world_model = SimpleNamespace(rssm=rssm, reward=lambda feat: reward_net(feat).squeeze(-1),
+                                  continue_head=lambda feat: torch.full((*feat.shape[:-1], 1), 10.0))
+    actor = Actor(12, 2, discrete=discrete, units=8, layers=1)
+    actor_loss, _, _ = behavior_losses(world_model, actor, Critic(12, units=8, layers=1), ReturnScale(),
+                                       rssm.initial(4), torch.ones(4), horizon=3)
+    actor_loss.backward()
+    assert actor.net[0].weight.grad.abs().sum() > 0
+    through_dynamics = rssm.img_in[0].weight.grad
+    if discrete:
+        assert through_dynamics is None and reward_net.weight.grad is None
+    else:
+        assert through_dynamics.abs().sum() > 0 and reward_net.weight.grad.abs().sum() > 0
