@@ -70,8 +70,9 @@ def without_legacy_loader_state(checkpoint: dict) -> dict:
 
 
 class PeriodicCheckpoint(L.Callback):
-    """Saves ``<dirpath>/last.ckpt`` every ``every_env_steps``, when training ends, and when it is
-    interrupted (Ctrl-C or an error), with the agent, optimizers, counters, RNG states and replay.
+    """Saves ``<dirpath>/last.ckpt`` every ``every_env_steps`` (warm-up included), when training ends,
+    and when it is interrupted by Ctrl-C, with the agent, optimizers, counters, RNG states and the
+    replay's cursor (the data module appends the new replay rows to ``<run>/replay`` as it is saved).
 
     Args:
         every_env_steps: save each time this many more env steps have been taken.
