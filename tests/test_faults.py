@@ -128,11 +128,19 @@ def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_ke
     (["--model.init_args.batch_size", "0"], "model.batch_size"),
     (["--model.init_args.lr", "-0.001"], "model.lr positive"),
     (["--run_dir", "/proc/not-writable/run"], "cannot be written"),
+    (["--trainer.precision", "16-mixed"], "trainer.precision 16-mixed (fp16) is not supported"),
 ])
 def test_bad_input_stops_with_one_sentence_and_leaves_no_run_directory(tmp_path, flags, expected):
     line = one_sentence(run(tmp_path, *CONFIG, *flags))
     assert expected in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_uses_one_device_unless_told_otherwise(uninterrupted):
+    # Lightning's default, "auto", would take every GPU of the host and start DDP unasked.
+    import yaml
+
+    assert yaml.safe_load((uninterrupted / "config.yaml").read_text())["trainer"]["devices"] == 1
 
 
 def test_a_failed_start_removes_the_run_directory_it_created(tmp_path):

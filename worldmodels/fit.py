@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.training.validate import validate_start
+from worldmodels.training.validate import validate_precision, validate_start
 from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
@@ -107,6 +107,7 @@ class FitCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config_init
         validate_start(self.model, self.datamodule)  # before anything is written
+        validate_precision(config["trainer"]["precision"])
         self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.created_run_dir = make_run_directory(self.run_dir)
@@ -155,7 +156,8 @@ def main(args: list[str] | None = None) -> Path:
         cli = FitCLI(
             Agent, Experience, subclass_mode_model=True, run=False, args=args, save_config_callback=None,
             seed_everything_default=0, auto_configure_optimizers=False,
-            trainer_defaults=dict(max_epochs=-1, enable_checkpointing=False, enable_progress_bar=False,
+            # devices=1: Lightning's "auto" takes every GPU of the host and starts DDP unasked.
+            trainer_defaults=dict(max_epochs=-1, devices=1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
         write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)

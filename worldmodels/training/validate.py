@@ -48,3 +48,11 @@ def validate_data(experience, agent) -> None:
 def validate_start(agent, experience) -> None:
     validate_agent(dict(agent.hparams))
     validate_data(experience, agent)
+
+
+def validate_precision(precision) -> None:
+    """fp16 would need a loss scaler the agents' manual optimisation and gradient clipping do not
+    apply (clipping scaled gradients clips the wrong norm): refused; bf16 needs none."""
+    if str(precision).startswith("16"):
+        raise ConfigError(f"trainer.precision {precision} (fp16) is not supported: its loss scaling would clip "
+                          "scaled gradients; use bf16-mixed, or 32.")
