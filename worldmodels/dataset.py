@@ -1,0 +1,116 @@
+"""A run's replay as a dataset: what it holds.
+
+    python -m worldmodels.dataset info <run directory | its replay/ directory>
+
+A run directory written by ``worldmodels.fit`` keeps its replay in ``replay/`` (chunk files appended
+at each checkpoint) and the replay's cursor in ``checkpoints/last.ckpt``; together they are the
+dataset, rebuilt here exactly as a resume rebuilds it. ``info`` prints its rows, size, spaces and the
+episodes it holds with their returns (the stored rewards: clipped where the env preset clips them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from worldmodels.envs import EnvConfig
+from worldmodels.errors import ConfigError
+from worldmodels.replay import Replay
+from worldmodels.run_directory import latest_config
+
+
+@dataclass
+class Dataset:
+    replay: Replay
+    config: dict  # the run's resolved config
+    env: EnvConfig  # its training environment, resolved
+
+
+def run_of(path: Path) -> Path:
+    """The run directory behind ``path`` (the run itself, or its ``replay/``)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"dataset {path} does not exist; pass a run directory written by worldmodels.fit.")
+    run = path.parent if path.name == "replay" else path
+    if not (run / "replay").is_dir() or not (run / "checkpoints" / "last.ckpt").is_file():
+        raise ConfigError(f"{path} is not a dataset: a run directory with replay/ and checkpoints/last.ckpt "
+                          "(written by worldmodels.fit since its replay moved out of the checkpoint).")
+    return run
+
+
+def open_dataset(path: Path) -> Dataset:
+    from worldmodels.training import AtomicCheckpointIO  # the training package pulls in Lightning
+
+    run = run_of(path)
+    config = yaml.safe_load(latest_config(run).read_text())
+    data = config["data"]
+    env = EnvConfig(**data["env"]).resolved()
+    state = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {}).get("replay")
+    if state is None:
+        raise ConfigError(f"{run}/checkpoints/last.ckpt holds no replay cursor; it was not written by worldmodels.fit.")
+    replay = Replay(data["replay_capacity"], data.get("num_envs", 1), env.frame_stack, env.frame_channels,
+                    stack_padding=env.stack_padding)
+    replay.load_state_dict(state, run / "replay")
+    return Dataset(replay, config, env)
+
+
+def episodes(replay: Replay) -> list[tuple[float, int, bool]]:
+    """(return, steps, whole) of every episode with rows in the replay, in order of their ids; ``whole``
+    when its first row is still stored and it ended (terminal, truncated, or its run stopped there)."""
+    t = torch.arange(replay.oldest, replay.time)
+    found = []
+    for env in range(replay.num_envs):
+        steps = replay.steps(t, torch.full_like(t, env))
+        ids, reward = steps["episode"].numpy(), steps["reward"].numpy()
+        first, last = steps["first"].numpy(), steps["last"].numpy()
+        for episode in np.unique(ids):
+            rows = ids == episode
+            begun, ended = bool(first[rows][0]), bool(last[rows][-1])
+            # Rewards arrive on the rows after the first one; the steps are the rows after it too.
+            found.append((int(episode), float(reward[rows][1:].sum()), int(rows.sum()) - 1, begun and ended))
+    return [(ret, length, whole) for _, ret, length, whole in sorted(found)]
+
+
+def info(path: Path) -> str:
+    data = open_dataset(path)
+    replay = data.replay
+    eps = episodes(replay)
+    whole = [(ret, length) for ret, length, ok in eps if ok]
+    action = replay.steps(torch.tensor([replay.oldest]), torch.tensor([0]))["action"]
+    kind = "discrete (int64)" if not action.is_floating_point() else f"continuous, {action.shape[-1]} dims"
+    lines = [
+        f"dataset {run_of(path)}: {data.config['model']['class_path']} on {data.env.suite}/{data.env.task}",
+        f"rows: {len(replay):,} ({replay.time - replay.oldest:,} per environment x {replay.num_envs}), logical times "
+        f"{replay.oldest:,}-{replay.time:,}; {replay.nbytes() / 1e6:.1f} MB allocated for its capacity",
+        f"observations: {data.env.frame_stack} x {tuple(replay.frames(torch.tensor([replay.oldest]), torch.tensor([0])).shape[1:])} "
+        f"uint8 frames per state; actions: {kind}",
+        f"episodes: {len(eps)} with rows stored, {len(whole)} whole",
+    ]
+    if whole:
+        returns, lengths = np.array([r for r, _ in whole]), np.array([n for _, n in whole])
+        clipped = " (clipped rewards)" if data.env.clip_rewards else ""
+        lines.append(f"returns of whole episodes{clipped}: mean {returns.mean():.2f}, std {returns.std():.2f}, "
+                     f"min {returns.min():.2f}, max {returns.max():.2f}; length mean {lengths.mean():.1f} steps")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m worldmodels.dataset", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="what a dataset holds").add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        print(info(args.path))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
