@@ -21,6 +21,7 @@ from worldmodels.training import AtomicCheckpointIO
 pytestmark = pytest.mark.integration
 
 CONFIG = ["--config", str(ROOT / "tests/configs/faults_catch.yaml")]
+CONTINUOUS = ["--config", str(ROOT / "tests/configs/faults_reach.yaml")]  # DrQ-v2, half an update per step
 
 
 def run(tmp_path, *args, fault=None, env=None):
@@ -49,29 +50,44 @@ def replay_rows(run_dir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The reference: the same run, never interrupted."""
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    done = run(tmp, *CONFIG, "--run_dir", str(tmp / "run"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp / "run"
+def references(tmp_path_factory):
+    """The reference runs, never interrupted, one per config (made when first asked for)."""
+    made = {}
+
+    def reference(config: list[str]):
+        key = config[-1]
+        if key not in made:
+            tmp = tmp_path_factory.mktemp("uninterrupted")
+            done = run(tmp, *config, "--run_dir", str(tmp / "run"))
+            assert done.returncode == 0, done.stderr[-3000:]
+            made[key] = tmp / "run"
+        return made[key]
+
+    return reference
 
 
-@pytest.mark.parametrize("fault, resumes_from", [
-    (("kill_at_env_step", 450), 400),  # mid-training, between two checkpoints
-    (("kill_at_env_step", 150), 100),  # in the warm-up, which checkpoints too
-    (("kill_in_checkpoint", 4), 300),  # while writing the checkpoint at 400: last.ckpt stays the one at 300
-    (("kill_in_replay_write", 4), 300),  # while appending the rows for the checkpoint at 400
-])
+@pytest.fixture
+def uninterrupted(references):
+    return references(CONFIG)
+
+
+@pytest.mark.parametrize("config, fault, resumes_from", [
+    (CONFIG, ("kill_at_env_step", 450), 400),  # mid-training, between two checkpoints
+    (CONFIG, ("kill_at_env_step", 150), 100),  # in the warm-up, which checkpoints too
+    (CONFIG, ("kill_in_checkpoint", 4), 300),  # while writing the checkpoint at 400: last.ckpt stays the one at 300
+    (CONFIG, ("kill_in_replay_write", 4), 300),  # while appending the rows for the checkpoint at 400
+    (CONTINUOUS, ("kill_at_env_step", 255), 200),  # another agent, its own generators, half an update per step
+], ids=["mid-training", "warm-up", "checkpoint-write", "replay-write", "drqv2-half-ratio"])
 def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterrupted_run(
-        tmp_path, uninterrupted, fault, resumes_from):
+        tmp_path, references, config, fault, resumes_from):
+    uninterrupted = references(config)
     run_dir = tmp_path / "run"
-    killed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=fault)
+    killed = run(tmp_path, *config, "--run_dir", str(run_dir), fault=fault)
     assert killed.returncode == -9
     at_kill = state(run_dir)
     assert at_kill["counters"]["env_steps"] == resumes_from  # the previous checkpoint is intact
     cursor = at_kill["replay"]["time"]  # rows: each env step's frame and each episode's first frame
-    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last")
+    resumed = run(tmp_path, *config, "--run_dir", str(run_dir), "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     ours, reference = state(run_dir), state(uninterrupted)
@@ -85,7 +101,7 @@ def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterr
     for field in ("action", "reward", "first", "terminal", "episode"):
         assert torch.equal(rows[field][:cursor], ref[field][:cursor]), field
     assert rows["first"][cursor].all()
-    replay = Replay(2000, frame_stack=1, frame_channels=1)  # as a second resume would read it back
+    replay = Replay(2000, frame_stack=1, frame_channels=rows["frames"].shape[2])  # as a second resume reads it
     replay.load_state_dict(ours["replay"], run_dir / "replay")
     assert replay.steps(torch.tensor([cursor - 1]), torch.tensor([0]))["last"].all()  # the interrupted episode
     assert not list(run_dir.rglob("*.tmp"))  # half-written files of the killed run are gone
