@@ -165,3 +165,22 @@ def test_critic_features_are_its_penultimate_layer():
     torch.nn.init.normal_(agent.critic.net[-1].weight)
     assert torch.allclose(agent.critic.head(agent.critic.features(feat)), agent.critic.net(feat))
     assert agent.critic.features(feat).shape == (7, 32)
+
+
+def test_the_open_loop_video_shows_truth_prediction_and_error_with_observed_and_imagined_borders_by_hand():
+    from worldmodels.diagnostics.open_loop import open_loop_video
+
+    # Two gray sequences of 3 steps, 8x8 (a 2-px border leaves 4x4 inside): sequence 0 all 100,
+    # sequence 1 all 200; the model predicts 0.5 everywhere; one observed step, then two imagined.
+    obs = torch.stack([torch.full((3, 1, 8, 8), 100), torch.full((3, 1, 8, 8), 200)]).to(torch.uint8)
+    video = open_loop_video(obs, torch.full((2, 3, 1, 8, 8), 0.5), context=1)
+    assert video.shape == (3, 3, 3 * 8, 2 * 8)  # (T, RGB, rows truth/prediction/error x H, sequences x W)
+    inside = lambda t, row, seq: video[t, :, row * 8 + 2:row * 8 + 6, seq * 8 + 2:seq * 8 + 6]
+    # truth 100/255 -> 100; prediction 0.5 -> 127.5 -> 128; error (0.5 - 100/255 + 1) / 2 x 255 = 141.25 -> 141,
+    # and for sequence 1: (0.5 - 200/255 + 1) / 2 x 255 = 91.25 -> 91.
+    for t in range(3):
+        for row, seq, value in [(0, 0, 100), (1, 0, 128), (2, 0, 141), (0, 1, 200), (1, 1, 128), (2, 1, 91)]:
+            assert (inside(t, row, seq) == value).all(), (t, row, seq)
+    # The corner of every panel: green (0, 0.8, 0) -> (0, 204, 0) while observed, red (0.9, 0, 0) -> (230, 0, 0) after.
+    assert video[0, :, 0, 0].tolist() == [0, 204, 0] and video[0, :, 16, 8].tolist() == [0, 204, 0]
+    assert video[1, :, 0, 0].tolist() == [230, 0, 0] and video[2, :, 23, 15].tolist() == [230, 0, 0]
