@@ -7,7 +7,6 @@ through :class:`worldmodels.training.Agent` and are chosen by a config's ``class
 __version__ = "0.1.0"
 
 
-
 def _import_mujoco_whatever_mujoco_gl_says() -> None:
     """TorchRL imports mujoco when it is imported (for its own MuJoCo envs), and mujoco raises on
     import when MUJOCO_GL names a backend this machine cannot load. Atari runs never render MuJoCo

@@ -27,11 +27,12 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.training.validate import validate_precision, validate_start
 from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint)
+from worldmodels.training.validate import validate_precision, validate_start
+
 
 def wandb_offline_unless_reachable() -> None:
     """No account and no network must still give a W&B run: offline unless told otherwise, and offline

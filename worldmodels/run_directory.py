@@ -127,11 +127,10 @@ def trim_logs_after(run: Path, env_steps: int) -> None:
     resumed run logs those steps again, and each step must appear once."""
     for csv in run.glob("csv*/metrics.csv"):
         lines = csv.read_text().splitlines(keepends=True)
-        if not lines:
+        header = lines[0].rstrip("\n").split(",") if lines else []
+        if "env_steps" not in header:
             continue
-        column = lines[0].rstrip("\n").split(",").index("env_steps") if "env_steps" in lines[0] else None
-        if column is None:
-            continue
+        column = header.index("env_steps")
         kept = [lines[0]] + [line for line in lines[1:] if _steps_of(line, column) <= env_steps]
         if len(kept) < len(lines):
             tmp = csv.with_name(csv.name + ".tmp")

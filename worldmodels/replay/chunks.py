@@ -56,30 +56,32 @@ def write_chunk(directory: Path, start: int, stop: int, rows: dict) -> Path:
     return path
 
 
+def _remove_partial_files(directory: Path) -> None:
+    for tmp in directory.glob("rows-*.pt.tmp") if directory.is_dir() else ():
+        tmp.unlink(missing_ok=True)
+
+
 def drop_before(directory: Path, oldest: int) -> None:
     """Remove files whose rows all lie before ``oldest`` (overwritten in the ring: never read again),
     and half-written ``.tmp`` files."""
     for chunk in chunks_in(directory):
         if chunk.stop <= oldest:
             chunk.path.unlink(missing_ok=True)
-    for tmp in directory.glob("rows-*.pt.tmp") if directory.is_dir() else ():
-        tmp.unlink(missing_ok=True)
+    _remove_partial_files(directory)
 
 
 def window(directory: Path, oldest: int, time: int) -> list[Chunk]:
     """The files covering ``[oldest, time)`` in order, after removing files written past ``time`` by a
-    run that died before its next checkpoint; one sentence when they do not cover it exactly."""
+    run that died before its next checkpoint; one sentence when they do not cover it exactly (files
+    follow each other without gap or overlap: each starts where the previous one stopped)."""
     for chunk in chunks_in(directory):
         if chunk.start >= time:
             chunk.path.unlink()
-    drop_before(directory, 0)  # only the .tmp files
+    _remove_partial_files(directory)
     needed = [c for c in chunks_in(directory) if c.stop > oldest]
-    expected = oldest
-    for chunk in needed:
-        if chunk.start > expected or chunk.stop <= expected:
-            break
-        expected = chunk.stop
-    if oldest == time or (needed and needed[0].start <= oldest and expected == time == needed[-1].stop):
+    covered = (bool(needed) and needed[0].start <= oldest and needed[-1].stop == time
+               and all(a.stop == b.start for a, b in zip(needed, needed[1:])))
+    if oldest == time or covered:
         return needed
     held = ", ".join(f"{c.start}-{c.stop}" for c in needed) or "none"
     raise ConfigError(f"the replay directory {directory} holds rows {held} but the checkpoint needs rows "

@@ -177,7 +177,7 @@ class Replay:
         self.flush()
         return {"time": self.time, "rows": self.rows, "num_envs": self.num_envs,
                 "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
-                "generator": self.generator.get_state(), "persisted": self._persisted}
+                "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
         """Restore the cursor and read the window's rows back from ``directory``."""

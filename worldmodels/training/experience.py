@@ -130,7 +130,8 @@ class Experience(L.LightningDataModule):
 
     def _tell_callbacks_env_steps(self) -> None:
         """Callbacks that act on env steps (checkpoints) run here, during the warm-up too, when no
-        training batch ends. Their state is consistent: see ``state_dict``'s pending batches."""
+        training batch ends. What they save is consistent wherever they run: the updates owed after a
+        resume follow from the counters (``updates_due``)."""
         for callback in self.trainer.callbacks if self.trainer is not None else ():
             if hasattr(callback, "on_env_steps"):
                 callback.on_env_steps(self.trainer)
