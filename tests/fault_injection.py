@@ -6,6 +6,8 @@
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
     kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
     kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
+    save_on_resume 0        a resumed run saves <run>/checkpoints/restored.ckpt the moment its state is
+                            restored (before its environments restart) and exits 0
 
 The patches live here, not in the package: the code under test is the code users run.
 """
@@ -33,6 +35,16 @@ if fault in ("kill_at_env_step", "sigint_at_env_step"):
         return taken
 
     Experience._interact = interact_then_fault
+elif fault == "save_on_resume":
+    begin_episodes = Experience.begin_episodes
+
+    def save_then_exit(self):
+        if self.counters.env_steps > 0:  # restored from a checkpoint; nothing has drawn or stepped yet
+            self.trainer.save_checkpoint(os.path.join(self.trainer.default_root_dir, "checkpoints", "restored.ckpt"))
+            os._exit(0)
+        begin_episodes(self)
+
+    Experience.begin_episodes = save_then_exit
 else:
     suffix = "last.ckpt.tmp" if fault == "kill_in_checkpoint" else ".pt.tmp"
     save, calls = torch.save, [0]

@@ -78,7 +78,6 @@ class DreamerV3(Agent):
         super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
         self.save_hyperparameters()
         self.view = SequenceView(batch_size, seq_len)
-        self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())
 
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
