@@ -187,3 +187,73 @@ def _chain(env):
         if not hasattr(env, "env"):
             return
         env = env.env
+
+
+def reference_space_invaders(actions, seed: int = 0) -> tuple[float, int, int]:
+    """The game as gymnasium and ALE play it with no wrapper of ours: (score, agent steps, lives lost
+    before the end), playing ``actions`` from the start until the game is over."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    env = gym.wrappers.AtariPreprocessing(
+        gym.make("ALE/SpaceInvaders-v5", frameskip=1, repeat_action_probability=0.0, full_action_space=False),
+        noop_max=0, frame_skip=4, screen_size=84, terminal_on_life_loss=False)
+    env.reset(seed=seed)
+    score, lives = 0.0, env.unwrapped.ale.lives()
+    for steps, action in enumerate(actions, 1):
+        _, reward, terminated, truncated, _ = env.step(action)
+        score += reward
+        if terminated or truncated:
+            return score, steps, lives - env.unwrapped.ale.lives()
+    raise AssertionError("the game did not end within the actions given")
+
+
+def test_the_training_score_is_the_whole_games_unclipped_score_over_all_its_lives():
+    """Under the Atari 100k training protocol the learner sees clipped rewards and a terminal at each
+    lost life, but the score logged as train/episode_return (the vector env's finished games) is the
+    game's: unclipped, summed over every life, reported once when the game is over. Space Invaders pays
+    5 to 30 a hit, so clipping shows."""
+    envs = make_vector_env(EnvConfig("atari", "space_invaders", preset="dqn"), num_envs=1, seed=0)
+    step, rng = envs.reset(seed=0), np.random.default_rng(0)
+    played, clipped, terminals, finished = [], 0.0, 0, []
+    while not finished:
+        action = int(rng.integers(6))
+        step = envs.step(np.array([action]))
+        if step.first[0]:  # a life was lost: the env restarted the agent's episode and ignored the action
+            continue
+        played.append(action)
+        clipped += float(step.reward[0])
+        terminals += int(step.terminated[0])
+        finished = step.finished_games
+    score, length, lives_lost = reference_space_invaders(played)
+    assert finished == [(0, score, length)]
+    assert score > clipped > 0  # several hits, each worth more than the clipped 1
+    assert terminals == lives_lost == 3  # one learning terminal per life: the game's three
+
+
+def test_evaluation_scores_whole_games_with_true_rewards_over_all_lives():
+    """run_episodes on the evaluation protocol (true rewards, the agent's episode restarted at each lost
+    life) scores each game as the game itself does. A policy that always fires makes every game the
+    same deterministic game, whose score the bare environment gives."""
+    import contextlib
+
+    import torch
+
+    from worldmodels.training.evaluation import run_episodes
+
+    class AlwaysFire:
+        device = torch.device("cpu")
+
+        def acting(self):
+            return contextlib.nullcontext()
+
+        def initial_state(self, n):
+            return None
+
+        def act(self, obs, state, first, explore):
+            return torch.ones(obs.shape[0], dtype=torch.int64), state
+
+    cfg = EnvConfig("atari", "space_invaders", preset="dqn")
+    scores, _, cut_short = run_episodes(AlwaysFire(), cfg.for_evaluation(), episodes=2, seed=0)
+    score, _, lives_lost = reference_space_invaders([1] * 27_000)
+    assert scores == [score, score] and cut_short == 0 and lives_lost == 3 and score > 30

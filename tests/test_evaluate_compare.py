@@ -65,6 +65,20 @@ def test_evaluate_writes_the_returns_of_the_trained_policy_as_json_next_to_the_r
     assert again["returns"] == result["returns"]
 
 
+def test_the_logged_evaluation_is_the_final_games_mean_and_spread_over_games(two_runs):
+    """eval/return_mean and eval/return_std of the final evaluation are those of the games in
+    eval-final.json. Catch games score +1 or -1, so the spread follows from the mean by hand: the
+    standard deviation over the games played (ddof 0, numpy's default) is sqrt(1 - mean^2)."""
+    run = two_runs["nddqn_catch"]
+    final = json.loads((run / "eval-final.json").read_text())
+    with (run / "csv" / "metrics.csv").open() as f:
+        last = [r for r in csv.DictReader(f) if r["eval/return_mean"]][-1]
+    mean = (final["returns"].count(1.0) - final["returns"].count(-1.0)) / len(final["returns"])
+    assert float(last["eval/return_mean"]) == pytest.approx(mean)
+    assert float(last["eval/return_std"]) == pytest.approx((1 - mean ** 2) ** 0.5)
+    assert final["std"] == pytest.approx((1 - mean ** 2) ** 0.5)
+
+
 def test_evaluate_says_when_max_steps_cut_the_games_short(two_runs, tmp_path, capsys):
     run = two_runs["nddqn_catch"]
     out = evaluate_main(["--ckpt", str(run), "--episodes", "2", "--max-steps", "2", "--out", str(tmp_path / "e.json")])
