@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +28,22 @@ def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "worldmodels.fit", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def differences(saved, again, path="") -> list[str]:
+    """The paths at which two checkpoint trees differ (tensors compared exactly)."""
+    if isinstance(saved, dict):
+        keys = set(saved) | set(again)
+        return [d for k in sorted(keys, key=str)
+                for d in ([f"{path}/{k} missing"] if k not in saved or k not in again
+                          else differences(saved[k], again[k], f"{path}/{k}"))]
+    if isinstance(saved, (list, tuple)):
+        if len(saved) != len(again):
+            return [f"{path} length"]
+        return [d for i, (a, b) in enumerate(zip(saved, again)) for d in differences(a, b, f"{path}[{i}]")]
+    if isinstance(saved, torch.Tensor):
+        return [] if saved.shape == again.shape and torch.equal(saved, again) else [path]
+    return [] if saved == again else [path]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
     kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
     kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
+    kill_at_update N        SIGKILL when the N-th update is done (offline runs: their clock is the update count)
     save_on_resume 0        a resumed run saves <run>/checkpoints/restored.ckpt the moment its state is
                             restored (before its environments restart) and exits 0
 
@@ -35,6 +36,17 @@ if fault in ("kill_at_env_step", "sigint_at_env_step"):
         return taken
 
     Experience._interact = interact_then_fault
+elif fault == "kill_at_update":
+    from worldmodels.training import PeriodicCheckpoint
+
+    batch_end = PeriodicCheckpoint.on_train_batch_end
+
+    def batch_end_then_kill(self, trainer, *args):
+        batch_end(self, trainer, *args)
+        if trainer.datamodule.counters.updates == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    PeriodicCheckpoint.on_train_batch_end = batch_end_then_kill
 elif fault == "save_on_resume":
     begin_episodes = Experience.begin_episodes
 

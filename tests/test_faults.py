@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, differences
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.training import AtomicCheckpointIO
@@ -214,22 +214,6 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": argparse.Namespace(anything=1)}, tmp_path / "other.ckpt")
     with pytest.raises(ConfigError, match=r"argparse.Namespace\); it was not written by worldmodels.fit"):
         AtomicCheckpointIO().load_checkpoint(tmp_path / "other.ckpt")
-
-
-def differences(saved, again, path="") -> list[str]:
-    """The paths at which two checkpoint trees differ (tensors compared exactly)."""
-    if isinstance(saved, dict):
-        keys = set(saved) | set(again)
-        return [d for k in sorted(keys, key=str)
-                for d in ([f"{path}/{k} missing"] if k not in saved or k not in again
-                          else differences(saved[k], again[k], f"{path}/{k}"))]
-    if isinstance(saved, (list, tuple)):
-        if len(saved) != len(again):
-            return [f"{path} length"]
-        return [d for i, (a, b) in enumerate(zip(saved, again)) for d in differences(a, b, f"{path}[{i}]")]
-    if isinstance(saved, torch.Tensor):
-        return [] if saved.shape == again.shape and torch.equal(saved, again) else [path]
-    return [] if saved == again else [path]
 
 
 # Each agent family with what it keeps beyond its weights: DrQ-v2 its optimizers and the global generators

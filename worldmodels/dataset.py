@@ -31,6 +31,26 @@ class Dataset:
     config: dict  # the run's resolved config
     env: EnvConfig  # its training environment, resolved
 
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """A state as agents see it, (frame_stack x C, H, W), from the stored frames."""
+        c, h, w = self.replay.frames(torch.tensor([self.replay.oldest]), torch.tensor([0])).shape[1:]
+        return (self.env.frame_stack * c, h, w)
+
+    @property
+    def actions(self) -> str:
+        """The action space in words: a discrete one is its game's action set, which rows cannot show."""
+        action = self.replay.steps(torch.tensor([self.replay.oldest]), torch.tensor([0]))["action"]
+        if action.is_floating_point():
+            return f"continuous, {action.shape[-1]} dims"
+        return f"discrete, the action set of {self.env.suite}/{self.env.task}"
+
+
+def actions_of(spec, env: EnvConfig) -> str:
+    """``Dataset.actions`` for an environment's spec (worldmodels.training.spec.EnvSpec)."""
+    return (f"discrete, the action set of {env.suite}/{env.task}" if spec.discrete
+            else f"continuous, {spec.action_dim} dims")
+
 
 def run_of(path: Path) -> Path:
     """The run directory behind ``path`` (the run itself, or its ``replay/``)."""
@@ -82,14 +102,12 @@ def info(path: Path) -> str:
     replay = data.replay
     eps = episodes(replay)
     whole = [(ret, length) for ret, length, ok in eps if ok]
-    action = replay.steps(torch.tensor([replay.oldest]), torch.tensor([0]))["action"]
-    kind = "discrete (int64)" if not action.is_floating_point() else f"continuous, {action.shape[-1]} dims"
     lines = [
         f"dataset {run_of(path)}: {data.config['model']['class_path']} on {data.env.suite}/{data.env.task}",
         f"rows: {len(replay):,} ({replay.time - replay.oldest:,} per environment x {replay.num_envs}), logical times "
         f"{replay.oldest:,}-{replay.time:,}; {replay.nbytes() / 1e6:.1f} MB allocated for its capacity",
         f"observations: {data.env.frame_stack} x {tuple(replay.frames(torch.tensor([replay.oldest]), torch.tensor([0])).shape[1:])} "
-        f"uint8 frames per state; actions: {kind}",
+        f"uint8 frames per state; actions: {data.actions}",
         f"episodes: {len(eps)} with rows stored, {len(whole)} whole",
     ]
     if whole:

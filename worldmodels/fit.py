@@ -110,6 +110,8 @@ class FitCLI(LightningCLI):
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
         self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
+        if self.datamodule.offline:
+            self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.created_run_dir = make_run_directory(self.run_dir)
         remove_stale_files(self.run_dir)
@@ -133,7 +135,7 @@ class FitCLI(LightningCLI):
         run = wandb_logger.experiment
         if hasattr(run, "id") and isinstance(run.id, str):
             id_file.write_text(run.id)
-            run.define_metric("*", step_metric="env_steps")
+            run.define_metric("*", step_metric=self.datamodule.progress_key)  # updates, offline
         return trainer
 
 

@@ -22,7 +22,7 @@ RUNS = Path("runs")
 # the hyperparameters that shape learning, and the data it learns from. Everything else (the step
 # budget, evaluation, logging, checkpoint and health settings, the trainer) may change on a resume.
 CHECKED = ("model.class_path", "data.env", "model.init_args", "data.num_envs", "data.replay_capacity",
-           "data.warmup_steps", "seed_everything")
+           "data.warmup_steps", "data.dataset", "seed_everything")
 
 
 def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[Path, Path | None]:
@@ -122,16 +122,16 @@ def write_config(run: Path, config_text: str, resumed: bool) -> Path:
     return path
 
 
-def trim_logs_after(run: Path, env_steps: int) -> None:
-    """Drop the CSV rows an earlier attempt logged after the checkpoint a resume starts from: the
-    resumed run logs those steps again, and each step must appear once."""
+def trim_logs_after(run: Path, progress: int, key: str = "env_steps") -> None:
+    """Drop the CSV rows an earlier attempt logged after the checkpoint a resume starts from (column
+    ``key`` past ``progress``): the resumed run logs those steps again, and each step must appear once."""
     for csv in run.glob("csv*/metrics.csv"):
         lines = csv.read_text().splitlines(keepends=True)
         header = lines[0].rstrip("\n").split(",") if lines else []
-        if "env_steps" not in header:
+        if key not in header:
             continue
-        column = header.index("env_steps")
-        kept = [lines[0]] + [line for line in lines[1:] if _steps_of(line, column) <= env_steps]
+        column = header.index(key)
+        kept = [lines[0]] + [line for line in lines[1:] if _steps_of(line, column) <= progress]
         if len(kept) < len(lines):
             tmp = csv.with_name(csv.name + ".tmp")
             tmp.write_text("".join(kept))

@@ -70,7 +70,8 @@ def without_legacy_loader_state(checkpoint: dict) -> dict:
 
 
 class PeriodicCheckpoint(L.Callback):
-    """Saves ``<dirpath>/last.ckpt`` every ``every_env_steps`` (warm-up included), when training ends,
+    """Saves ``<dirpath>/last.ckpt`` every ``every_env_steps`` (warm-up included; updates in an offline
+    run, after the update), when training ends,
     and when it is interrupted by Ctrl-C, with the agent, optimizers, counters, RNG states and the
     replay's cursor (the data module appends the new replay rows to ``<run>/replay`` as it is saved).
 
@@ -88,13 +89,20 @@ class PeriodicCheckpoint(L.Callback):
         return Path(self.dirpath or "checkpoints") / "last.ckpt"
 
     def _save(self, trainer: L.Trainer) -> None:
-        self._saved_at = trainer.datamodule.counters.env_steps
+        self._saved_at = trainer.datamodule.progress
         trainer.save_checkpoint(self.path, weights_only=False)  # the whole training state
 
     def on_env_steps(self, trainer) -> None:
         """Called by ``Experience`` after every environment step, warm-up included."""
-        steps = trainer.datamodule.counters.env_steps
-        if self.every_env_steps and steps // self.every_env_steps > self._saved_at // self.every_env_steps:
+        self._save_if_due(trainer)
+
+    def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
+        if trainer.datamodule.offline:  # the clock is the update count, complete once the update is
+            self._save_if_due(trainer)
+
+    def _save_if_due(self, trainer) -> None:
+        now = trainer.datamodule.progress
+        if self.every_env_steps and now // self.every_env_steps > self._saved_at // self.every_env_steps:
             self._save(trainer)
 
     def on_train_end(self, trainer, agent) -> None:

@@ -70,6 +70,7 @@ def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, 
         "checkpoint": str(checkpoint.resolve()) if checkpoint else None,
         "run_dir": str(run_dir.resolve()) if run_dir else None,
         "env_steps": counters.env_steps if counters else None, "frames": counters.frames if counters else None,
+        "updates": counters.updates if counters else None,
         "eval_seed": eval_seed, "episodes": len(returns), "max_steps": max_steps, "games_cut_short": cut_short,
         "returns": [float(r) for r in returns], "mean": mean, "std": float(np.std(returns)),
         "human_normalized": human_normalized(game, mean) if game else None,
@@ -87,7 +88,8 @@ class Evaluation(L.Callback):
     ``python -m worldmodels.evaluate``, so runs can be compared without evaluating them again.
 
     Args:
-        every_env_steps: evaluate each time this many more env steps have been taken (0: only at the end).
+        every_env_steps: evaluate each time this many more env steps have been taken (updates in an
+            offline run; 0: only at the end).
         episodes: games per evaluation during training.
         final_episodes: games of the evaluation at the end (``None``: ``episodes``). The Atari 100k
             protocol plays 100 (Dopamine's MaxEpisodeEvalRunner).
@@ -107,7 +109,7 @@ class Evaluation(L.Callback):
 
     def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
         data = trainer.datamodule
-        steps = data.counters.env_steps
+        steps = data.progress
         episodes = self.final_episodes if final else self.episodes
         if episodes < 1:
             return
@@ -125,7 +127,8 @@ class Evaluation(L.Callback):
         if final:
             self._write_final(trainer, agent, scores, seed, cut_short)
         metrics = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores)),
-                   "env_steps": steps, "frames": data.counters.frames}
+                   "env_steps": data.counters.env_steps, "frames": data.counters.frames,
+                   "updates": data.counters.updates}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if frames is not None and hasattr(logger, "log_video"):
@@ -133,7 +136,7 @@ class Evaluation(L.Callback):
         data.last_eval_return = metrics["eval/return_mean"]
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        steps = trainer.datamodule.counters.env_steps
+        steps = trainer.datamodule.progress
         if self.every_env_steps and steps // self.every_env_steps > max(self._done_at, 0) // self.every_env_steps:
             self._evaluate(trainer, agent)
 
@@ -141,7 +144,9 @@ class Evaluation(L.Callback):
         done = Path(trainer.default_root_dir) / FINAL_EVALUATION
         if done.is_file():  # a finished run resumed again: its final evaluation stands
             record = json.loads(done.read_text())
-            if record.get("env_steps") == trainer.datamodule.counters.env_steps and record.get("episodes") == self.final_episodes:
+            counters = trainer.datamodule.counters
+            if (record.get("env_steps"), record.get("updates", counters.updates), record.get("episodes")) == (
+                    counters.env_steps, counters.updates, self.final_episodes):
                 return
         self._evaluate(trainer, agent, final=True)
 

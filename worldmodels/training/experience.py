@@ -4,6 +4,12 @@ Each batch handed to ``training_step`` is produced here: step the environments w
 exploration policy (uniform random actions during warm-up), store the frames once in the replay,
 and whenever the updates due (ratio x env steps after the warm-up) exceed those made, sample a
 batch from the agent's replay view. The run ends when the environment step budget is spent.
+
+Offline (``dataset``: another run's directory), the replay is that run's and stays as it is: no
+environment step is taken for training, batches are drawn until ``max_updates``, and the run's clock
+(``progress``: checkpoints, evaluations) is the update count. Evaluation games still play the
+environment. Each offline batch is drawn from a generator seeded by its own index, so a resumed run
+draws exactly the batches an uninterrupted one would, whatever Lightning had prefetched.
 """
 
 from __future__ import annotations
@@ -38,11 +44,13 @@ class Experience(L.LightningDataModule):
         seed: seeds environments, random actions and replay sampling (linked to ``seed_everything``).
         max_updates: stop after this many updates even if env steps remain (smoke runs of big models).
         progress_bar: show env steps, steps per second and the last episode's return.
+        dataset: train offline from this run directory's replay (``python -m worldmodels.dataset info``
+            shows what it holds); ``max_updates`` is then the budget and the env-step settings are unused.
     """
 
     def __init__(self, env: EnvConfig, num_envs: int = 1, total_env_steps: int = 100_000, warmup_steps: int = 1600,
                  replay_capacity: int = 100_000, replay_storage: str = "memory", replay_dir: str | None = None,
-                 seed: int = 0, max_updates: int | None = None, progress_bar: bool = True):
+                 seed: int = 0, max_updates: int | None = None, progress_bar: bool = True, dataset: str | None = None):
         super().__init__()
         self.env_config = env.resolved()
         self.num_envs, self.total_env_steps, self.warmup_steps = num_envs, total_env_steps, warmup_steps
@@ -50,6 +58,7 @@ class Experience(L.LightningDataModule):
             raise ConfigError("data.total_env_steps must be positive and data.warmup_steps not negative.")
         self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
         self.seed, self.progress_bar, self.max_updates = seed, progress_bar, max_updates
+        self.dataset = dataset
         self.counters = Counters()
         self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
         self.recent_returns: deque[float] = deque(maxlen=10)
@@ -73,11 +82,38 @@ class Experience(L.LightningDataModule):
         return EnvSpec.from_spaces(envs.single_observation_space, envs.single_action_space,
                                    self.env_config.frame_channels, self.env_config.action_repeat)
 
+    @property
+    def offline(self) -> bool:
+        return self.dataset is not None
+
+    @property
+    def progress(self) -> int:
+        """The run's clock, on which checkpoints and evaluations trigger: env steps, or updates offline."""
+        return self.counters.updates if self.offline else self.counters.env_steps
+
+    @property
+    def progress_key(self) -> str:
+        return "updates" if self.offline else "env_steps"
+
     def setup(self, stage: str) -> None:
+        if self.replay is None and self.offline:
+            self.replay = self._open_dataset()
         if self.replay is None:
             self.replay = Replay(self.replay_capacity, self.num_envs, self.env_config.frame_stack,
                                  self.env_config.frame_channels, self.replay_storage, self.replay_dir, seed=self.seed,
                                  stack_padding=self.env_config.stack_padding)
+
+    def _open_dataset(self) -> Replay:
+        from worldmodels.dataset import actions_of, open_dataset
+
+        data = open_dataset(Path(self.dataset))
+        for what, mine, its in [("observations", self.spec.obs_shape, data.obs_shape),
+                                ("actions", actions_of(self.spec, self.env_config), data.actions)]:
+            if mine != its:
+                raise ConfigError(f"dataset {self.dataset} holds {what} {its} but this run's data.env gives {mine}; "
+                                  f"train on it with its environment ({data.env.suite}/{data.env.task}, as in its config).")
+        data.replay.generator.manual_seed(self.seed)
+        return data.replay
 
     def train_dataloader(self):
         # Not ``self``: Lightning saves the state of a stateful loader in its loop state, which would
@@ -98,6 +134,9 @@ class Experience(L.LightningDataModule):
         step budget is spent."""
         agent.attach_loop(self.counters, self.warmup_steps)
         view = agent.replay_view()
+        if self.offline:
+            yield from self._offline_batches(agent, view)
+            return
         bar = tqdm(total=self.total_env_steps, initial=self.counters.env_steps, unit="step", dynamic_ncols=True,
                    disable=not self.progress_bar, desc="env steps")
         clock, clock_steps = time.perf_counter(), self.counters.env_steps
@@ -119,6 +158,20 @@ class Experience(L.LightningDataModule):
                     bar.set_postfix_str(f"{sps:.0f} steps/s, updates {self.counters.updates}, last return {last}")
             if self.trainer is not None:
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
+        finally:
+            bar.close()
+
+    def _offline_batches(self, agent, view):
+        self._yielded = self.counters.updates
+        bar = tqdm(total=self.max_updates, initial=self._yielded, unit="update", dynamic_ncols=True,
+                   disable=not self.progress_bar, desc="updates (offline)")
+        try:
+            while not self._update_budget_spent():
+                self._yielded += 1
+                self.replay.generator.manual_seed(self.seed * 1_000_003 + self._yielded)
+                yield view.sample(self.replay)
+                bar.update(1)
+            self.trainer.should_stop = True
         finally:
             bar.close()
 
@@ -188,12 +241,19 @@ class Experience(L.LightningDataModule):
         }
 
     def _persisted_replay(self) -> dict:
-        self.replay.persist(self.replay_log)  # before the checkpoint that counts on these rows is written
+        if not self.offline:  # an offline run adds no rows: its replay is the dataset's, on disk already
+            self.replay.persist(self.replay_log)  # before the checkpoint that counts on these rows is written
         return self.replay.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
         self.counters.load_state_dict(state["counters"])
-        self.replay.load_state_dict(state["replay"], self.replay_log)
+        if self.offline:
+            if state["replay"]["time"] != self.replay.time:
+                raise ConfigError(f"dataset {self.dataset} has changed since this run started (it holds rows up to "
+                                  f"{self.replay.time}, the run trained on rows up to {state['replay']['time']}): "
+                                  "start a new offline run.")
+        else:
+            self.replay.load_state_dict(state["replay"], self.replay_log)
         self._rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])

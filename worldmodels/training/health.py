@@ -210,19 +210,20 @@ class Health(L.Callback):
         return metrics
 
     def _log(self, trainer, row: dict[str, float], warnings: list[str]) -> None:
-        counters = trainer.datamodule.counters
-        row = {**row, "env_steps": counters.env_steps, "frames": counters.frames}
+        data = trainer.datamodule
+        counters = data.counters
+        row = {**row, "env_steps": counters.env_steps, "frames": counters.frames, "updates": counters.updates}
         for logger in trainer.loggers:
             logger.log_metrics(row, step=trainer.global_step)
         for message in warnings:
-            line = f"health warning at env step {counters.env_steps}: {message}"
+            line = f"health warning at {data.progress_key.replace('_', ' ')[:-1]} {data.progress}: {message}"
             print(line, flush=True)
             with open(Path(trainer.default_root_dir) / "health_warnings.txt", "a") as file:
                 file.write(line + "\n")
             for logger in trainer.loggers:
                 if hasattr(logger, "log_text"):
-                    logger.log_text("health/warnings", columns=["env_steps", "warning"],
-                                    data=[[counters.env_steps, message]], step=trainer.global_step)
+                    logger.log_text("health/warnings", columns=[data.progress_key, "warning"],
+                                    data=[[data.progress, message]], step=trainer.global_step)
 
     def state_dict(self) -> dict:
         return {"monitor": self.monitor.state_dict(), "checks": self.checks, "done_at": self._done_at}

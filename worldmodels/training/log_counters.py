@@ -31,7 +31,8 @@ class LogCounters(L.Callback):
     def on_load_checkpoint(self, trainer, agent, checkpoint) -> None:
         counters = checkpoint.get(type(trainer.datamodule).__name__, {}).get("counters")
         if counters is not None:
-            trim_logs_after(Path(trainer.default_root_dir), counters["env_steps"])
+            key = trainer.datamodule.progress_key
+            trim_logs_after(Path(trainer.default_root_dir), counters[key], key)
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         data = trainer.datamodule

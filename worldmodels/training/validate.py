@@ -29,6 +29,11 @@ def validate_agent(hparams: dict) -> None:
 def validate_data(experience, agent) -> None:
     """The step budget, the warm-up and the replay against what the agent's replay view draws."""
     e = experience
+    if e.offline:
+        if e.max_updates is None or e.max_updates < 1:
+            raise ConfigError(f"data.max_updates is {e.max_updates}: an offline run (data.dataset) needs it as its "
+                              "budget, a whole number of updates of at least 1.")
+        return  # the warm-up and the replay are the dataset's; its spans are checked as it opens
     if e.warmup_steps >= e.total_env_steps:
         raise ConfigError(f"data.warmup_steps ({e.warmup_steps}) is not below data.total_env_steps "
                           f"({e.total_env_steps}): the run would end before its first update.")

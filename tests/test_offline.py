@@ -1,0 +1,82 @@
+"""Offline training (``--data.dataset``): a run's replay as the only data, the update count as the
+run's clock, an exact resume, and one sentence for a dataset that cannot be used."""
+
+import pytest
+
+from conftest import ROOT, differences
+from test_faults import one_sentence, run
+from worldmodels.training import AtomicCheckpointIO
+
+pytestmark = pytest.mark.integration
+
+CATCH = ["--config", str(ROOT / "tests/configs/nddqn_catch.yaml")]
+# 50 updates on the dataset, a checkpoint every 20 and an evaluation (5 games) every 25 updates.
+OFFLINE = [*CATCH, "--data.max_updates", "50", "--checkpoint.every_env_steps", "20",
+           "--evaluation.every_env_steps", "25", "--evaluation.episodes", "5"]
+
+
+def files(directory):
+    return {p.relative_to(directory): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """An online NDDQN run on catch: 600 env steps (500 of them random), its replay the dataset."""
+    tmp = tmp_path_factory.mktemp("dataset")
+    done = run(tmp, *CATCH, "--data.total_env_steps", "600", "--data.warmup_steps", "500", "--run_dir", str(tmp / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def offline_run(dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("offline")
+    before = files(dataset)
+    done = run(tmp, *OFFLINE, "--data.dataset", str(dataset), "--run_dir", str(tmp / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert files(dataset) == before  # the dataset is read, never written
+    return tmp / "run"
+
+
+def test_an_offline_run_makes_its_updates_from_the_dataset_without_an_env_step_and_evaluates_on_updates(offline_run):
+    state = AtomicCheckpointIO().load_checkpoint(offline_run / "checkpoints" / "last.ckpt")
+    assert state["Experience"]["counters"] == {"env_steps": 0, "frames": 0, "episodes": 0, "updates": 50}
+    # The dataset's rows: 600 steps and the first frame of each of the 86 games begun (catch's last 7 steps).
+    assert state["Experience"]["replay"]["time"] == 600 + 86
+    assert not (offline_run / "replay").exists()  # no rows of its own
+    header, *rows = (offline_run / "csv" / "metrics.csv").read_text().splitlines()
+    column, value = header.split(","), [r.split(",") for r in rows]
+    evaluated = [int(float(r[column.index("updates")])) for r in value if r[column.index("eval/return_mean")]]
+    assert evaluated == [25, 50]
+
+
+def test_an_offline_run_killed_anywhere_resumes_to_the_state_of_an_uninterrupted_one(dataset, offline_run, tmp_path):
+    """Killed after update 45, it resumes from its checkpoint at 40 and must end where the
+    uninterrupted run ended: every weight, optimizer state, generator and counter equal. Each batch is
+    drawn from a generator seeded by its index, so the batch Lightning had prefetched is drawn again."""
+    run_dir = tmp_path / "run"
+    args = [*OFFLINE, "--data.dataset", str(dataset), "--run_dir", str(run_dir)]
+    killed = run(tmp_path, *args, fault=("kill_at_update", 45))
+    assert killed.returncode == -9
+    io = AtomicCheckpointIO()
+    assert io.load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["Experience"]["counters"]["updates"] == 40
+    resumed = run(tmp_path, *args, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ours, reference = (io.load_checkpoint(d / "checkpoints" / "last.ckpt") for d in (run_dir, offline_run))
+    assert differences(ours["state_dict"], reference["state_dict"]) == []
+    assert differences(ours["optimizer_states"], reference["optimizer_states"]) == []
+    assert differences(ours["Experience"], reference["Experience"]) == []
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--data.dataset", "/nowhere/run"], "dataset /nowhere/run does not exist"),
+    (["--data.dataset", str(ROOT / "configs")], "is not a dataset"),
+    (["--data.env.image_size", "32"], "holds observations (1, 44, 44) but this run's data.env gives (1, 32, 32)"),
+    (["--data.env.task", "reach", "--data.env.image_size", "44"], "holds actions discrete, the action set of test/catch"),
+    (["--data.max_updates", "null"], "an offline run (data.dataset) needs it as its budget"),
+])
+def test_a_dataset_that_cannot_be_used_stops_with_one_sentence(dataset, tmp_path, flags, expected):
+    args = [*CATCH, "--data.max_updates", "10", "--data.dataset", str(dataset), *flags]
+    line = one_sentence(run(tmp_path, *args))
+    assert expected in line
+    assert not (tmp_path / "runs").exists()
