@@ -30,7 +30,7 @@ from worldmodels.errors import ConfigError
 from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
-                                  NumericalGuard, PeriodicCheckpoint)
+                                  NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.validate import validate_precision, validate_start
 
 
@@ -100,6 +100,7 @@ class FitCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
         parser.add_class_arguments(Evaluation, "evaluation")
         parser.add_class_arguments(Health, "health")
+        parser.add_class_arguments(Workflow, "workflow")
         parser.add_class_arguments(NumericalGuard, "guard")
         parser.add_class_arguments(PeriodicCheckpoint, "checkpoint", skip={"dirpath"})
         parser.link_arguments("seed_everything", "data.seed")
@@ -129,7 +130,8 @@ class FitCLI(LightningCLI):
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
         extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"]],
+                     callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
+                                config["workflow"]],  # the workflow reads the health check of the same update
                      plugins=[AtomicCheckpointIO()])
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
         run = wandb_logger.experiment

@@ -10,6 +10,7 @@ from worldmodels.training.guard import NumericalGuard
 from worldmodels.training.health import Health
 from worldmodels.training.log_counters import LogCounters
 from worldmodels.training.spec import EnvSpec
+from worldmodels.training.workflow import Workflow
 
 __all__ = ["Agent", "AtomicCheckpointIO", "Counters", "EnvSpec", "Evaluation", "Experience", "Health", "LogCounters", "NumericalGuard",
-           "PeriodicCheckpoint", "run_episodes"]
+           "PeriodicCheckpoint", "Workflow", "run_episodes"]

@@ -179,6 +179,7 @@ class Health(L.Callback):
         self.checks = 0
         self._batch: dict | None = None
         self._done_at = -1
+        self.last: tuple[int, dict[str, float]] | None = None  # (updates, figures) of the latest check
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         updates = trainer.datamodule.counters.updates
@@ -190,7 +191,9 @@ class Health(L.Callback):
         """Run the agent's diagnostics once, log them and any new warning; returns what was logged."""
         data = trainer.datamodule
         start = time.perf_counter()
-        if self._batch is None or self.checks % self.refresh_every == 0:
+        # An offline run's dataset does not change: the same held states at every check (the workflow
+        # monitor follows their Q), instead of redrawing to follow a filling replay.
+        if self._batch is None or (self.checks % self.refresh_every == 0 and not getattr(data, "offline", False)):
             generator = torch.Generator().manual_seed(self.seed + self.checks)
             self._batch = held_batch(agent, data.replay, generator, self.transitions)
         self.checks += 1
@@ -207,6 +210,7 @@ class Health(L.Callback):
         row = {f"health/{k}": v for k, v in metrics.items()}
         row.update({f"health/warning_{kind}": 1.0 for kind, _ in warnings})
         self._log(trainer, row, [message for _, message in warnings])
+        self.last = (data.counters.updates, metrics)
         return metrics
 
     def _log(self, trainer, row: dict[str, float], warnings: list[str]) -> None:

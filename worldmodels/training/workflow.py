@@ -1,0 +1,144 @@
+"""The offline workflow of Kumar's talk ("Making Deep RL Easier to Use", seed 002; REFERENCE.md, "The
+offline workflow"): at every health check, read the Q-value on held dataset states and the TD error,
+and say whether the run is overfitting, underfitting or fine, with the talk's remedy.
+
+- Overfitting: "when Q-values start to decrease over training; stop training". Here: the dataset-Q
+  has fallen at ``falls`` consecutive checks since its peak. The checkpoint of the peak is kept as
+  ``checkpoints/early_stop.ckpt`` (written at each new peak), and with ``early_stop`` the run stops.
+- Underfitting: "when training losses are high". The talk gives no number; the rule here is that the
+  TD loss, averaged over the last ``patience`` checks, is still at least ``underfit_ratio`` of the
+  first check's: training has not brought it down to a fraction of where it began.
+- Fine otherwise.
+
+The verdict is logged as ``workflow/verdict`` (0 fine, 1 overfitting, 2 underfitting) with
+``workflow/dataset_q``, ``workflow/dataset_q_from_peak`` and ``workflow/td_vs_start``; each change of
+verdict is a line of ``<run>/workflow.txt`` and of W&B's ``workflow/verdicts`` table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+
+from worldmodels.errors import ConfigError
+
+VERDICTS = {"fine": 0, "overfitting": 1, "underfitting": 2}
+REMEDIES = {
+    "fine": "nothing to change",
+    "overfitting": "the dataset-Q is falling after its peak: stop early and keep the policy of the peak "
+                   "(checkpoints/early_stop.ckpt), or regularise the features (model.init_args.vib_beta, dropout)",
+    "underfitting": "the TD error stays high: use a more expressive network and the DR3 penalty "
+                    "(model.init_args.dr3_coef, about 0.03)",
+}
+
+
+@dataclass
+class WorkflowMonitor:
+    """The verdict from the sequence of (dataset-Q, TD loss) of the health checks."""
+
+    falls: int = 3
+    patience: int = 5
+    underfit_ratio: float = 0.5
+    peak: float = -math.inf
+    peak_at: int = -1  # index of the check of the peak
+    falling: int = 0  # consecutive checks below the previous one, since the peak
+    previous_q: float = math.nan
+    td: list[float] = field(default_factory=list)
+
+    def observe(self, dataset_q: float, td_loss: float) -> tuple[str, bool, dict[str, float]]:
+        """(verdict, whether this check is a new peak, figures to log)."""
+        new_peak = dataset_q > self.peak
+        if new_peak:
+            self.peak, self.peak_at, self.falling = dataset_q, len(self.td), 0
+        elif dataset_q < self.previous_q:
+            self.falling += 1
+        else:
+            self.falling = 0
+        self.previous_q = dataset_q
+        self.td.append(td_loss)
+        td_vs_start = (sum(self.td[-self.patience:]) / len(self.td[-self.patience:])) / self.td[0] if self.td[0] > 0 \
+            else math.nan
+        if self.falling >= self.falls:
+            verdict = "overfitting"
+        elif len(self.td) > self.patience and td_vs_start >= self.underfit_ratio:
+            verdict = "underfitting"
+        else:
+            verdict = "fine"
+        figures = {"dataset_q": dataset_q, "dataset_q_from_peak": dataset_q - self.peak, "td_vs_start": td_vs_start,
+                   "verdict": float(VERDICTS[verdict])}
+        return verdict, new_peak, figures
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("peak", "peak_at", "falling", "previous_q", "td")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class Workflow(L.Callback):
+    """Runs the ``WorkflowMonitor`` after each health check of an offline run (``data.dataset``).
+
+    Args:
+        falls: consecutive falling checks after the dataset-Q's peak that make a run overfitting.
+        patience: checks averaged for the TD error, and checks before underfitting can be called.
+        underfit_ratio: the TD error (mean of the last ``patience`` checks) at or above this fraction of
+            the first check's is underfitting.
+        early_stop: stop the run when it is overfitting (the peak's checkpoint is kept either way).
+        online: run the monitor in online runs too (their replay is not a fixed dataset: its Q moves
+            with the data, so the verdicts read differently).
+    """
+
+    def __init__(self, falls: int = 3, patience: int = 5, underfit_ratio: float = 0.5, early_stop: bool = False,
+                 online: bool = False):
+        if falls < 1 or patience < 1 or underfit_ratio <= 0:
+            raise ConfigError("workflow.falls and workflow.patience must be at least 1 and workflow.underfit_ratio "
+                              "positive.")
+        self.monitor = WorkflowMonitor(falls, patience, underfit_ratio)
+        self.early_stop, self.online = early_stop, online
+        self.verdict = "fine"
+        self._seen = -1
+
+    def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
+        data = trainer.datamodule
+        health = next((c for c in trainer.callbacks if type(c).__name__ == "Health"), None)
+        if health is None or not (data.offline or self.online) or health.last is None:
+            return
+        updates, metrics = health.last
+        if updates == self._seen or "q_mean" not in metrics or "td_loss" not in metrics:
+            return
+        first, self._seen = self._seen < 0, updates
+        verdict, new_peak, figures = self.monitor.observe(metrics["q_mean"], metrics["td_loss"])
+        run = Path(trainer.default_root_dir)
+        if new_peak:
+            trainer.save_checkpoint(run / "checkpoints" / "early_stop.ckpt", weights_only=False)
+        for logger in trainer.loggers:
+            logger.log_metrics({**{f"workflow/{k}": v for k, v in figures.items()}, "updates": updates,
+                                "env_steps": data.counters.env_steps}, step=trainer.global_step)
+        if verdict != self.verdict or first:
+            self._say(trainer, run, updates, verdict)
+        self.verdict = verdict
+        if verdict == "overfitting" and self.early_stop:
+            print(f"workflow: stopping early at update {updates}; the policy of the dataset-Q's peak is "
+                  f"{run / 'checkpoints' / 'early_stop.ckpt'}", flush=True)
+            trainer.should_stop = True
+
+    def _say(self, trainer, run: Path, updates: int, verdict: str) -> None:
+        line = f"update {updates}: {verdict}: {REMEDIES[verdict]}"
+        print(f"workflow: {line}", flush=True)
+        with open(run / "workflow.txt", "a") as file:
+            file.write(line + "\n")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_text"):
+                logger.log_text("workflow/verdicts", columns=["updates", "verdict", "remedy"],
+                                data=[[updates, verdict, REMEDIES[verdict]]], step=trainer.global_step)
+
+    def state_dict(self) -> dict:
+        return {"monitor": self.monitor.state_dict(), "verdict": self.verdict, "seen": self._seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state["monitor"])
+        self.verdict, self._seen = state["verdict"], state["seen"]
