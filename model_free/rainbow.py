@@ -9,7 +9,8 @@ agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (con
                          target = R + gamma^n Q_target(s', a*)         (Huber loss)
                                   [C51: project R + gamma^n Z_target(s', a*) onto the support; cross-entropy]
                          minimise mean(w * loss) [+ dr3_coef * phi(s) . phi(s')]   [w: importance weights]
-                                  [+ cql_alpha * (logsumexp_a Q(s, a) - Q(s, a))]  with Adam
+                                  [+ cql_alpha * (logsumexp_a Q(s, a) - Q(s, a))]
+                                  [+ vib_beta * KL(N(phi_m(s), phi_Sigma(s)) || N(0, I))]  with Adam
                          [prioritized: p <- loss]   [A-LIX: one dual step on the mixing strength S]
                          every `target_update_period` env steps of updates: Q_target <- Q
 
@@ -31,8 +32,8 @@ from model_free.targets import linearly_decaying_epsilon
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets import ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
-from worldmodels.regularizers import (AdaptiveStrength, LocalSignalMixing, cql_penalty, dr3_penalty,
-                                      drq_atari_augment, gradient_recording_off, random_shift)
+from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, cql_penalty,
+                                      dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
 from worldmodels.training.optim import TFRMSprop
@@ -61,7 +62,7 @@ def dense(in_dim: int, out_dim: int, noisy: bool, sigma0: float) -> nn.Module:
 
 class QNetwork(nn.Module):
     def __init__(self, encoder: nn.Module, num_actions: int, hidden: int, num_atoms: int, dueling: bool,
-                 noisy: bool, sigma0: float):
+                 noisy: bool, sigma0: float, bottleneck: bool = False):
         super().__init__()
         self.encoder = encoder
         self.num_actions, self.num_atoms = num_actions, num_atoms
@@ -69,13 +70,20 @@ class QNetwork(nn.Module):
         self.hidden = layer(encoder.out_dim, hidden)
         self.advantage = layer(hidden, num_actions * num_atoms)
         self.value = layer(hidden, num_atoms) if dueling else None
+        self.bottleneck = GaussianBottleneck(hidden) if bottleneck else None
+        self.kl = None  # the bottleneck's KL per row of the latest features() call
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """Penultimate features phi(s) (B, hidden), shared by every action (DR3's discrete phi(s, a))."""
         return self.features_from_encoded(self.encoder(obs))
 
     def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.hidden(encoded))
+        phi = F.relu(self.hidden(encoded))
+        # A sample of N(phi_m, phi_Sigma) in training mode (the target net's too, as noisy nets sample
+        # their noise there), its mean when acting.
+        if self.bottleneck is not None:
+            phi, self.kl = self.bottleneck(phi)
+        return phi
 
     def logits(self, phi: torch.Tensor) -> torch.Tensor:
         """(B, A, atoms) from features; dueling combines the streams before the softmax, as Dopamine does."""
@@ -118,6 +126,9 @@ class Rainbow(Agent):
         dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
         cql_alpha: weight of CQL(H)'s logsumexp_a Q(s, a) - Q(s, a_data) (0: off), for offline training.
             Under C51 the Q-values are the distributions' means (CQL's own Atari agent was QR-DQN).
+        vib_beta: weight of a variational information bottleneck on the penultimate features (0: none):
+            the heads read a Gaussian sample of them (its mean when acting), beta x its KL to N(0, I) is
+            added to the loss (``worldmodels.regularizers.vib``; Kumar's talk, against overfitting).
     """
 
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
@@ -130,7 +141,7 @@ class Rainbow(Agent):
                  updates_per_env_step: float = 1.0, update_period: int = 1, augment: bool = False, alix: bool = False,
                  alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
                  alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0,
-                 cql_alpha: float = 0.0):
+                 cql_alpha: float = 0.0, vib_beta: float = 0.0):
         if update_period < 1 or updates_per_env_step <= 0:
             raise ConfigError(f"model.update_period is {update_period} and model.updates_per_env_step "
                               f"{updates_per_env_step}; update at least once every update_period >= 1 env steps.")
@@ -172,7 +183,8 @@ class Rainbow(Agent):
             raise ConfigError(f"model.alix needs a conv feature map of at least 3x3 to mix, but encoder '{h.encoder}' "
                               f"ends in {encoder.feature_shape[1]}x{encoder.feature_shape[2]} at {spec.obs_shape[1]} px; "
                               "use larger images or another encoder.")
-        self.q = QNetwork(encoder, spec.num_actions, h.hidden, h.num_atoms, h.dueling, h.noisy, h.noisy_sigma0)
+        self.q = QNetwork(encoder, spec.num_actions, h.hidden, h.num_atoms, h.dueling, h.noisy, h.noisy_sigma0,
+                          bottleneck=h.vib_beta > 0)
         if self.sync_every > 1:
             self.q_target = copy.deepcopy(self.q).requires_grad_(False)
             for layer in self.q_target.modules():  # the target's mixing shares the online S (reference code)
@@ -224,6 +236,7 @@ class Rainbow(Agent):
         obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
         action = batch["action"]
         phi = self.q.features(obs)
+        kl = self.q.kl  # read before the next state's pass replaces it
         logits = self.q.logits(phi)  # (B, A, atoms)
         chosen = logits[torch.arange(len(action), device=action.device), action]  # (B, atoms)
         next_online, next_target, phi_next = self.next_state_logits(next_obs)
@@ -237,6 +250,9 @@ class Rainbow(Agent):
         if h.cql_alpha > 0:
             cql = cql_penalty(self.q_values(logits), action)
             loss = loss + h.cql_alpha * cql
+        if h.vib_beta > 0:
+            vib_kl = kl.mean()
+            loss = loss + h.vib_beta * vib_kl
 
         optimizers = self.optimizers()
         optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
@@ -258,6 +274,8 @@ class Rainbow(Agent):
             metrics["train/dr3_dot"] = dr3_dot
         if h.cql_alpha > 0:
             metrics["train/cql_penalty"] = cql
+        if h.vib_beta > 0:
+            metrics["train/vib_kl"] = vib_kl
         if h.alix:
             metrics.update(self.adapt_strength())
         self.log_scalars(metrics)

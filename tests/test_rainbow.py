@@ -381,3 +381,23 @@ def test_cql_adds_alpha_times_the_penalty_on_the_online_q_values_of_the_batch():
         q = plain.q_values(plain.q(batch["obs"]))
         penalty = (torch.logsumexp(q, -1) - q[torch.arange(8), batch["action"]]).mean()
     torch.testing.assert_close(conservative_loss, plain_loss + 0.5 * penalty)
+
+
+def test_vib_adds_beta_times_the_mean_kl_of_the_bottleneck_and_acts_on_its_mean():
+    agent = Rainbow(**{**PRESETS["nddqn"], "vib_beta": 0.1})
+    agent.build(ATARI)
+    batch = atari_batch()
+    with torch.no_grad():  # the KL by its definition, from the penultimate ReLU features of s
+        phi = torch.relu(agent.q.hidden(agent.q.encoder(batch["obs"])))
+        mean, log_var = agent.q.bottleneck.mean(phi), agent.q.bottleneck.log_var(phi).clamp(-10, 10)
+        kl = 0.5 * (mean ** 2 + log_var.exp() - log_var - 1).sum(-1).mean()
+    torch.manual_seed(1)
+    loss, _ = one_update(agent, batch)  # parameters kept; then the same step again, its metrics read
+    metrics = {}
+    agent.log_scalars = metrics.update
+    torch.manual_seed(1)  # the same bottleneck draws
+    agent.training_step(batch, 0)
+    assert metrics["train/vib_kl"].item() == pytest.approx(kl.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((metrics["train/td_loss"] + 0.1 * metrics["train/vib_kl"]).item(), rel=1e-5)
+    with agent.acting():  # acting reads the mean: no draw, the same action twice
+        assert torch.equal(agent.q(batch["obs"]), agent.q(batch["obs"]))

@@ -279,3 +279,25 @@ def test_cql_penalty_on_three_actions_by_hand():
     cql_penalty(q1, torch.tensor([2])).backward()
     softmax = [0.090030573, 0.244728471, 0.665240956]
     assert q1.grad[0].tolist() == pytest.approx([softmax[0], softmax[1], softmax[2] - 1.0], abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- VIB
+def test_the_bottleneck_kl_by_hand_and_its_mean_when_not_training():
+    from worldmodels.regularizers import GaussianBottleneck, gaussian_kl_to_standard
+
+    # mean (1, 0), variances (1, 2): 0.5 [(1 + 1 - 0 - 1) + (0 + 2 - log 2 - 1)] = 0.5 (2 - log 2) = 0.653426410.
+    kl = gaussian_kl_to_standard(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(2.0)]]))
+    assert kl.tolist() == pytest.approx([0.653426410], abs=1e-7)
+    assert gaussian_kl_to_standard(torch.zeros(3, 4), torch.zeros(3, 4)).tolist() == [0.0, 0.0, 0.0]  # N(0, I) itself
+    bottleneck = GaussianBottleneck(2)
+    with torch.no_grad():
+        bottleneck.mean.weight.copy_(torch.eye(2)), bottleneck.mean.bias.zero_()
+        bottleneck.log_var.weight.zero_(), bottleneck.log_var.bias.copy_(torch.tensor([0.0, math.log(2.0)]))
+    x = torch.tensor([[1.0, 0.0]])
+    mean, kl = bottleneck.eval()(x)
+    assert mean.tolist() == [[1.0, 0.0]] and kl.tolist() == pytest.approx([0.653426410], abs=1e-6)
+    torch.manual_seed(0)
+    sample, _ = bottleneck.train()(x)
+    torch.manual_seed(0)
+    eps = torch.randn(1, 2)  # drawn the same way: mean + sigma * eps, sigma = (1, sqrt 2)
+    torch.testing.assert_close(sample, torch.tensor([[1.0, 0.0]]) + torch.tensor([[1.0, 2 ** 0.5]]) * eps)

@@ -1,5 +1,5 @@
 """Regularizers for pixel encoders and critics: DrQ / DrQ-v2 image augmentation, A-LIX feature mixing,
-DR3, CQL.
+DR3, CQL, a variational information bottleneck.
 
 Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 """
@@ -7,6 +7,7 @@ Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing, gradient_recording_off
 from worldmodels.regularizers.cql import cql_penalty
 from worldmodels.regularizers.dr3 import dr3_penalty
+from worldmodels.regularizers.vib import GaussianBottleneck, gaussian_kl_to_standard
 from worldmodels.regularizers.augment import (
     RandomShift,
     drq_atari_augment,
@@ -19,11 +20,13 @@ from worldmodels.regularizers.augment import (
 
 __all__ = [
     "AdaptiveStrength",
+    "GaussianBottleneck",
     "LocalSignalMixing",
     "RandomShift",
     "cql_penalty",
     "dr3_penalty",
     "drq_atari_augment",
+    "gaussian_kl_to_standard",
     "gradient_recording_off",
     "intensity_factors",
     "random_shift",
