@@ -8,6 +8,8 @@
                          y = 1/K sum_k [R + d (min_i Q'_i(s'_k, a'_k) - alpha log pi(a'_k|s'_k))],  a'_k ~ pi(.|s'_k)
                          critic: minimise 1/M sum_m [(Q_1(s_m, a) - y)^2 + (Q_2(s_m, a) - y)^2]
                                  [+ dr3_coef * phi(s_1, a) . phi(s'_1, a'_1), penultimate Q-MLP features]
+                                 [+ cql_alpha * sum_i (logsumexp_a Q_i(s_1, a) - Q_i(s_1, a_data)), the
+                                  logsumexp estimated from N uniform and 2N policy actions: offline]
                          every 2 updates: actor  minimise alpha log pi(a~|s_1) - min_i Q_i(s_1, a~), a~ ~ pi(.|s_1)
                                           alpha  minimise alpha (-log pi(a~|s_1) - target_entropy)
                          every 2 updates: Q' <- tau Q + (1 - tau) Q'    (the encoder at its own tau)
@@ -34,7 +36,7 @@ from model_free.health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, orthogonal_init
-from worldmodels.regularizers import dr3_penalty, random_shift
+from worldmodels.regularizers import cql_continuous_penalty, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -126,7 +128,7 @@ class SAC(Agent):
     """Args (defaults: DrQ's):
         batch_size: transitions per update (paper 512; the reference code's default is 128).
         n_step, gamma: multi-step return and discount (DrQ: 1-step, 0.99).
-        lr: Adam learning rate of critic, actor and temperature.
+        lr: Adam learning rate of critic, actor and temperature. actor_lr: the actor's, if other (CQL's 1e-4).
         feature_dim: width of the Trunk (Linear, LayerNorm, tanh) after the convolutions.
         hidden, depth: units and hidden layers of the actor and Q MLPs.
         init_temperature: initial alpha; the target entropy is -|A|.
@@ -146,6 +148,9 @@ class SAC(Agent):
         updates_per_env_step: gradient updates per env step.
         dr3_coef: weight of the DR3 regularizer phi(s, a) . phi(s', a') of the Q MLPs' penultimate
             features, a' the target's next action (0: off).
+        cql_alpha, cql_samples: CQL(H) for continuous actions (offline training; 0: off), with
+            ``cql_samples`` uniform actions and as many policy actions at s and at s' per state
+            (``worldmodels.regularizers.cql_continuous_penalty``; the CQL code's num_random is 10).
     """
 
     def __init__(self, batch_size: int = 512, n_step: int = 1, gamma: float = 0.99, lr: float = 1e-3,
@@ -155,11 +160,12 @@ class SAC(Agent):
                  image_pad: int = 4, updates_per_env_step: float = 1.0, dr3_coef: float = 0.0,
                  encoder_tau: float | None = None, alpha_lr: float | None = None, alpha_beta1: float = 0.9,
                  decoder: bool = False, decoder_lr: float = 1e-3, decoder_weight_decay: float = 1e-7,
-                 latent_penalty_coef: float = 1e-6, decoder_bits: int = 5, reconstruction_every: int = 5000):
+                 latent_penalty_coef: float = 1e-6, decoder_bits: int = 5, reconstruction_every: int = 5000,
+                 actor_lr: float | None = None, cql_alpha: float = 0.0, cql_samples: int = 10):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
-        if k_aug < 1 or m_aug < 1:
-            raise ConfigError("model.init_args.k_aug and m_aug must be at least 1.")
+        if k_aug < 1 or m_aug < 1 or cql_samples < 1:
+            raise ConfigError("model.init_args.k_aug, m_aug and cql_samples must be at least 1.")
         self.view = TransitionView(batch_size, n_step, gamma)
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
         self.augment_generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
@@ -187,7 +193,7 @@ class SAC(Agent):
     def configure_optimizers(self):
         h = self.hparams
         optimizers = [torch.optim.Adam(self.critic.parameters(), lr=h.lr),
-                      torch.optim.Adam(self.actor.parameters(), lr=h.lr),  # the tied convs are the critic's, not here
+                      torch.optim.Adam(self.actor.parameters(), lr=h.actor_lr or h.lr),  # the tied convs are the critic's
                       torch.optim.Adam([self.log_alpha], lr=h.alpha_lr or h.lr, betas=(h.alpha_beta1, 0.999))]
         if h.decoder:  # SAC+AE: the decoder (with weight decay) and, for the reconstruction loss, the encoder
             optimizers += [torch.optim.Adam(self.decoder.parameters(), lr=h.decoder_lr, weight_decay=h.decoder_weight_decay),
@@ -299,6 +305,10 @@ class SAC(Agent):
             phi_next = self.critic.features(self.critic.encoder(next_obs[:b]), parts["next_action"][:b])
             dr3_dot = dr3_penalty(phi, phi_next)
             loss = critic_loss + h.dr3_coef * dr3_dot
+        if h.cql_alpha > 0:  # on the first shift of s
+            b = batch["obs"].shape[0]
+            cql = self.cql_penalty(parts["feature_map"][:b].flatten(1), next_obs[:b], (q1[:b], q2[:b]))
+            loss = loss + h.cql_alpha * cql
         critic_opt.zero_grad()
         self.manual_backward(loss)
         critic_opt.step()
@@ -306,6 +316,8 @@ class SAC(Agent):
                    "train/target_q_mean": target.mean(), "train/alpha": alpha}
         if h.dr3_coef > 0:
             metrics["train/dr3_dot"] = dr3_dot
+        if h.cql_alpha > 0:
+            metrics["train/cql_penalty"] = cql
 
         if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
             actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha)
@@ -324,6 +336,27 @@ class SAC(Agent):
         if h.decoder:
             metrics.update(self.update_decoder(batch["obs"], *ae_opts))
         self.log_scalars(metrics)
+
+    def cql_penalty(self, conv: torch.Tensor, next_obs: torch.Tensor, q_data: tuple[torch.Tensor, torch.Tensor]
+                    ) -> torch.Tensor:
+        """CQL(H)'s penalty summed over the twin critics, at states with conv features ``conv`` (B, F):
+        N uniform actions, N policy actions at s and N at s' (``next_obs``), all valued at s. The
+        policy's samples carry no gradient: only the critic learns from this term, as in the CQL code."""
+        b, n, d = conv.shape[0], self.hparams.cql_samples, self.spec.action_dim
+        with torch.no_grad():
+            policy_s = squashed_normal(*self.actor(conv))
+            policy_next = squashed_normal(*self.actor(self.critic.encoder(next_obs)))
+            a_s, a_next = policy_s.sample((n,)), policy_next.sample((n,))  # (N, B, d)
+            log_p_s, log_p_next = policy_s.log_prob(a_s).T, policy_next.log_prob(a_next).T  # (B, N)
+        a_random = torch.rand(n, b, d, device=conv.device) * 2 - 1
+        conv_n = conv.repeat(n, 1)  # row j * B + i: state i with its j-th action
+        q_random, q_s, q_next = (self.critic(conv_n, a.reshape(n * b, d)) for a in (a_random, a_s, a_next))
+        by_state = lambda q: q.view(n, b).T  # (B, N)
+        penalty = 0.0
+        for i in range(2):  # each twin critic
+            penalty = penalty + cql_continuous_penalty(by_state(q_random[i]), by_state(q_s[i]), log_p_s,
+                                                       by_state(q_next[i]), log_p_next, q_data[i], d)
+        return penalty
 
     @torch.no_grad()
     def update_critic_target(self) -> None:

@@ -301,3 +301,17 @@ def test_the_bottleneck_kl_by_hand_and_its_mean_when_not_training():
     torch.manual_seed(0)
     eps = torch.randn(1, 2)  # drawn the same way: mean + sigma * eps, sigma = (1, sqrt 2)
     torch.testing.assert_close(sample, torch.tensor([[1.0, 0.0]]) + torch.tensor([[1.0, 2 ** 0.5]]) * eps)
+
+
+def test_continuous_cql_penalty_on_a_fixed_sample_by_hand():
+    from worldmodels.regularizers import cql_continuous_penalty
+
+    # One state, one sample of each kind, 1-d actions. Proposal-corrected values: uniform 1 - log 0.5 =
+    # 1.693147, policy at s 2 - (-0.5) = 2.5, policy at s' 0 - 0.2 = -0.2. logsumexp = 2.5 + log(1 +
+    # e^-0.806853 + e^-2.7) = 2.5 + log(1 + 0.446260 + 0.067206) = 2.5 + 0.414402 = 2.914402; less Q(s, a_data) 1.5.
+    one = lambda v: torch.tensor([[v]])
+    penalty = cql_continuous_penalty(one(1.0), one(2.0), one(-0.5), one(0.0), one(0.2), torch.tensor([1.5]), 1)
+    assert penalty.item() == pytest.approx(1.414402, abs=1e-6)
+    # Two action dims halve the uniform density again: its term becomes 1 - 2 log 0.5 = 2.386294.
+    two = cql_continuous_penalty(one(1.0), one(-50.0), one(0.0), one(-50.0), one(0.0), torch.tensor([0.0]), 2)
+    assert two.item() == pytest.approx(1 + 2 * math.log(2), abs=1e-5)

@@ -154,3 +154,35 @@ def test_the_encoder_follows_its_own_target_rate():
 def test_a_decoder_on_a_discrete_action_task_is_refused_with_one_sentence():
     with pytest.raises(ConfigError, match=r"SAC\+AE \(model.decoder\) needs a continuous action space"):
         SAC(decoder=True).build(EnvSpec((3, 24, 24), 3, num_actions=4))
+
+
+def test_the_cql_penalty_pairs_each_state_with_its_own_sampled_actions():
+    """SAC.cql_penalty batches N actions per state through the critic; the same draws, valued one
+    state and one action at a time, must give the same penalty (a row-order slip would pair states
+    with other states' actions)."""
+    from worldmodels.regularizers.cql import cql_continuous_penalty
+
+    agent, n, b = small_agent(cql_samples=3), 3, 2
+    obs = torch.randint(0, 256, (b, 6, 20, 20), dtype=torch.uint8)
+    next_obs = torch.randint(0, 256, (b, 6, 20, 20), dtype=torch.uint8)
+    data = torch.rand(b, 2) * 2 - 1
+    conv = agent.critic.encoder(obs)
+    q_data = agent.critic(conv, data)
+    torch.manual_seed(5)
+    batched = agent.cql_penalty(conv, next_obs, q_data)
+    torch.manual_seed(5)  # the same draws, in the same order: policy at s, at s', then uniform
+    with torch.no_grad():
+        from model_free.sac import squashed_normal
+
+        policy_s, policy_next = squashed_normal(*agent.actor(conv)), squashed_normal(*agent.actor(agent.critic.encoder(next_obs)))
+        a_s, a_next = policy_s.sample((n,)), policy_next.sample((n,))
+        log_s, log_next = policy_s.log_prob(a_s), policy_next.log_prob(a_next)  # (N, B)
+    a_rand = torch.rand(n, b, 2) * 2 - 1
+    expected = 0.0
+    for twin in range(2):
+        for i in range(b):
+            value = lambda a: agent.critic(conv[i:i + 1], a[None])[twin][0]
+            row = lambda actions: torch.stack([value(actions[j, i]) for j in range(n)])[None]
+            expected = expected + cql_continuous_penalty(row(a_rand), row(a_s), log_s[:, i][None], row(a_next),
+                                                         log_next[:, i][None], q_data[twin][i:i + 1], 2) / b
+    assert batched.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -7,6 +7,8 @@ keep the over-estimated values that break offline Q-learning.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -15,3 +17,17 @@ def cql_penalty(q_all: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
 
     q_all: (B, A) Q-values of every action; action: (B,) the dataset's actions."""
     return (torch.logsumexp(q_all, dim=-1) - q_all.gather(1, action[:, None]).squeeze(1)).mean()
+
+
+def cql_continuous_penalty(q_random: torch.Tensor, q_policy: torch.Tensor, log_p_policy: torch.Tensor,
+                           q_next_policy: torch.Tensor, log_p_next_policy: torch.Tensor, q_data: torch.Tensor,
+                           action_dim: int) -> torch.Tensor:
+    """Continuous actions (CQL(H) as the CQL code estimates it for SAC): logsumexp_a Q(s, a) by
+    importance sampling from N uniform actions (density 0.5^d on [-1, 1]^d), N actions of the current
+    policy at s and N at s' (all evaluated at s), each Q less its proposal's log-density; then less
+    Q(s, a_data). Mean over the batch.
+
+    q_random, q_policy, q_next_policy, log_p_policy, log_p_next_policy: (B, N); q_data: (B,)."""
+    log_uniform = action_dim * math.log(0.5)
+    samples = torch.cat([q_random - log_uniform, q_policy - log_p_policy, q_next_policy - log_p_next_policy], 1)
+    return (torch.logsumexp(samples, dim=1) - q_data).mean()
