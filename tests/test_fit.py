@@ -59,6 +59,15 @@ def test_nddqn_smoke_run_logs_checkpoints_and_resumes_with_the_same_counters_and
     assert list((run).glob("csv-resumed-*/metrics.csv"))
     assert (run / "config-resumed-1.yaml").is_file()  # config.yaml stays the original
 
+    # The run is a dataset: CQL trains from it offline (its smoke path), on the update clock.
+    cql = fit("--config", "configs/cql_atari.yaml", "--config", "configs/smoke.yaml", "--data.dataset", str(run))
+    assert cql.returncode == 0, cql.stderr[-3000:]
+    (cql_run,) = (tmp_path / "runs").glob("cql_atari-*")
+    counters = load(cql_run / "checkpoints" / "last.ckpt")["Experience"]["counters"]
+    assert counters["updates"] == 6 and counters["env_steps"] == 0
+    assert "train/cql_penalty" in (cql_run / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert (cql_run / "workflow.txt").read_text().startswith("update 5: ")  # smoke's one health check
+
     other = fit("--config", "configs/nddqn_atari.yaml", "--config", "configs/smoke.yaml",
                 "--model.init_args.hidden", "256", "--ckpt_path", "last")
     assert other.returncode == 2 and "Traceback" not in other.stderr

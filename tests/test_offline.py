@@ -80,3 +80,8 @@ def test_a_dataset_that_cannot_be_used_stops_with_one_sentence(dataset, tmp_path
     line = one_sentence(run(tmp_path, *args))
     assert expected in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_cql_without_a_dataset_stops_with_one_sentence(tmp_path):
+    line = one_sentence(run(tmp_path, *CATCH, "--model.init_args.cql_alpha", "1.0"))
+    assert "CQL (model.init_args.cql_alpha) trains from a dataset: pass --data.dataset" in line

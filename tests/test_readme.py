@@ -55,8 +55,10 @@ def test_each_value_the_config_table_states_is_the_configs(config):
     assert data["env"]["task"].lower() in environment.lower().replace(" ", "-")
     if budget.startswith("as "):
         budget = next(row[2] for row in ROWS.values() if row[0].startswith(budget[3:]))
-    steps = float(re.match(r"([\d.]+)k env steps", budget)[1]) * 1000
-    assert data["total_env_steps"] == steps
+    if (offline := re.match(r"([\d.]+)M updates \(offline\)", budget)):
+        assert data["max_updates"] == float(offline[1]) * 1e6
+    else:
+        assert data["total_env_steps"] == float(re.match(r"([\d.]+)k env steps", budget)[1]) * 1000
     for pattern, key in [(r"size (\w+)", "size"), (r"train ratio (\d+)", "train_ratio"), (r"n-step (\d+)", "n_step"),
                          (r"batch (\d+)", "batch_size")]:
         for stated in re.findall(pattern, agent):

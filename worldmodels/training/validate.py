@@ -29,6 +29,9 @@ def validate_agent(hparams: dict) -> None:
 def validate_data(experience, agent) -> None:
     """The step budget, the warm-up and the replay against what the agent's replay view draws."""
     e = experience
+    if dict(agent.hparams).get("cql_alpha", 0) > 0 and not e.offline:
+        raise ConfigError("CQL (model.init_args.cql_alpha) trains from a dataset: pass --data.dataset <run directory> "
+                          "(python -m worldmodels.dataset info <dir> shows what one holds).")
     if e.offline:
         if e.max_updates is None or e.max_updates < 1:
             raise ConfigError(f"data.max_updates is {e.max_updates}: an offline run (data.dataset) needs it as its "
