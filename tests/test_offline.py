@@ -85,3 +85,21 @@ def test_a_dataset_that_cannot_be_used_stops_with_one_sentence(dataset, tmp_path
 def test_cql_without_a_dataset_stops_with_one_sentence(tmp_path):
     line = one_sentence(run(tmp_path, *CATCH, "--model.init_args.cql_alpha", "1.0"))
     assert "CQL (model.init_args.cql_alpha) trains from a dataset: pass --data.dataset" in line
+
+
+def test_collect_plays_a_checkpoints_policy_into_a_dataset_an_offline_run_can_train_from(dataset, tmp_path):
+    import json
+
+    from worldmodels.dataset import collect, episodes, open_dataset
+
+    out = collect(dataset, steps=70, out=tmp_path / "played", epsilon=1.0, seed=3)
+    record = json.loads((out / "collected.json").read_text())
+    assert (record["steps"], record["epsilon"], record["games"]) == (70, 1.0, 10)  # catch games last 7 steps
+    data = open_dataset(out)
+    assert data.replay.time == 70 + 10  # each step's frame and the first frame of each of the 10 games
+    assert [length for _, length, _ in episodes(data.replay)] == [7] * 10
+    assert sorted(ret for ret, _, _ in episodes(data.replay)) == sorted(record["scores"])
+    trained = run(tmp_path, *CATCH, "--data.max_updates", "5", "--data.dataset", str(out), "--run_dir", str(tmp_path / "r"))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    with pytest.raises(Exception, match="is not empty"):
+        collect(dataset, steps=7, out=out)
