@@ -34,6 +34,33 @@ def final_eval_return(run_dir) -> float:
     return logged(run_dir, "eval/return_mean")[-1]
 
 
+def trivial_world_model_losses(run_dir) -> tuple[float, float]:
+    """The losses of the best predictors that ignore the state, on the run's own replay: the mean
+    image (loss: the per-pixel variances of the frames, summed over a frame, as wm/image_loss sums
+    squared errors) and the best constant reward distribution (its two-hot cross-entropy is the
+    entropy of the mean two-hot target; bins: 255 from -20 to 20 in symlog space, encoded here)."""
+    import torch
+
+    from worldmodels.dataset import open_dataset
+
+    replay = open_dataset(run_dir).replay
+    t = torch.arange(replay.oldest, replay.time)
+    column = torch.zeros_like(t)
+    frames = replay.frames(t, column).double().numpy() / 255.0
+    steps = replay.steps(t, column)
+    rewards = steps["reward"].numpy()[~steps["first"].numpy()]  # a first row's reward is no reward
+    bins = np.linspace(-20.0, 20.0, 255)
+    mean_target = np.zeros(255)
+    for reward in rewards:
+        y = np.sign(reward) * np.log1p(abs(reward))
+        k = min(int(np.searchsorted(bins, y, side="right")) - 1, 253)
+        above = (y - bins[k]) / (bins[k + 1] - bins[k])
+        mean_target[k] += 1 - above
+        mean_target[k + 1] += above
+    p = mean_target[mean_target > 0] / len(rewards)
+    return float(frames.var(0).sum(axis=(-3, -2, -1))), float(-(p * np.log(p)).sum())
+
+
 def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int):
     """Train DreamerV3 with ``config`` into ``run_dir``; return (final evaluation return, the random
     policy's return on ``env``, logged image losses, logged reward losses), printed as well."""
@@ -57,11 +84,17 @@ DISCRETE_AGENTS = {
 }
 
 
-@pytest.mark.parametrize("agent", [pytest.param(name, marks=pytest.mark.learning(minutes=3.5)) if name == "A-LIX-Atari"
-                                   else name for name in DISCRETE_AGENTS])
+MINUTES = {"A-LIX-Atari": 3.5, "DQN": 3.0}  # of one core, where above the module's 2.5
+
+
+@pytest.mark.parametrize("agent", [pytest.param(name, marks=pytest.mark.learning(minutes=MINUTES[name]))
+                                   if name in MINUTES else name for name in DISCRETE_AGENTS])
 def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
-    """The Atari agents with their published settings on catch, 3000 env steps; 100 evaluation
-    games, so a margin of 0.4 over random is about four standard errors."""
+    """The Atari agents with their published settings on catch, 3000 env steps (DQN 25000, an update
+    every 4); 100 evaluation games, so a margin of 0.4 over random is about four standard errors.
+    Measured final evaluations, seeds 0 / 1 / 2 (random policy -0.77, pass mark -0.37): DQN 0.90 /
+    0.82 / 0.94; NDDQN 0.60 / 0.68 / 0.60; DrQ(eps) 0.58 / 0.40 / 0.94; DER 0.62 / 0.36 / 0.40;
+    A-LIX-Atari 0.60 / 0.58 / 0.44."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     done = fit("--config", "tests/configs/nddqn_catch.yaml", *DISCRETE_AGENTS[agent], "--run_dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -72,15 +105,18 @@ def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
     assert learned > random + 0.4, f"{agent} scored {learned:.2f} against random {random:.2f}"
 
 
-@pytest.mark.learning(minutes=6)
+@pytest.mark.learning(minutes=8)
 def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tmp_path, monkeypatch):
-    """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 4000 env
-    steps: the world model's image and reward losses must halve, and the policy beat random by 0.4
-    (30 evaluation games: about three standard errors)."""
+    """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 6000 env
+    steps: the world model's image loss must end below a tenth of the mean image's and its reward loss
+    below half the best constant prediction's, and the policy beat random by 0.4 (50 evaluation games:
+    about three standard errors). Measured (final evaluation; image and reward loss, mean of the last 3
+    logged, against the trivial predictors'), seed 0: 0.88; 0.29 vs 63.4, 0.087 vs 0.605."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_catch.yaml",
                                                           EnvConfig("test", "catch", image_size=32, grayscale=False),
                                                           timeout=1200)
-    assert np.mean(image[-3:]) < 0.5 * np.mean(image[:3])
-    assert np.mean(reward[-3:]) < 0.5 * np.mean(reward[:3])
+    trivial_image, trivial_reward = trivial_world_model_losses(tmp_path / "run")
+    assert np.mean(image[-3:]) < 0.1 * trivial_image, (image[-3:], trivial_image)
+    assert np.mean(reward[-3:]) < 0.5 * trivial_reward, (reward[-3:], trivial_reward)
     assert learned > random + 0.4, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"
