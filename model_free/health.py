@@ -3,6 +3,8 @@ callback logs them as ``health/<name>``):
 
     q_mean               Q of the replayed (s, a) of the held batch, as the agent bootstraps it
     mc_return_mean       their discounted Monte-Carlo return, over the states whose return is known
+    mc_return_ms         its mean square: the scale of the values the critic fits (the offline workflow's
+                         TD error is read against it)
     q_overestimation     mean Q - Monte-Carlo return over those states
     critic_srank         srank (delta 0.01) of the critic's penultimate features
     encoder_srank        srank of the conv encoder's flattened output
@@ -38,6 +40,7 @@ def critic_health(q: torch.Tensor, phi: torch.Tensor | Sequence[torch.Tensor],
     return {
         "q_mean": q.mean(),
         "mc_return_mean": batch["mc_return"][valid].float().mean() if known else float("nan"),
+        "mc_return_ms": batch["mc_return"][valid].float().pow(2).mean() if known else float("nan"),
         "q_overestimation": overestimation(q, batch["mc_return"], valid),
         "critic_srank": srank(phi if torch.is_tensor(phi) else phi[0]),
         "encoder_srank": srank(encoded.flatten(1)),

@@ -10,12 +10,12 @@ from worldmodels.training import Counters, Workflow
 from worldmodels.training.workflow import WorkflowMonitor
 
 
-def verdicts(q, td, **kw) -> list[str]:
+def verdicts(q, td, returns_ms: float = 1.0, **kw) -> list[str]:
     monitor = WorkflowMonitor(**kw)
-    return [monitor.observe(a, b)[0] for a, b in zip(q, td)]
+    return [monitor.observe(a, b, returns_ms)[0] for a, b in zip(q, td)]
 
 
-FALLING_TD = [1.0, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1]
+FALLING_TD = [0.2, 0.1, 0.05, 0.04, 0.03, 0.02, 0.02]  # at most a fifth of the returns' mean square 1
 
 
 def test_a_dataset_q_that_falls_three_checks_after_its_peak_is_overfitting():
@@ -30,21 +30,26 @@ def test_a_q_that_dips_and_recovers_is_not_overfitting():
     assert verdicts(q, FALLING_TD, falls=3) == ["fine"] * 7
 
 
-def test_a_td_error_that_stays_near_its_start_is_underfitting_and_one_that_falls_is_not():
+def test_a_td_error_large_against_the_returns_scale_is_underfitting_and_a_small_one_is_not():
     rising_q = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
-    # Last five checks at the sixth: (0.9 + 0.95 + 0.9 + 0.85 + 0.8) / 5 = 0.88 of the start 1.0 >= 0.5.
-    assert verdicts(rising_q, [1.0, 0.9, 0.95, 0.9, 0.85, 0.8, 0.8], patience=5) == ["fine"] * 5 + ["underfitting"] * 2
-    # (0.6 + 0.4 + 0.3 + 0.2 + 0.1) / 5 = 0.32 < 0.5: fine.
+    high_td = [0.5, 0.4, 0.45, 0.4, 0.35, 0.3, 0.3]
+    # At the fifth check the last five average (0.5 + 0.4 + 0.45 + 0.4 + 0.35) / 5 = 0.42 of the returns'
+    # mean square 1, at or above 0.25: underfitting (the first four checks are too few to say).
+    assert verdicts(rising_q, high_td, patience=5) == ["fine"] * 4 + ["underfitting"] * 3
+    # The same TD errors against returns four times larger (mean square 16): 0.42 / 16 = 0.026, fine.
+    assert verdicts(rising_q, high_td, returns_ms=16.0, patience=5) == ["fine"] * 7
+    # (0.1 + 0.05 + 0.04 + 0.03 + 0.02) / 5 = 0.048 < 0.25: fine.
     assert verdicts(rising_q, FALLING_TD, patience=5) == ["fine"] * 7
 
 
-def test_the_logged_figures_are_the_q_its_distance_from_the_peak_and_the_td_error_against_its_start():
+def test_the_logged_figures_are_the_q_its_distance_from_the_peak_and_the_td_error_against_returns_and_start():
     monitor = WorkflowMonitor(patience=2)
-    monitor.observe(0.5, 2.0)
-    _, new_peak, figures = monitor.observe(0.2, 1.0)
-    assert not new_peak
-    assert figures == {"dataset_q": 0.2, "dataset_q_from_peak": pytest.approx(-0.3), "td_vs_start": 0.75,
-                       "verdict": 0.0}  # (2.0 + 1.0) / 2 / 2.0
+    monitor.observe(0.5, 2.0, 4.0)
+    verdict, new_peak, figures = monitor.observe(0.2, 1.0, 4.0)
+    assert not new_peak and verdict == "underfitting"
+    # td_vs_returns: (2 / 4 + 1 / 4) / 2 = 0.375 >= 0.25; td_vs_start: 1 / 2.
+    assert figures == {"dataset_q": 0.2, "dataset_q_from_peak": pytest.approx(-0.3), "td_vs_returns": 0.375,
+                       "td_vs_start": 0.5, "verdict": 2.0}
 
 
 class Health:
@@ -68,13 +73,13 @@ class Trainer:
 
     def check(self, updates: int, q: float, td: float):
         self.datamodule.counters.updates = updates
-        self.health.last = (updates, {"q_mean": q, "td_loss": td})
+        self.health.last = (updates, {"q_mean": q, "td_loss": td, "mc_return_ms": 1.0})
 
 
 def test_overfitting_keeps_the_checkpoint_of_the_peak_writes_the_verdicts_and_stops_when_asked(tmp_path):
     trainer, workflow = Trainer(tmp_path), Workflow(falls=2, early_stop=True)
     for updates, q in [(100, 0.1), (200, 0.4), (300, 0.3), (400, 0.2)]:
-        trainer.check(updates, q, 1.0 / updates)
+        trainer.check(updates, q, 0.1 / updates)
         workflow.on_train_batch_end(trainer, None, None, None, 0)
         workflow.on_train_batch_end(trainer, None, None, None, 0)  # the same check is read once
     assert trainer.saved == [("early_stop.ckpt", 100), ("early_stop.ckpt", 200)]  # the last one: the peak's

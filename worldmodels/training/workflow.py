@@ -5,13 +5,16 @@ and say whether the run is overfitting, underfitting or fine, with the talk's re
 - Overfitting: "when Q-values start to decrease over training; stop training". Here: the dataset-Q
   has fallen at ``falls`` consecutive checks since its peak. The checkpoint of the peak is kept as
   ``checkpoints/early_stop.ckpt`` (written at each new peak), and with ``early_stop`` the run stops.
-- Underfitting: "when training losses are high". The talk gives no number; the rule here is that the
-  TD loss, averaged over the last ``patience`` checks, is still at least ``underfit_ratio`` of the
-  first check's: training has not brought it down to a fraction of where it began.
+- Underfitting: "when training losses are high". The talk gives no number; the rule here reads the TD
+  loss against the size of the values being fitted, the mean square of the held states' Monte-Carlo
+  returns (``health/mc_return_ms``): averaged over the last ``patience`` checks, a TD loss of at least
+  ``underfit_ratio`` (0.25) of it is underfitting. (Against its own start, the first rule tried, a TD
+  error that begins near 0 with Q at 0 on sparse rewards reads as "not falling" in every run.)
 - Fine otherwise.
 
 The verdict is logged as ``workflow/verdict`` (0 fine, 1 overfitting, 2 underfitting) with
-``workflow/dataset_q``, ``workflow/dataset_q_from_peak`` and ``workflow/td_vs_start``; each change of
+``workflow/dataset_q``, ``workflow/dataset_q_from_peak``, ``workflow/td_vs_returns`` (the rule's
+ratio) and ``workflow/td_vs_start`` (the TD loss against the first check's); each change of
 verdict is a line of ``<run>/workflow.txt`` and of W&B's ``workflow/verdicts`` table.
 """
 
@@ -41,14 +44,15 @@ class WorkflowMonitor:
 
     falls: int = 3
     patience: int = 5
-    underfit_ratio: float = 0.5
+    underfit_ratio: float = 0.25
     peak: float = -math.inf
     peak_at: int = -1  # index of the check of the peak
     falling: int = 0  # consecutive checks below the previous one, since the peak
     previous_q: float = math.nan
     td: list[float] = field(default_factory=list)
+    td_vs_returns: list[float] = field(default_factory=list)
 
-    def observe(self, dataset_q: float, td_loss: float) -> tuple[str, bool, dict[str, float]]:
+    def observe(self, dataset_q: float, td_loss: float, returns_ms: float) -> tuple[str, bool, dict[str, float]]:
         """(verdict, whether this check is a new peak, figures to log)."""
         new_peak = dataset_q > self.peak
         if new_peak:
@@ -59,20 +63,22 @@ class WorkflowMonitor:
             self.falling = 0
         self.previous_q = dataset_q
         self.td.append(td_loss)
-        td_vs_start = (sum(self.td[-self.patience:]) / len(self.td[-self.patience:])) / self.td[0] if self.td[0] > 0 \
-            else math.nan
+        self.td_vs_returns.append(td_loss / returns_ms if returns_ms > 0 else math.nan)
+        recent = self.td_vs_returns[-self.patience:]
+        td_vs_returns = sum(recent) / len(recent)  # NaN while no held episode has a known return
         if self.falling >= self.falls:
             verdict = "overfitting"
-        elif len(self.td) > self.patience and td_vs_start >= self.underfit_ratio:
+        elif len(self.td) >= self.patience and td_vs_returns >= self.underfit_ratio:
             verdict = "underfitting"
         else:
             verdict = "fine"
-        figures = {"dataset_q": dataset_q, "dataset_q_from_peak": dataset_q - self.peak, "td_vs_start": td_vs_start,
+        figures = {"dataset_q": dataset_q, "dataset_q_from_peak": dataset_q - self.peak,
+                   "td_vs_returns": td_vs_returns, "td_vs_start": td_loss / self.td[0] if self.td[0] > 0 else math.nan,
                    "verdict": float(VERDICTS[verdict])}
         return verdict, new_peak, figures
 
     def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("peak", "peak_at", "falling", "previous_q", "td")}
+        return {k: getattr(self, k) for k in ("peak", "peak_at", "falling", "previous_q", "td", "td_vs_returns")}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
@@ -85,14 +91,14 @@ class Workflow(L.Callback):
     Args:
         falls: consecutive falling checks after the dataset-Q's peak that make a run overfitting.
         patience: checks averaged for the TD error, and checks before underfitting can be called.
-        underfit_ratio: the TD error (mean of the last ``patience`` checks) at or above this fraction of
-            the first check's is underfitting.
+        underfit_ratio: a TD error at or above this fraction of the held returns' mean square (mean of
+            the last ``patience`` checks) is underfitting.
         early_stop: stop the run when it is overfitting (the peak's checkpoint is kept either way).
         online: run the monitor in online runs too (their replay is not a fixed dataset: its Q moves
             with the data, so the verdicts read differently).
     """
 
-    def __init__(self, falls: int = 3, patience: int = 5, underfit_ratio: float = 0.5, early_stop: bool = False,
+    def __init__(self, falls: int = 3, patience: int = 5, underfit_ratio: float = 0.25, early_stop: bool = False,
                  online: bool = False):
         if falls < 1 or patience < 1 or underfit_ratio <= 0:
             raise ConfigError("workflow.falls and workflow.patience must be at least 1 and workflow.underfit_ratio "
@@ -108,10 +114,10 @@ class Workflow(L.Callback):
         if health is None or not (data.offline or self.online) or health.last is None:
             return
         updates, metrics = health.last
-        if updates == self._seen or "q_mean" not in metrics or "td_loss" not in metrics:
-            return
+        if updates == self._seen or not {"q_mean", "td_loss", "mc_return_ms"} <= metrics.keys():
+            return  # the value-based learners and SAC report all three
         first, self._seen = self._seen < 0, updates
-        verdict, new_peak, figures = self.monitor.observe(metrics["q_mean"], metrics["td_loss"])
+        verdict, new_peak, figures = self.monitor.observe(metrics["q_mean"], metrics["td_loss"], metrics["mc_return_ms"])
         run = Path(trainer.default_root_dir)
         if new_peak:
             trainer.save_checkpoint(run / "checkpoints" / "early_stop.ckpt", weights_only=False)
