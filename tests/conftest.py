@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +29,24 @@ def run_fit(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "worldmodels.fit", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+class ConstantPolicy:
+    """An agent's acting interface that always plays ``action``: scripted play for loop and env tests."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, action: int = 0):
+        self.action = action
+
+    def acting(self):
+        return contextlib.nullcontext()
+
+    def initial_state(self, n):
+        return None
+
+    def act(self, obs, state, first, explore):
+        return torch.full((obs.shape[0],), self.action, dtype=torch.int64), state
 
 
 def differences(saved, again, path="") -> list[str]:

@@ -235,25 +235,10 @@ def test_evaluation_scores_whole_games_with_true_rewards_over_all_lives():
     """run_episodes on the evaluation protocol (true rewards, the agent's episode restarted at each lost
     life) scores each game as the game itself does. A policy that always fires makes every game the
     same deterministic game, whose score the bare environment gives."""
-    import contextlib
-
-    import torch
-
+    from conftest import ConstantPolicy
     from worldmodels.training.evaluation import run_episodes
 
-    class AlwaysFire:
-        device = torch.device("cpu")
-
-        def acting(self):
-            return contextlib.nullcontext()
-
-        def initial_state(self, n):
-            return None
-
-        def act(self, obs, state, first, explore):
-            return torch.ones(obs.shape[0], dtype=torch.int64), state
-
     cfg = EnvConfig("atari", "space_invaders", preset="dqn")
-    scores, _, cut_short = run_episodes(AlwaysFire(), cfg.for_evaluation(), episodes=2, seed=0)
+    scores, _, cut_short = run_episodes(ConstantPolicy(action=1), cfg.for_evaluation(), episodes=2, seed=0)
     score, _, lives_lost = reference_space_invaders([1] * 27_000)
     assert scores == [score, score] and cut_short == 0 and lives_lost == 3 and score > 30

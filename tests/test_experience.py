@@ -1,23 +1,23 @@
 """The interaction loop's update schedule: the updates owed are floor(ratio x (env steps - warm-up)),
 at fractional ratios and with several environments, by hand."""
 
-import contextlib
-
 import numpy as np
 import pytest
 import torch
 
+from conftest import ConstantPolicy
 from worldmodels.envs import EnvConfig
 from worldmodels.training import Experience
 
 
-class ScriptedAgent:
+class ScriptedAgent(ConstantPolicy):
     """Just enough of an agent for ``Experience.batches``: always action 0, and a view whose samples
     record the env steps at which they were drawn."""
 
-    random_warmup, device = True, "cpu"
+    random_warmup = True
 
     def __init__(self, updates_per_env_step: float):
+        super().__init__(action=0)
         self.updates_per_env_step = updates_per_env_step
 
     def attach_loop(self, counters, warmup_steps):
@@ -31,15 +31,6 @@ class ScriptedAgent:
                 return agent.counters.env_steps
 
         return View()
-
-    def acting(self):
-        return contextlib.nullcontext()
-
-    def initial_state(self, n):
-        return None
-
-    def act(self, obs, state, first, explore):
-        return torch.zeros(obs.shape[0], dtype=torch.long), None
 
 
 def drawn_at(ratio: float, num_envs: int, warmup: int, total: int) -> tuple[list[int], int]:
