@@ -2,8 +2,6 @@
 at fractional ratios and with several environments, by hand."""
 
 import numpy as np
-import pytest
-import torch
 
 from conftest import ConstantPolicy
 from worldmodels.envs import EnvConfig
