@@ -203,3 +203,22 @@ def test_linear_schedule_values():
     assert linear_schedule(1.0, 0.1, 500000, 250000) == pytest.approx(0.55)
     assert linear_schedule(1.0, 0.1, 500000, 500000) == pytest.approx(0.1)
     assert linear_schedule(1.0, 0.1, 500000, 2000000) == pytest.approx(0.1)
+
+
+def test_a_bf16_head_decodes_and_scores_as_in_float32():
+    """Under bf16 autocast a head's logits come out in bf16; the bins, the softmax, the expectation and
+    the cross-entropy stay float32. Logits encoding 5000 (symlog 8.517, between bins 8.504 and 8.661):
+    bf16 keeps 8 bits of mantissa, so a bin at 8.5 rounded to bf16 would move by up to 0.03 in symlog
+    space, 3% of the decoded value; in float32 the decode is exact to 1e-4."""
+    bins = make_bins(255)
+    weights = two_hot(symlog(torch.tensor([5000.0])), bins)
+    logits = torch.log(weights + 1e-30).to(torch.bfloat16)  # as a bf16 head would give them
+    decoded = two_hot_decode(logits, bins)
+    assert decoded.dtype == torch.float32
+    assert decoded.item() == pytest.approx(two_hot_decode(logits.float(), bins).item(), rel=1e-6)
+    assert decoded.item() == pytest.approx(5000.0, rel=1e-4)
+    loss = two_hot_loss(logits, torch.tensor([5000.0]), bins)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(two_hot_loss(logits.float(), torch.tensor([5000.0]), bins).item(), rel=1e-6)
+    dist = TwoHotDist(logits)
+    assert dist.bins.dtype == torch.float32 and dist.mean.item() == pytest.approx(5000.0, rel=1e-4)
