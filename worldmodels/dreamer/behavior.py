@@ -61,14 +61,16 @@ class ReturnScale(nn.Module):
 
     def __init__(self, decay: float = 0.99, low: float = 0.05, high: float = 0.95):
         super().__init__()
-        self.decay, self.quantiles = decay, torch.tensor([low, high])
+        self.decay = decay
+        # A buffer, so it lives on the module's device: no host-to-device copy at every update.
+        self.register_buffer("quantiles", torch.tensor([low, high]), persistent=False)
         self.register_buffer("low", torch.zeros(()))
         self.register_buffer("high", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> torch.Tensor:
-        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles.to(returns.device))
+        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles)
         d = self.decay
         # The reference code starts its EMA from zero; so do we (no special first step).
         self.low.mul_(d).add_((1 - d) * low)
