@@ -75,10 +75,12 @@ class RSSM(nn.Module):
         logits, dist = self._dist(self.prior_net(deter))
         return State(deter, dist.mode, logits)
 
-    def reset_where(self, state: State, action: torch.Tensor, first: torch.Tensor) -> tuple[State, torch.Tensor]:
-        """Replace the state by the initial one and the action by zeros where ``first``."""
+    def reset_where(self, state: State, action: torch.Tensor, first: torch.Tensor,
+                    init: State | None = None) -> tuple[State, torch.Tensor]:
+        """Replace the state by the initial one and the action by zeros where ``first``. ``init``: the
+        initial state of the batch, when the caller made it once for a whole sequence."""
         keep = (~first).float()
-        init = self.initial(first.shape[0])
+        init = self.initial(first.shape[0]) if init is None else init
         mixed = State(*(keep.view(-1, *[1] * (s.dim() - 1)) * s + (1 - keep).view(-1, *[1] * (s.dim() - 1)) * i
                         for s, i in zip(state, init)))
         return mixed, action * keep.view(-1, *[1] * (action.dim() - 1))
@@ -109,11 +111,12 @@ class RSSM(nn.Module):
         ``action[:, t]`` is the action that led to step t (the replay's convention). Only the
         recurrence runs step by step: the embedding projection before it and the prior (which
         the posterior rollout does not need) after it run once on the whole sequence."""
-        state = self.initial(embed.shape[0]) if state is None else state
+        init = self.initial(embed.shape[0])  # once per sequence, not at every step's reset
+        state = init if state is None else state
         projected = self.post_embed(embed)
         posts = []
         for t in range(embed.shape[1]):
-            prev, prev_action = self.reset_where(state, action[:, t], first[:, t])
+            prev, prev_action = self.reset_where(state, action[:, t], first[:, t], init)
             state = self.posterior(self.recurrent_step(prev, prev_action), projected[:, t])
             posts.append(state)
         posts = stack_states(posts, 1)
@@ -124,9 +127,10 @@ class RSSM(nn.Module):
         """Prior rollout along recorded actions (B, T, A): the open-loop prediction. Where ``first``
         (B, T) marks an episode start the rollout restarts from the initial state, as ``observe``
         does, so a replayed window that crosses episodes is predicted as the model would see it."""
-        states = []
+        states, init = [], None if first is None else self.initial(actions.shape[0])
         for t in range(actions.shape[1]):
-            prev, action = (state, actions[:, t]) if first is None else self.reset_where(state, actions[:, t], first[:, t])
+            prev, action = (state, actions[:, t]) if first is None else self.reset_where(state, actions[:, t], first[:, t],
+                                                                                          init)
             state = self.img_step(prev, action)
             states.append(state)
         return stack_states(states, 1)
