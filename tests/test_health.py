@@ -194,7 +194,7 @@ def test_agent_health_reports_every_figure_and_leaves_the_networks_untouched(age
     agent.build(spec)
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     out = agent.health(held_batch(spec))
-    assert set(out) == {"q_mean", "mc_return_mean", "q_overestimation", "critic_srank", "encoder_srank",
+    assert set(out) == {"q_mean", "mc_return_mean", "mc_return_ms", "q_overestimation", "critic_srank", "encoder_srank",
                         "critic_feature_dot", "augmentation_gap", "td_loss", "nd_score"}
     assert all(p.grad is None for p in agent.parameters())
     assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items())
@@ -275,8 +275,8 @@ def test_the_callback_logs_health_prints_a_warning_once_and_keeps_the_random_sta
     replay = trajectory_replay()
     counters = Counters()
     recorder = Recorder()
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(replay=replay, counters=counters), loggers=[recorder],
-                              default_root_dir=str(tmp_path), global_step=0)
+    data = SimpleNamespace(replay=replay, counters=counters, offline=False, progress_key="env_steps", progress=0)
+    trainer = SimpleNamespace(datamodule=data, loggers=[recorder], default_root_dir=str(tmp_path), global_step=0)
     agent, health = PlantedCollapse(), Health(every_updates=2)
     for update in range(1, 7):
         counters.updates = update
