@@ -4,7 +4,7 @@ says what it changes from the published settings and why."""
 
 import numpy as np
 import pytest
-from test_learning import dreamer_learning_run, final_eval_return, random_policy_return
+from test_learning import dreamer_learning_run, final_eval_return, random_policy_return, trivial_world_model_losses
 
 from worldmodels.envs import EnvConfig
 
@@ -43,13 +43,18 @@ def test_continuous_agents_learn_reach(agent, config, margin, fit, tmp_path, mon
 def test_dreamer_learns_reach_and_its_world_model_the_images_and_rewards(fit, tmp_path, monkeypatch):
     """DreamerV3 (2023 algorithm, the small model of the catch test: tests/configs/dreamer_reach.yaml)
     on reach, 5000 env steps, about 25 minutes of one core: opt-in (pytest -m long). The world model's
-    image loss must fall to a third and its reward loss by a third, and the policy beat random by 5
-    (30 evaluation games, a standard error of about 2)."""
+    losses against the predictors that ignore the state, on the run's own replay: the image loss must
+    end below half the mean image's and the reward loss below 0.8 of the best constant reward
+    distribution's; the policy must beat random by 5 (30 evaluation games, a standard error of about 2).
+    The one measured run (seed 0, before these checks were written) ended at an image loss of 5.9 against
+    the mean image's 38.6; the constant-reward loss of a reach replay at 24 px (A-LIX's, seed 0) is 1.97,
+    against that run's final 1.1. Not re-run with these checks."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the measured run's numerics, with or without xdist
     learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_reach.yaml",
                                                           EnvConfig("test", "reach", image_size=32, grayscale=False),
                                                           timeout=3600)
-    assert np.mean(image[-3:]) < np.mean(image[:3]) / 3
-    assert np.mean(reward[-3:]) < np.mean(reward[:3]) * 2 / 3
+    trivial_image, trivial_reward = trivial_world_model_losses(tmp_path / "run")
+    assert np.mean(image[-3:]) < 0.5 * trivial_image, (image[-3:], trivial_image)
+    assert np.mean(reward[-3:]) < 0.8 * trivial_reward, (reward[-3:], trivial_reward)
     assert learned > random + 5, f"DreamerV3 scored {learned:.2f} against random {random:.2f}"
