@@ -31,7 +31,7 @@ from worldmodels.run_directory import (check_resume, make_run_directory, remove_
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
-from worldmodels.training.validate import validate_precision, validate_start
+from worldmodels.training.validate import validate_devices, validate_precision, validate_start
 
 
 def wandb_offline_unless_reachable() -> None:
@@ -110,6 +110,7 @@ class FitCLI(LightningCLI):
         config = self.config_init
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
+        validate_devices(config["trainer"]["devices"], config["trainer"].get("num_nodes", 1))
         self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
         if self.datamodule.offline:
             self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too

@@ -64,3 +64,13 @@ def validate_precision(precision) -> None:
     if str(precision).startswith("16"):
         raise ConfigError(f"trainer.precision {precision} (fp16) is not supported: its loss scaling would clip "
                           "scaled gradients; use bf16-mixed, or 32.")
+
+
+def validate_devices(devices, num_nodes=1) -> None:
+    """More than one process is refused until the pipeline is correct under DDP: today every rank would
+    collect the same data (one seed) and write the same replay files, and the run crashes mid-way."""
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices
+    if str(count) not in ("1", "auto") or int(num_nodes or 1) != 1:
+        raise ConfigError(f"trainer.devices {devices} (num_nodes {num_nodes}): training on several devices is not "
+                          "supported yet (the ranks would collect the same data and write the same replay files); "
+                          "use --trainer.devices 1.")
