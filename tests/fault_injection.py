@@ -25,6 +25,10 @@ fit_args = sys.argv[sys.argv.index("--") + 1:]
 from worldmodels import fit  # noqa: E402
 from worldmodels.training.experience import Experience  # noqa: E402
 
+if fault == "sigint_at_env_step":
+    # A terminal's Ctrl-C raises KeyboardInterrupt; a process started by a pytest-xdist worker inherits
+    # SIGINT ignored, and Python then leaves it ignored: restore the terminal's behaviour.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 if fault in ("kill_at_env_step", "sigint_at_env_step"):
     interact = Experience._interact
     sig = signal.SIGKILL if fault == "kill_at_env_step" else signal.SIGINT
