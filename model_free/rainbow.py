@@ -71,19 +71,20 @@ class QNetwork(nn.Module):
         self.advantage = layer(hidden, num_actions * num_atoms)
         self.value = layer(hidden, num_atoms) if dueling else None
         self.bottleneck = GaussianBottleneck(hidden) if bottleneck else None
-        self.kl = None  # the bottleneck's KL per row of the latest features() call
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """Penultimate features phi(s) (B, hidden), shared by every action (DR3's discrete phi(s, a))."""
-        return self.features_from_encoded(self.encoder(obs))
+        return self.features_and_kl(self.encoder(obs))[0]
 
     def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        return self.features_and_kl(encoded)[0]
+
+    def features_and_kl(self, encoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """phi and, with the bottleneck, its KL to N(0, I) per row (None without). The bottleneck's phi is
+        a sample of N(phi_m, phi_Sigma) in training mode (the target net's too, as noisy nets sample
+        their noise there), its mean when acting."""
         phi = F.relu(self.hidden(encoded))
-        # A sample of N(phi_m, phi_Sigma) in training mode (the target net's too, as noisy nets sample
-        # their noise there), its mean when acting.
-        if self.bottleneck is not None:
-            phi, self.kl = self.bottleneck(phi)
-        return phi
+        return self.bottleneck(phi) if self.bottleneck is not None else (phi, None)
 
     def logits(self, phi: torch.Tensor) -> torch.Tensor:
         """(B, A, atoms) from features; dueling combines the streams before the softmax, as Dopamine does."""
@@ -235,8 +236,7 @@ class Rainbow(Agent):
         h = self.hparams
         obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
         action = batch["action"]
-        phi = self.q.features(obs)
-        kl = self.q.kl  # read before the next state's pass replaces it
+        phi, kl = self.q.features_and_kl(self.q.encoder(obs))
         logits = self.q.logits(phi)  # (B, A, atoms)
         chosen = logits[torch.arange(len(action), device=action.device), action]  # (B, atoms)
         next_online, next_target, phi_next = self.next_state_logits(next_obs)

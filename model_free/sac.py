@@ -235,7 +235,8 @@ class SAC(Agent):
         stacked shifts of s' (``next_obs``); also returns the parts the update logs and DR3 needs."""
         k, m = next_obs.shape[0] // batch["obs"].shape[0], obs.shape[0] // batch["obs"].shape[0]
         with torch.no_grad():  # the target, averaged over K shifts of s'
-            next_mu, next_std = self.actor(self.critic.encoder(next_obs))
+            next_conv = self.critic.encoder(next_obs)
+            next_mu, next_std = self.actor(next_conv)
             next_policy = squashed_normal(next_mu, next_std)
             next_action = next_policy.rsample()
             next_q1, next_q2 = self.critic_target(self.critic_target.encoder(next_obs), next_action)
@@ -247,7 +248,7 @@ class SAC(Agent):
         q1, q2 = self.critic.values(phi)
         loss = averaged_critic_loss(q1.view(m, -1), q2.view(m, -1), target)
         return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action,
-                      "feature_map": feature_map}
+                      "next_conv": next_conv, "feature_map": feature_map}
 
     def augmented_if(self, obs: torch.Tensor, copies: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``augmented``, or the observations as they are without augmentation (``image_pad`` 0)."""
@@ -307,7 +308,7 @@ class SAC(Agent):
             loss = critic_loss + h.dr3_coef * dr3_dot
         if h.cql_alpha > 0:  # on the first shift of s
             b = batch["obs"].shape[0]
-            cql = self.cql_penalty(parts["feature_map"][:b].flatten(1), next_obs[:b], (q1[:b], q2[:b]))
+            cql = self.cql_penalty(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b], (q1[:b], q2[:b]))
             loss = loss + h.cql_alpha * cql
         critic_opt.zero_grad()
         self.manual_backward(loss)
@@ -337,15 +338,16 @@ class SAC(Agent):
             metrics.update(self.update_decoder(batch["obs"], *ae_opts))
         self.log_scalars(metrics)
 
-    def cql_penalty(self, conv: torch.Tensor, next_obs: torch.Tensor, q_data: tuple[torch.Tensor, torch.Tensor]
+    def cql_penalty(self, conv: torch.Tensor, next_conv: torch.Tensor, q_data: tuple[torch.Tensor, torch.Tensor]
                     ) -> torch.Tensor:
         """CQL(H)'s penalty summed over the twin critics, at states with conv features ``conv`` (B, F):
-        N uniform actions, N policy actions at s and N at s' (``next_obs``), all valued at s. The
-        policy's samples carry no gradient: only the critic learns from this term, as in the CQL code."""
+        N uniform actions, N policy actions at s and N at s' (conv features ``next_conv``), all valued
+        at s. The policy's samples carry no gradient: only the critic learns from this term, as in the
+        CQL code."""
         b, n, d = conv.shape[0], self.hparams.cql_samples, self.spec.action_dim
         with torch.no_grad():
             policy_s = squashed_normal(*self.actor(conv))
-            policy_next = squashed_normal(*self.actor(self.critic.encoder(next_obs)))
+            policy_next = squashed_normal(*self.actor(next_conv))
             a_s, a_next = policy_s.sample((n,)), policy_next.sample((n,))  # (N, B, d)
             log_p_s, log_p_next = policy_s.log_prob(a_s).T, policy_next.log_prob(a_next).T  # (B, N)
         a_random = torch.rand(n, b, d, device=conv.device) * 2 - 1

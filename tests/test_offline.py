@@ -74,6 +74,8 @@ def test_an_offline_run_killed_anywhere_resumes_to_the_state_of_an_uninterrupted
     (["--data.env.image_size", "32"], "holds observations (1, 44, 44) but this run's data.env gives (1, 32, 32)"),
     (["--data.env.task", "reach", "--data.env.image_size", "44"], "holds actions discrete, the action set of test/catch"),
     (["--data.max_updates", "null"], "an offline run (data.dataset) needs it as its budget"),
+    # 686 rows (600 steps and 86 first frames) against 1 + 700 for a 700-step return
+    (["--model.init_args.n_step", "700"], "holds 686 steps per environment, but Rainbow draws spans of 701"),
 ])
 def test_a_dataset_that_cannot_be_used_stops_with_one_sentence(dataset, tmp_path, flags, expected):
     args = [*CATCH, "--data.max_updates", "10", "--data.dataset", str(dataset), *flags]

@@ -166,15 +166,15 @@ def test_the_cql_penalty_pairs_each_state_with_its_own_sampled_actions():
     obs = torch.randint(0, 256, (b, 6, 20, 20), dtype=torch.uint8)
     next_obs = torch.randint(0, 256, (b, 6, 20, 20), dtype=torch.uint8)
     data = torch.rand(b, 2) * 2 - 1
-    conv = agent.critic.encoder(obs)
+    conv, next_conv = agent.critic.encoder(obs), agent.critic.encoder(next_obs)
     q_data = agent.critic(conv, data)
     torch.manual_seed(5)
-    batched = agent.cql_penalty(conv, next_obs, q_data)
+    batched = agent.cql_penalty(conv, next_conv, q_data)
     torch.manual_seed(5)  # the same draws, in the same order: policy at s, at s', then uniform
     with torch.no_grad():
         from model_free.sac import squashed_normal
 
-        policy_s, policy_next = squashed_normal(*agent.actor(conv)), squashed_normal(*agent.actor(agent.critic.encoder(next_obs)))
+        policy_s, policy_next = squashed_normal(*agent.actor(conv)), squashed_normal(*agent.actor(next_conv))
         a_s, a_next = policy_s.sample((n,)), policy_next.sample((n,))
         log_s, log_next = policy_s.log_prob(a_s), policy_next.log_prob(a_next)  # (N, B)
     a_rand = torch.rand(n, b, 2) * 2 - 1

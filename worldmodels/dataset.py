@@ -47,17 +47,17 @@ class Dataset:
 
     @property
     def actions(self) -> str:
-        """The action space in words: a discrete one is its game's action set, which rows cannot show."""
+        """The action space in words (``describe_actions``), from a stored action."""
         action = self.replay.steps(torch.tensor([self.replay.oldest]), torch.tensor([0]))["action"]
-        if action.is_floating_point():
-            return f"continuous, {action.shape[-1]} dims"
-        return f"discrete, the action set of {self.env.suite}/{self.env.task}"
+        return describe_actions(env=self.env, action_dim=action.shape[-1] if action.is_floating_point() else None)
 
 
-def actions_of(spec, env: EnvConfig) -> str:
-    """``Dataset.actions`` for an environment's spec (worldmodels.training.spec.EnvSpec)."""
-    return (f"discrete, the action set of {env.suite}/{env.task}" if spec.discrete
-            else f"continuous, {spec.action_dim} dims")
+def describe_actions(env: EnvConfig, action_dim: int | None) -> str:
+    """An action space in words, to compare a dataset's with a run's: continuous ones by their
+    dimensions, a discrete one (``action_dim`` None) by its game, whose action set rows cannot show."""
+    if action_dim is not None:
+        return f"continuous, {action_dim} dims"
+    return f"discrete, the action set of {env.suite}/{env.task}"
 
 
 def run_of(path: Path) -> Path:
@@ -150,7 +150,8 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
     state, taken, scores = agent.initial_state(1), 0, []
     with agent.acting(), tqdm(total=steps, unit="step", desc="collecting", dynamic_ncols=True) as bar:
         while taken < steps:
-            action, state = agent.act(torch.as_tensor(step.obs), state, torch.as_tensor(step.first), explore=False)
+            obs, first = (torch.as_tensor(x, device=agent.device) for x in (step.obs, step.first))
+            action, state = agent.act(obs, state, first, explore=False)
             action = action.cpu().numpy()
             if rng.random() < epsilon:
                 action = envs.random_actions(rng)

@@ -108,12 +108,12 @@ class FitCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         config = self.config_init
+        if self.datamodule.offline:
+            self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
         validate_devices(config["trainer"]["devices"], config["trainer"].get("num_nodes", 1))
         self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
-        if self.datamodule.offline:
-            self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.created_run_dir = make_run_directory(self.run_dir)
         remove_stale_files(self.run_dir)

@@ -104,16 +104,15 @@ class Experience(L.LightningDataModule):
                                  stack_padding=self.env_config.stack_padding)
 
     def _open_dataset(self) -> Replay:
-        from worldmodels.dataset import actions_of, open_dataset
+        from worldmodels.dataset import describe_actions, open_dataset
 
         data = open_dataset(Path(self.dataset))
         for what, mine, its in [("observations", self.spec.obs_shape, data.obs_shape),
-                                ("actions", actions_of(self.spec, self.env_config), data.actions)]:
+                                ("actions", describe_actions(self.env_config, self.spec.action_dim), data.actions)]:
             if mine != its:
                 raise ConfigError(f"dataset {self.dataset} holds {what} {its} but this run's data.env gives {mine}; "
                                   f"train on it with its environment ({data.env.suite}/{data.env.task}, as in its config).")
-        data.replay.generator.manual_seed(self.seed)
-        return data.replay
+        return data.replay  # its sampling generator is reseeded for every batch (_offline_batches)
 
     def train_dataloader(self):
         # Not ``self``: Lightning saves the state of a stateful loader in its loop state, which would

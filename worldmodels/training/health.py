@@ -193,7 +193,7 @@ class Health(L.Callback):
         start = time.perf_counter()
         # An offline run's dataset does not change: the same held states at every check (the workflow
         # monitor follows their Q), instead of redrawing to follow a filling replay.
-        if self._batch is None or (self.checks % self.refresh_every == 0 and not getattr(data, "offline", False)):
+        if self._batch is None or (self.checks % self.refresh_every == 0 and not data.offline):
             generator = torch.Generator().manual_seed(self.seed + self.checks)
             self._batch = held_batch(agent, data.replay, generator, self.transitions)
         self.checks += 1
@@ -220,7 +220,8 @@ class Health(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(row, step=trainer.global_step)
         for message in warnings:
-            line = f"health warning at {data.progress_key.replace('_', ' ')[:-1]} {data.progress}: {message}"
+            clock = "update" if data.offline else "env step"
+            line = f"health warning at {clock} {data.progress}: {message}"
             print(line, flush=True)
             with open(Path(trainer.default_root_dir) / "health_warnings.txt", "a") as file:
                 file.write(line + "\n")

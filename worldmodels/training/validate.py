@@ -3,6 +3,8 @@ instead of a NaN run that exits 0 or a traceback minutes later."""
 
 from __future__ import annotations
 
+import torch
+
 from worldmodels.errors import ConfigError
 
 
@@ -36,7 +38,11 @@ def validate_data(experience, agent) -> None:
         if e.max_updates is None or e.max_updates < 1:
             raise ConfigError(f"data.max_updates is {e.max_updates}: an offline run (data.dataset) needs it as its "
                               "budget, a whole number of updates of at least 1.")
-        return  # the warm-up and the replay are the dataset's; its spans are checked as it opens
+        needed, held = agent.replay_view().rows_needed(e.env_config.frame_stack), e.replay.time - e.replay.oldest
+        if held < needed:  # the warm-up and the capacity are the dataset's
+            raise ConfigError(f"dataset {e.dataset} holds {held} steps per environment, but {type(agent).__name__} "
+                              f"draws spans of {needed}; use a longer run as the dataset.")
+        return
     if e.warmup_steps >= e.total_env_steps:
         raise ConfigError(f"data.warmup_steps ({e.warmup_steps}) is not below data.total_env_steps "
                           f"({e.total_env_steps}): the run would end before its first update.")
@@ -70,7 +76,9 @@ def validate_devices(devices, num_nodes=1) -> None:
     """More than one process is refused until the pipeline is correct under DDP: today every rank would
     collect the same data (one seed) and write the same replay files, and the run crashes mid-way."""
     count = len(devices) if isinstance(devices, (list, tuple)) else devices
-    if str(count) not in ("1", "auto") or int(num_nodes or 1) != 1:
+    if str(count) in ("auto", "-1"):  # Lightning's "every device of the host"
+        count = max(1, torch.cuda.device_count())
+    if str(count) != "1" or int(num_nodes or 1) != 1:
         raise ConfigError(f"trainer.devices {devices} (num_nodes {num_nodes}): training on several devices is not "
                           "supported yet (the ranks would collect the same data and write the same replay files); "
                           "use --trainer.devices 1.")
