@@ -132,6 +132,8 @@ class Rainbow(Agent):
             added to the loss (``worldmodels.regularizers.vib``; Kumar's talk, against overfitting).
     """
 
+    several_backward_passes = False  # one loss, one backward: DDP's reducer waits for every weight
+
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
                  lr: float = 1e-4, adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
                  hidden: int = 512, feature_dim: int = 50, double: bool = True, dueling: bool = True,
@@ -198,6 +200,21 @@ class Rainbow(Agent):
 
     def replay_view(self) -> TransitionView:
         return self.view
+
+    def compiled_modules(self) -> dict:
+        """What ``worldmodels.training.compile.compile_agent`` compiles: the encoders of the online and
+        target nets (s and s', every update), unless they mix (A-LIX: random shifts, gradient hooks);
+        and, when the Dense layers are plain (no noisy nets, no information bottleneck, both of which
+        draw noise in their forward), the heads and the whole nets. DER and A-LIX-Atari (noisy, mixing)
+        leave nothing to compile."""
+        nets = {"q": self.q, **({"q_target": self.q_target} if self.sync_every > 1 else {})}
+        out = {}
+        for name, net in nets.items():
+            if not any(isinstance(m, LocalSignalMixing) for m in net.encoder.modules()):
+                out[f"{name}.encoder"] = net.encoder
+        if not self.hparams.noisy and self.q.bottleneck is None:
+            out |= {"q.features_and_kl": self.q.features_and_kl, "q.logits": self.q.logits, **nets}
+        return out
 
     def configure_optimizers(self):
         h = self.hparams

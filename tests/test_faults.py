@@ -146,8 +146,11 @@ def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_ke
     (["--model.init_args.lr", "-0.001"], "model.lr positive"),
     (["--run_dir", "/proc/not-writable/run"], "cannot be written"),
     (["--trainer.precision", "16-mixed"], "trainer.precision 16-mixed (fp16) is not supported"),
-    (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"],
-     "training on several devices is not supported yet"),
+    (["--trainer.accelerator", "gpu", "--trainer.devices", "99"], "asks for 99 GPUs but this machine has"),
+    (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
+     "several processes train with ddp"),
+    (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--workflow.online", "true"],
+     "workflow.online) runs in one process"),
 ])
 def test_bad_input_stops_with_one_sentence_and_leaves_no_run_directory(tmp_path, flags, expected):
     line = one_sentence(run(tmp_path, *CONFIG, *flags))

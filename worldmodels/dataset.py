@@ -79,10 +79,14 @@ def open_dataset(path: Path) -> Dataset:
     config = yaml.safe_load(latest_config(run).read_text())
     data = config["data"]
     env = EnvConfig(**data["env"]).resolved()
-    state = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {}).get("replay")
+    from worldmodels.training.experience import rank_zero_state
+
+    saved = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {})
+    state, processes = rank_zero_state(saved).get("replay"), len(saved.get("ranks", [saved]))
     if state is None:
         raise ConfigError(f"{run}/checkpoints/last.ckpt holds no replay cursor; it was not written by worldmodels.fit.")
-    replay = Replay(data["replay_capacity"], data.get("num_envs", 1), env.frame_stack, env.frame_channels,
+    # A run of several processes: its first process's replay (each held replay_capacity / processes).
+    replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack, env.frame_channels,
                     stack_padding=env.stack_padding)
     replay.load_state_dict(state, run / "replay")
     return Dataset(replay, config, env)

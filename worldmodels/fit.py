@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 import yaml
 
 from lightning.pytorch.cli import LightningCLI
@@ -31,7 +32,12 @@ from worldmodels.run_directory import (check_resume, make_run_directory, remove_
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
-from worldmodels.training.validate import validate_devices, validate_precision, validate_start
+from worldmodels.training.distributed import started_beside_rank_zero
+from worldmodels.training.validate import plan_processes, validate_precision, validate_start
+
+# Rank 0 hands its run directory and checkpoint to the processes Lightning's launcher starts beside it
+# (they inherit its environment): their own resolution could name another directory (a new time stamp).
+RUN_DIR_VARIABLE, RESUME_VARIABLE = "WORLDMODELS_RUN_DIR", "WORLDMODELS_RESUME_FROM"
 
 
 def wandb_offline_unless_reachable() -> None:
@@ -70,6 +76,15 @@ def silence_dependency_noise() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(DropTip())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+
+
+def fast_cuda_kernels() -> None:
+    """On CUDA: TF32 for float32 matmuls and convolutions (10 mantissa bits, as bf16-mixed's fp32 parts
+    tolerate), and cuDNN's autotuner, which pays off since a run's shapes never change."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
 
 def check_config_files(args: list[str]) -> None:
@@ -112,17 +127,18 @@ class FitCLI(LightningCLI):
             self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
-        validate_devices(config["trainer"]["devices"], config["trainer"].get("num_nodes", 1))
+        processes, strategy = plan_processes(config["trainer"], self.datamodule, config["workflow"], self.model)
         self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
-        self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
-        self.created_run_dir = make_run_directory(self.run_dir)
-        remove_stale_files(self.run_dir)
-        self.config_text = self.parser.dump(self.config, skip_none=False)
-        if self.resume_from is not None and not config["force_resume"]:
-            check_resume(self.run_dir, self.config_text)
-        wandb_offline_unless_reachable()
-        id_file = self.run_dir / "wandb_id.txt"
-        wandb_id = id_file.read_text().strip() if id_file.exists() else None
+        self.follower = started_beside_rank_zero()
+        if self.follower:
+            self._follow_rank_zero(config)
+        else:
+            self._make_run_directory(config, processes)
+        wandb_id = None
+        if not self.follower:
+            wandb_offline_unless_reachable()
+            id_file = self.run_dir / "wandb_id.txt"
+            wandb_id = id_file.read_text().strip() if id_file.exists() else None
         wandb_logger = WandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
                                    id=wandb_id, resume="allow" if wandb_id else None)
         # Lightning's CSV logger empties an existing file, so a resumed run writes a file of its own.
@@ -134,12 +150,60 @@ class FitCLI(LightningCLI):
                      callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
                                 config["workflow"]],  # the workflow reads the health check of the same update
                      plugins=[AtomicCheckpointIO()])
+        if strategy is not None:
+            extra["strategy"] = strategy
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
-        run = wandb_logger.experiment
-        if hasattr(run, "id") and isinstance(run.id, str):
-            id_file.write_text(run.id)
-            run.define_metric("*", step_metric=self.datamodule.progress_key)  # updates, offline
+        if not self.follower:
+            run = wandb_logger.experiment
+            if hasattr(run, "id") and isinstance(run.id, str):
+                (self.run_dir / "wandb_id.txt").write_text(run.id)
+                run.define_metric("*", step_metric=self.datamodule.progress_key)  # updates, offline
+        if processes > 1 and not self.follower:  # the launcher's processes inherit these
+            os.environ[RUN_DIR_VARIABLE] = str(self.run_dir)
+            os.environ[RESUME_VARIABLE] = str(self.resume_from or "")
         return trainer
+
+    def _make_run_directory(self, config, processes: int) -> None:
+        self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
+        self.created_run_dir = make_run_directory(self.run_dir)
+        remove_stale_files(self.run_dir)
+        self.config_text = self.parser.dump(self.config, skip_none=False)
+        if self.resume_from is not None and not config["force_resume"]:
+            check_resume(self.run_dir, self.config_text)
+        if self.resume_from is not None:
+            check_resume_processes(self.resume_from, processes)
+
+    def _follow_rank_zero(self, config) -> None:
+        """A process started beside rank 0 uses its run directory and checkpoint and writes no run files:
+        from rank 0's environment (Lightning's launcher), else from --run_dir (torchrun, SLURM: every
+        process starts on its own, so the directory must be named)."""
+        run_dir = os.environ.get(RUN_DIR_VARIABLE) or config["run_dir"]
+        if not run_dir:
+            raise ConfigError("processes started by torchrun or SLURM need the run directory named: pass the same "
+                              "--run_dir to every process.")
+        self.run_dir = Path(run_dir)
+        if RESUME_VARIABLE in os.environ:
+            self.resume_from = Path(os.environ[RESUME_VARIABLE]) if os.environ[RESUME_VARIABLE] else None
+        else:
+            ckpt = config["ckpt_path"]
+            self.resume_from = self.run_dir / "checkpoints" / "last.ckpt" if ckpt == "last" else (
+                Path(ckpt) if ckpt else None)
+        self.created_run_dir = False
+
+
+def check_resume_processes(checkpoint: Path, processes: int) -> None:
+    """A checkpoint holds the state of each process that wrote it (its replay cursor, generators): it
+    resumes on as many. Read lazily (mmap): the weights are not loaded twice."""
+    if not Path(checkpoint).is_file():
+        return  # the checkpoint loader names a missing or corrupt file
+    try:
+        state = torch.load(checkpoint, mmap=True, weights_only=True).get("Experience", {})
+    except Exception:
+        return
+    saved = len(state.get("ranks", [state]))
+    if saved != processes:
+        raise ConfigError(f"{checkpoint} was written by a run of {saved} process(es) and this resume has {processes}: "
+                          f"resume it with as many (trainer.devices x trainer.num_nodes = {saved}).")
 
 
 def config_error_in(error: BaseException) -> ConfigError | None:
@@ -156,6 +220,7 @@ def config_error_in(error: BaseException) -> ConfigError | None:
 
 def main(args: list[str] | None = None) -> Path:
     silence_dependency_noise()
+    fast_cuda_kernels()
     cli, started = None, False
     try:
         check_config_files(sys.argv[1:] if args is None else args)
@@ -166,7 +231,8 @@ def main(args: list[str] | None = None) -> Path:
             trainer_defaults=dict(max_epochs=-1, devices=1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
-        write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
+        if not cli.follower:
+            write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
         cli.model.build(cli.datamodule.spec)
         started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
@@ -185,7 +251,8 @@ def main(args: list[str] | None = None) -> Path:
             remove_failed_start(cli.run_dir)
         print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
-    print(f"run directory: {cli.run_dir}")
+    if not cli.follower:
+        print(f"run directory: {cli.run_dir}")
     return cli.run_dir
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from worldmodels.diagnostics.nd_score import nd_score
+from worldmodels.training.distributed import mean_over_ranks
 from worldmodels.regularizers.augment import take_shifted
 
 
@@ -68,7 +69,8 @@ class AdaptiveStrength(nn.Module):
         """One dual step from an ND score: Adam on gradient ``target_nd - nd``, then clamp to [0, 1]."""
         if self.optimizer is None:
             self.make_optimizer()
-        nd = torch.as_tensor(nd, dtype=self.s.dtype, device=self.s.device).detach()
+        # The mean over the processes of a several-device run: S is one value, like the weights.
+        nd = mean_over_ranks(torch.as_tensor(nd, dtype=self.s.dtype, device=self.s.device).detach())
         self.s.grad = (self.target_nd - nd).reshape(())
         self.optimizer.step()
         self.s.grad = None

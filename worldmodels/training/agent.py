@@ -18,6 +18,7 @@ import torch
 
 from worldmodels.errors import ConfigError
 from worldmodels.training.counters import Counters
+from worldmodels.training.distributed import gather_objects, rank, rank_seed
 from worldmodels.training.guard import FiniteWatch
 from worldmodels.training.log_counters import logs_this_step
 from worldmodels.training.spec import EnvSpec
@@ -27,6 +28,9 @@ class Agent(L.LightningModule):
     # The loop fills the replay with uniform random actions before the first update; an agent that
     # explores its own way from the first step (Dopamine's noisy-net agents) sets this False.
     random_warmup: bool = True
+    # Whether an update runs more than one backward pass (one per optimizer, each reaching part of the
+    # weights): DDP must then not wait for every weight at each (``validate.plan_processes``).
+    several_backward_passes: bool = True
 
     def __init__(self, updates_per_env_step: float = 1.0):
         super().__init__()
@@ -96,8 +100,18 @@ class Agent(L.LightningModule):
     def _generators(self) -> dict[str, torch.Generator]:
         return {name: g for name, g in vars(self).items() if isinstance(g, torch.Generator)}
 
+    def setup(self, stage: str) -> None:
+        """On several processes the agent's own generators (exploration, augmentation) take this rank's
+        seed, as the loop's do: the ranks must not explore alike. (A resume then restores them.)"""
+        if self._trainer is not None and self.trainer.world_size > 1:
+            for generator in self._generators().values():
+                generator.manual_seed(rank_seed(generator.initial_seed(), self.trainer.global_rank))
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["agent_generators"] = {name: g.get_state() for name, g in self._generators().items()}
+        states = {name: g.get_state() for name, g in self._generators().items()}
+        # Lightning writes rank 0's checkpoint: every rank's generators go into it.
+        several = self._trainer is not None and self.trainer.world_size > 1
+        checkpoint["agent_generators"] = {"ranks": gather_objects(states)} if several else states
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the agent's own random generators (exploration); refuse a checkpoint made for other networks with one sentence naming the first mismatch."""
@@ -109,6 +123,9 @@ class Agent(L.LightningModule):
             if tuple(saved[key].shape) != tuple(value.shape):
                 raise ConfigError(f"the checkpoint's '{key}' has shape {tuple(saved[key].shape)} but this agent's has "
                                   f"{tuple(value.shape)}; resume with the config it was trained with.")
+        saved = checkpoint.get("agent_generators", {})
+        if "ranks" in saved:  # the data module refuses a checkpoint of another number of processes
+            saved = saved["ranks"][rank()] if rank() < len(saved["ranks"]) else {}
         for name, generator in self._generators().items():
-            if name in checkpoint.get("agent_generators", {}):
-                generator.set_state(checkpoint["agent_generators"][name])
+            if name in saved:
+                generator.set_state(saved[name])

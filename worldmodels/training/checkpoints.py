@@ -111,6 +111,10 @@ class PeriodicCheckpoint(L.Callback):
     def on_exception(self, trainer, agent, exception) -> None:
         # Only a deliberate stop is saved: after an error the state may be half-updated, and the last
         # periodic checkpoint is the one to trust.
+        if isinstance(exception, KeyboardInterrupt) and trainer.world_size > 1:
+            # Saving gathers every process's state, and the others are not saving: the periodic one stands.
+            print(f"\nInterrupted: resume from the last periodic checkpoint, --ckpt_path {self.path}")
+            return
         if isinstance(exception, KeyboardInterrupt) and trainer.datamodule.replay is not None:
             self._save(trainer)
             print(f"\nInterrupted: saved {self.path}; resume with --ckpt_path {self.path}")

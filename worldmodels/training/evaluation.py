@@ -13,6 +13,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels.training.distributed import gather_objects, rank_seed, share_of
 from worldmodels.run_directory import latest_config
 from worldmodels.scores import atari_100k_game, human_normalized
 
@@ -121,8 +122,7 @@ class Evaluation(L.Callback):
                 return
         self._done_at = steps
         seed = data.seed + 10_000 + steps
-        scores, frames, cut_short = run_episodes(agent, data.env_config, episodes, seed=seed, max_steps=self.max_steps,
-                                                 record_video=self.video, progress=final and data.progress_bar)
+        scores, frames, cut_short = self._play_shared(agent, data, episodes, seed, progress=final and data.progress_bar)
         self._last = (scores, seed, cut_short)
         if final:
             self._write_final(trainer, agent, scores, seed, cut_short)
@@ -134,6 +134,19 @@ class Evaluation(L.Callback):
             if frames is not None and hasattr(logger, "log_video"):
                 logger.log_video("eval/video", [frames], step=trainer.global_step, fps=[self.fps], format=["mp4"])
         data.last_eval_return = metrics["eval/return_mean"]
+
+    def _play_shared(self, agent, data, episodes: int, seed: int, progress: bool):
+        """The games, split over the processes of a several-device run (each plays its share from its own
+        seed) and gathered: (scores, rank 0's video, games cut short). One process plays them all."""
+        rank, world = data.rank, data.world
+        mine = share_of(episodes, rank, world)
+        played = run_episodes(agent, data.env_config, mine, seed=rank_seed(seed, rank), max_steps=self.max_steps,
+                              record_video=self.video and rank == 0, progress=progress and rank == 0) \
+            if mine else ([], None, 0)
+        if world == 1:
+            return played
+        parts = gather_objects((played[0], played[2]))
+        return [score for scores, _ in parts for score in scores], played[1], sum(cut for _, cut in parts)
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         steps = trainer.datamodule.progress
@@ -151,6 +164,8 @@ class Evaluation(L.Callback):
         self._evaluate(trainer, agent, final=True)
 
     def _write_final(self, trainer: L.Trainer, agent, scores: list[float], seed: int, cut_short: int) -> None:
+        if trainer.global_rank != 0:  # the scores are every process's; one writes them
+            return
         run_dir = Path(trainer.default_root_dir)
         config_file = latest_config(run_dir)
         run_config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}

@@ -10,12 +10,20 @@ environment step is taken for training, batches are drawn until ``max_updates``,
 (``progress``: checkpoints, evaluations) is the update count. Evaluation games still play the
 environment. Each offline batch is drawn from a generator seeded by its own index, so a resumed run
 draws exactly the batches an uninterrupted one would, whatever Lightning had prefetched.
+
+On several processes (DDP, ``worldmodels.training.distributed``) each rank steps its own environments
+into its own replay (``<run>/replay-rank<r>``; rank 0's stays ``<run>/replay``) with its own seeds, and
+holds ``replay_capacity / ranks`` frames. The counters are the run's: ``env_steps`` is summed over the
+ranks after each vector step, so ``total_env_steps`` and ``warmup_steps`` are the whole run's, and each
+rank makes ``updates_per_env_step x env_steps / ranks`` updates of its own batch: the gradient averages
+``ranks x batch_size`` samples, and the samples trained on per env step are those of one process.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 
@@ -28,6 +36,7 @@ from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.training.counters import Counters
+from worldmodels.training.distributed import gather_objects, rank_seed, sum_over_ranks, weights_fingerprint
 from worldmodels.training.spec import EnvSpec
 
 
@@ -59,6 +68,7 @@ class Experience(L.LightningDataModule):
         self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
         self.seed, self.progress_bar, self.max_updates = seed, progress_bar, max_updates
         self.dataset = dataset
+        self.rank, self.world, self.rank_seed = 0, 1, seed  # set for several processes in ``setup``
         self.counters = Counters()
         self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
         self.recent_returns: deque[float] = deque(maxlen=10)
@@ -73,7 +83,7 @@ class Experience(L.LightningDataModule):
     @property
     def envs(self):
         if self._envs is None:
-            self._envs = make_vector_env(self.env_config, self.num_envs, self.seed, training=True)
+            self._envs = make_vector_env(self.env_config, self.num_envs, self.rank_seed, training=True)
         return self._envs
 
     @property
@@ -96,12 +106,28 @@ class Experience(L.LightningDataModule):
         return "updates" if self.offline else "env_steps"
 
     def setup(self, stage: str) -> None:
+        if self.replay is None and self.trainer is not None and self.trainer.world_size > 1:
+            self._become_rank(self.trainer.global_rank, self.trainer.world_size)
         if self.replay is None and self.offline:
             self.replay = self._open_dataset()
         if self.replay is None:
-            self.replay = Replay(self.replay_capacity, self.num_envs, self.env_config.frame_stack,
-                                 self.env_config.frame_channels, self.replay_storage, self.replay_dir, seed=self.seed,
+            replay_dir = self.replay_dir and (self.replay_dir if self.world == 1 else str(Path(self.replay_dir) / f"rank{self.rank}"))
+            self.replay = Replay(self.replay_capacity // self.world, self.num_envs, self.env_config.frame_stack,
+                                 self.env_config.frame_channels, self.replay_storage, replay_dir, seed=self.rank_seed,
                                  stack_padding=self.env_config.stack_padding)
+
+    def _become_rank(self, rank: int, world: int) -> None:
+        """One of several processes: this rank's seeds for its environments (made again: DMC seeds its
+        physics when made), random actions, replay sampling and the global generators (exploration
+        noise, augmentations); the weights were made from the shared seed and DDP keeps them equal."""
+        self.rank, self.world, self.rank_seed = rank, world, rank_seed(self.seed, rank)
+        self._rng = np.random.default_rng(self.rank_seed)
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
+        torch.manual_seed(self.rank_seed)
+        np.random.seed(self.rank_seed % 2**32)
+        random.seed(self.rank_seed)
 
     def _open_dataset(self) -> Replay:
         from worldmodels.dataset import describe_actions, open_dataset
@@ -122,7 +148,7 @@ class Experience(L.LightningDataModule):
     @property
     def replay_log(self) -> Path:
         """Where checkpoints append the replay's rows: ``<run>/replay`` (the trainer's root is the run)."""
-        return Path(self.trainer.default_root_dir) / "replay"
+        return Path(self.trainer.default_root_dir) / ("replay" if self.rank == 0 else f"replay-rank{self.rank}")
 
     # ----------------------------------------------------------------- the loop
     def __iter__(self):
@@ -137,7 +163,7 @@ class Experience(L.LightningDataModule):
             yield from self._offline_batches(agent, view)
             return
         bar = tqdm(total=self.total_env_steps, initial=self.counters.env_steps, unit="step", dynamic_ncols=True,
-                   disable=not self.progress_bar, desc="env steps")
+                   disable=not self.progress_bar or self.rank != 0, desc="env steps")
         clock, clock_steps = time.perf_counter(), self.counters.env_steps
         self._yielded = self.counters.updates
         if self._obs is None:
@@ -177,8 +203,9 @@ class Experience(L.LightningDataModule):
     def updates_due(self, agent) -> int:
         """Updates owed after the env steps taken: ratio x (steps - warm-up). A function of the counters,
         not a running credit, so that a run stopped anywhere (Ctrl-C inside an env step, kill -9 while
-        Lightning holds a fetched batch it has not trained on) owes exactly the same after a resume."""
-        return int(agent.updates_per_env_step * max(0, self.counters.env_steps - self.warmup_steps) + 1e-9)
+        Lightning holds a fetched batch it has not trained on) owes exactly the same after a resume.
+        Several processes share the run's updates: each makes its part, all of them the same number."""
+        return int(agent.updates_per_env_step * max(0, self.counters.env_steps - self.warmup_steps) / self.world + 1e-9)
 
     def _tell_callbacks_env_steps(self) -> None:
         """Callbacks that act on env steps (checkpoints) run here, during the warm-up too, when no
@@ -198,12 +225,13 @@ class Experience(L.LightningDataModule):
 
     def begin_episodes(self) -> None:
         """Reset every environment and store the first frames (at the start and after a resume)."""
-        step = self.envs.reset(seed=self.seed + 1000 * self.counters.episodes)
+        step = self.envs.reset(seed=self.rank_seed + 1000 * self.counters.episodes)
         self._store(step, self.envs.random_actions(self._rng))
         self._agent_state = None
 
     def _interact(self, agent) -> int:
-        """One vector step; returns the number of env steps it executed (reset steps are not ones)."""
+        """One vector step; returns the number of env steps it executed over every rank (reset steps
+        are not ones)."""
         if self.counters.env_steps < self.warmup_steps and agent.random_warmup:
             actions = self.envs.random_actions(self._rng)
         else:
@@ -217,6 +245,8 @@ class Experience(L.LightningDataModule):
         step = self.envs.step(actions)
         self._store(step, actions)
         taken = int((~step.first).sum())
+        if self.world > 1:  # every rank's, so that all of them owe the same updates and save at the same step
+            taken = int(sum_over_ranks(torch.tensor([taken], device=agent.device)))
         self.counters.env_steps += taken
         self.counters.frames += taken * self.env_config.action_repeat
         for _, score, length in step.finished_games:
@@ -231,13 +261,23 @@ class Experience(L.LightningDataModule):
 
     # ----------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
-        return {
+        state = {
             "counters": self.counters.state_dict(),
             "replay": self._persisted_replay(),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "python": random.getstate(), "global_numpy": global_numpy_state()},
             "recent_returns": list(self.recent_returns),
         }
+        if self.world == 1:
+            return state
+        # Lightning writes rank 0's checkpoint only: every rank's state goes into it, with a fingerprint
+        # of each rank's weights (equal unless DDP lost a step: that is said, not saved silently).
+        state["weights"] = weights_fingerprint(self.trainer.lightning_module)
+        ranks = gather_objects(state)
+        if any(r["weights"] != ranks[0]["weights"] for r in ranks):
+            warnings.warn(f"the ranks' weights differ at env step {self.counters.env_steps}: the processes have "
+                          "diverged; this checkpoint holds rank 0's.", stacklevel=1)
+        return {"ranks": ranks}
 
     def _persisted_replay(self) -> dict:
         if not self.offline:  # an offline run adds no rows: its replay is the dataset's, on disk already
@@ -245,6 +285,11 @@ class Experience(L.LightningDataModule):
         return self.replay.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        saved = len(state.get("ranks", [state]))
+        if saved != self.world:
+            raise ConfigError(f"the checkpoint was written by a run of {saved} process(es) and this one has "
+                              f"{self.world}: resume it with as many (trainer.devices x trainer.num_nodes = {saved}).")
+        state = state["ranks"][self.rank] if "ranks" in state else state
         self.counters.load_state_dict(state["counters"])
         if self.offline:
             if state["replay"]["time"] != self.replay.time:
@@ -269,6 +314,11 @@ class _Batches:
 
     def __iter__(self):
         return iter(self.experience)
+
+
+def rank_zero_state(state: dict) -> dict:
+    """The first process's part of a saved ``Experience`` state (the whole state of a one-process run)."""
+    return state["ranks"][0] if "ranks" in state else state
 
 
 def global_numpy_state() -> tuple:

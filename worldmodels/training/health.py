@@ -183,6 +183,8 @@ class Health(L.Callback):
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         updates = trainer.datamodule.counters.updates
+        if trainer.global_rank != 0:  # diagnostics of the one set of weights: the first process checks them
+            return
         if self.every_updates and updates % self.every_updates == 0 and updates != self._done_at:
             self._done_at = updates
             self.check(trainer, agent)

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 
 from worldmodels.run_directory import trim_logs_after
+from worldmodels.training.experience import rank_zero_state
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:
@@ -29,7 +30,7 @@ class LogCounters(L.Callback):
     ``train/episode_length`` (agent steps)."""
 
     def on_load_checkpoint(self, trainer, agent, checkpoint) -> None:
-        counters = checkpoint.get(type(trainer.datamodule).__name__, {}).get("counters")
+        counters = rank_zero_state(checkpoint.get(type(trainer.datamodule).__name__, {})).get("counters")
         if counters is not None:
             key = trainer.datamodule.progress_key
             trim_logs_after(Path(trainer.default_root_dir), counters[key], key)

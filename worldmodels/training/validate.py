@@ -72,13 +72,40 @@ def validate_precision(precision) -> None:
                           "scaled gradients; use bf16-mixed, or 32.")
 
 
-def validate_devices(devices, num_nodes=1) -> None:
-    """More than one process is refused until the pipeline is correct under DDP: today every rank would
-    collect the same data (one seed) and write the same replay files, and the run crashes mid-way."""
+def plan_processes(trainer_config: dict, experience, workflow, agent) -> tuple[int, object | None]:
+    """The number of training processes the trainer config asks for (devices x nodes), and the DDP
+    strategy to train them with (None for one process): one sentence for what cannot run.
+
+    Several processes train with ``DDPStrategy(find_unused_parameters=True)``: each update of DreamerV3,
+    SAC, DrQ-v2 and A-LIX runs one backward per optimizer (world model, actor, critic; DrQ-v2's actor
+    loss reads the critic just stepped), each reaching only part of the weights. The losses cannot be
+    summed into one backward, since each later loss needs the earlier optimizer's step, so DDP
+    all-reduces after every backward (``manual_backward`` prepares its reducer each time), and must be
+    told not to wait for the weights a backward does not reach (``find_unused_parameters``, which costs
+    a walk of the autograd graph per backward; the value-based learner, one backward, goes without).
+    Each process draws its own batch: the gradient averages ``processes x batch_size`` samples."""
+    devices, nodes = trainer_config.get("devices", 1), int(trainer_config.get("num_nodes") or 1)
+    accelerator = str(trainer_config.get("accelerator", "auto"))
     count = len(devices) if isinstance(devices, (list, tuple)) else devices
+    gpus = torch.cuda.device_count()
     if str(count) in ("auto", "-1"):  # Lightning's "every device of the host"
-        count = max(1, torch.cuda.device_count())
-    if str(count) != "1" or int(num_nodes or 1) != 1:
-        raise ConfigError(f"trainer.devices {devices} (num_nodes {num_nodes}): training on several devices is not "
-                          "supported yet (the ranks would collect the same data and write the same replay files); "
-                          "use --trainer.devices 1.")
+        count = max(1, gpus) if accelerator in ("auto", "gpu", "cuda") else 1
+    count = int(count)
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus):
+        if count > gpus:
+            raise ConfigError(f"trainer.devices {devices} asks for {count} GPUs but this machine has {gpus}; "
+                              f"use --trainer.devices {max(gpus, 1)}" + (" or --trainer.accelerator cpu." if not gpus else "."))
+    processes = count * nodes
+    if processes == 1:
+        return 1, None
+    if experience.offline:
+        raise ConfigError("offline training (data.dataset) runs in one process: use --trainer.devices 1.")
+    if workflow.online:
+        raise ConfigError("the workflow monitor (workflow.online) runs in one process: use --trainer.devices 1.")
+    strategy = trainer_config.get("strategy", "auto")
+    if not isinstance(strategy, str) or strategy not in ("auto", "ddp"):
+        raise ConfigError(f"trainer.strategy {strategy}: several processes train with ddp (or auto, which picks it); "
+                          "other strategies are not supported.")
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return processes, DDPStrategy(find_unused_parameters=agent.several_backward_passes)

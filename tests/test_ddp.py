@@ -1,0 +1,107 @@
+"""Training on several processes: Lightning's DDP with two CPU processes over gloo, as a run on two
+GPUs would start (``--trainer.devices 2``), checked from what the run leaves on disk."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+from test_faults import one_sentence, run
+from worldmodels.training import AtomicCheckpointIO
+
+pytestmark = pytest.mark.integration
+
+TWO_PROCESSES = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+CATCH = ["--config", str(ROOT / "tests/configs/faults_catch.yaml")]  # NDDQN: 500 env steps, 200 of warm-up
+
+
+def checkpoint(run_dir: Path) -> dict:
+    return AtomicCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+
+
+def rows(replay_dir: Path) -> dict:
+    chunks = [torch.load(p, weights_only=True) for p in sorted(replay_dir.glob("rows-*.pt"))]
+    return {"frames": torch.cat([c["frames"] for c in chunks]),
+            **{k: torch.cat([c["steps"][k] for c in chunks]) for k in chunks[0]["steps"]}}
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ddp")
+    done = run(tmp, *CATCH, *TWO_PROCESSES, "--run_dir", str(tmp / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return tmp / "run"
+
+
+def test_two_processes_count_the_runs_env_steps_together_and_make_equal_shares_of_its_updates(two_process_run):
+    rank0, rank1 = checkpoint(two_process_run)["Experience"]["ranks"]
+    # 500 env steps in all, by both processes; after the 200 of warm-up NDDQN owes one update per env
+    # step, 300, made as 150 updates of each process's batch (the gradient averages both).
+    assert rank0["counters"]["env_steps"] == rank1["counters"]["env_steps"] == 500
+    assert rank0["counters"]["updates"] == rank1["counters"]["updates"] == 150
+    # Each process stepped about half of them (reset frames are stored but are not env steps).
+    for replay in (rank0["replay"], rank1["replay"]):
+        assert 250 <= replay["time"] <= 250 + 60  # catch's games last 10 steps: about 25 reset frames
+
+
+def test_the_processes_collect_different_data(two_process_run):
+    first, second = rows(two_process_run / "replay"), rows(two_process_run / "replay-rank1")
+    n = min(len(first["action"]), len(second["action"]))
+    assert not torch.equal(first["action"][:n], second["action"][:n])  # their own random warm-up actions
+    assert not torch.equal(first["frames"][:n], second["frames"][:n])  # their own games (ball positions)
+    generators = checkpoint(two_process_run)["agent_generators"]["ranks"]
+    assert not torch.equal(generators[0]["explore_generator"], generators[1]["explore_generator"])
+
+
+def test_the_processes_hold_identical_weights_after_their_updates(two_process_run):
+    saved = checkpoint(two_process_run)
+    rank0, rank1 = saved["Experience"]["ranks"]
+    assert rank0["weights"] == rank1["weights"]  # bit for bit, 150 updates after DDP's first broadcast
+    # The fingerprint is of the weights saved: its first number per tensor is the tensor's sum.
+    sums = [float(t.double().sum()) for t in saved["state_dict"].values()]
+    assert rank0["weights"][0::2] == sums
+
+
+def test_only_the_first_process_writes_the_run_files(two_process_run):
+    names = sorted(p.name for p in two_process_run.iterdir())
+    assert names == ["checkpoints", "config.yaml", "csv", "eval-final.json", "replay", "replay-rank1", "wandb",
+                     "wandb_id.txt"], names
+
+
+def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run(tmp_path, *CATCH, *TWO_PROCESSES, "--run_dir", str(run_dir), fault=("kill_at_env_step", 300))
+    assert killed.returncode != 0
+    before = checkpoint(run_dir)["Experience"]["ranks"]
+    assert [r["counters"]["env_steps"] for r in before] == [200, 200]  # saved every 100 env steps
+
+    # On one process instead of two, the resume stops at once with one sentence.
+    line = one_sentence(run(tmp_path, *CATCH, "--run_dir", str(run_dir), "--ckpt_path", "last"))
+    assert "written by a run of 2 process(es)" in line
+
+    resumed = run(tmp_path, *CATCH, *TWO_PROCESSES, "--run_dir", str(run_dir), "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = checkpoint(run_dir)["Experience"]["ranks"]
+    assert [r["counters"]["env_steps"] for r in after] == [500, 500]
+    assert [r["counters"]["updates"] for r in after] == [150, 150]
+    assert after[0]["weights"] == after[1]["weights"]
+    for rank, replay_dir in enumerate([run_dir / "replay", run_dir / "replay-rank1"]):
+        # Each process continued its own replay after the rows it had saved.
+        assert after[rank]["replay"]["time"] > before[rank]["replay"]["time"]
+        assert len(rows(replay_dir)["action"]) == after[rank]["replay"]["time"]
+
+
+@pytest.mark.parametrize("config, flags", [
+    ("configs/nddqn_atari.yaml", []),
+    ("configs/drqv2_dmc.yaml", ["--model.init_args.batch_size", "32"]),  # as the one-process smoke runs
+    ("configs/dreamer_dmc.yaml", ["--model.init_args.size", "XS", "--data.max_updates", "3"]),
+])
+def test_shipped_configs_train_on_two_processes(tmp_path, config, flags):
+    done = run(tmp_path, "--config", str(ROOT / config), "--config", str(ROOT / "configs/smoke.yaml"), *flags,
+               *TWO_PROCESSES, "--run_dir", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = checkpoint(tmp_path / "run")["Experience"]["ranks"]
+    assert rank0["counters"] == rank1["counters"] and rank0["counters"]["updates"] > 0
+    assert rank0["weights"] == rank1["weights"]
+    assert (tmp_path / "run" / "eval-final.json").is_file()

@@ -1,0 +1,88 @@
+"""What the processes of a several-device run (Lightning's DDP) share, and how each differs.
+
+Every rank steps its own environments into its own replay, with its own seeds; the agent's weights
+are one copy, kept equal by DDP's all-reduced gradients. Everything that decides *when* something
+happens (updates owed, checkpoints, evaluations, the end of the run) reads counters that are equal
+on every rank, so the ranks stay in step: the env-step count is summed over the ranks after every
+vector step. Statistics that change weights outside the gradients (A-LIX's ND score, DreamerV3's
+return percentiles) are taken over every rank's data.
+
+With one process every function here is the identity, without a collective.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps ``seed`` (a one-device run is unchanged); other ranks get unrelated streams."""
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0] >> 1)
+
+
+def sum_over_ranks(counts: torch.Tensor) -> torch.Tensor:
+    """Sum of ``counts`` over the ranks (in place)."""
+    if world_size() > 1:
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    return counts
+
+
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """Mean of ``value`` over the ranks (a new tensor; the input is unchanged)."""
+    if world_size() == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / world_size()
+
+
+def cat_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``values`` (the same shape on each), concatenated along the first dimension."""
+    if world_size() == 1:
+        return values
+    parts = [torch.empty_like(values) for _ in range(world_size())]
+    dist.all_gather(parts, values.contiguous())
+    return torch.cat(parts)
+
+
+def gather_objects(obj) -> list:
+    """Every rank's picklable ``obj``, in rank order (a list of one without DDP)."""
+    if world_size() == 1:
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def share_of(total: int, rank: int, world: int) -> int:
+    """Rank ``rank``'s part of ``total`` items split as evenly as possible (the first ranks take one more)."""
+    return total // world + (1 if rank < total % world else 0)
+
+
+def started_beside_rank_zero() -> bool:
+    """Whether a launcher started this process beside rank 0, as it announces it before any process
+    group exists: Lightning's launcher (LOCAL_RANK, NODE_RANK on later nodes), torchrun (RANK) or
+    SLURM (SLURM_PROCID). Such a process uses rank 0's run directory and writes no run files."""
+    return any(int(os.environ.get(key, "0") or 0) != 0 for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def weights_fingerprint(module: torch.nn.Module) -> list[float]:
+    """Two float64 sums per parameter tensor: ranks whose weights drifted apart give different lists."""
+    with torch.no_grad():
+        return [x for p in module.parameters() for x in
+                (float(p.double().sum()), float((p.double() * torch.linspace(1, 2, p.numel(), dtype=torch.float64,
+                                                                               device=p.device).view_as(p)).sum()))]
