@@ -242,3 +242,32 @@ def test_evaluation_scores_whole_games_with_true_rewards_over_all_lives():
     scores, _, cut_short = run_episodes(ConstantPolicy(action=1), cfg.for_evaluation(), episodes=2, seed=0)
     score, _, lives_lost = reference_space_invaders([1] * 27_000)
     assert scores == [score, score] and cut_short == 0 and lives_lost == 3 and score > 30
+
+
+def test_environments_in_their_own_processes_step_exactly_as_in_one_process():
+    cfg = EnvConfig("test", "catch", image_size=16, grayscale=True, frame_stack=2)
+    together, apart = make_vector_env(cfg, 3, seed=5), make_vector_env(cfg, 3, seed=5, processes=True)
+    try:
+        assert apart.asynchronous and not together.asynchronous
+        rng = np.random.default_rng(0)
+        first = [together.reset(seed=9), apart.reset(seed=9)]
+        assert np.array_equal(first[0].obs, first[1].obs)
+        games = 0
+        for _ in range(60):  # catch's games last 7 steps: every environment restarts several times
+            actions = together.random_actions(rng)
+            apart.step_async(actions)
+            assert np.array_equal(apart.stepping, together.stepping)  # known before the step completes
+            one, other = together.step(actions), apart.step_wait()
+            for field in ("obs", "reward", "terminated", "truncated", "first"):
+                assert np.array_equal(getattr(one, field), getattr(other, field)), field
+            assert one.finished_games == other.finished_games
+            games += len(one.finished_games)
+        assert games >= 15
+    finally:
+        together.close()
+        apart.close()
+
+
+def test_an_environment_that_cannot_be_made_in_its_process_fails_with_its_own_sentence():
+    with pytest.raises(ConfigError, match="pongg"):
+        make_vector_env(EnvConfig("atari", "pongg"), 2, processes=True)

@@ -2,6 +2,7 @@
 at fractional ratios and with several environments, by hand."""
 
 import numpy as np
+import torch
 
 from conftest import ConstantPolicy
 from worldmodels.envs import EnvConfig
@@ -31,14 +32,19 @@ class ScriptedAgent(ConstantPolicy):
         return View()
 
 
-def drawn_at(ratio: float, num_envs: int, warmup: int, total: int) -> tuple[list[int], int]:
-    """The env steps at which each batch was drawn, and the env steps taken in all."""
-    data = Experience(EnvConfig(suite="test", task="catch", image_size=16, grayscale=True, frame_stack=1),
-                      num_envs=num_envs, total_env_steps=total, warmup_steps=warmup, replay_capacity=1000,
-                      progress_bar=False)
-    data.setup("fit")
-    steps = list(data.batches(ScriptedAgent(ratio)))
-    return steps, data.counters.env_steps
+def drawn_at(ratio: float, num_envs: int, warmup: int, total: int, env_processes: bool | None = None,
+             data: list | None = None) -> tuple[list[int], int]:
+    """The env steps at which each batch was drawn, and the env steps taken in all (the data module is
+    appended to ``data`` when given)."""
+    experience = Experience(EnvConfig(suite="test", task="catch", image_size=16, grayscale=True, frame_stack=1),
+                            num_envs=num_envs, total_env_steps=total, warmup_steps=warmup, replay_capacity=1000,
+                            progress_bar=False, env_processes=env_processes)
+    experience.setup("fit")
+    steps = list(experience.batches(ScriptedAgent(ratio)))
+    experience.teardown("fit")
+    if data is not None:
+        data.append(experience)
+    return steps, experience.counters.env_steps
 
 
 def test_half_an_update_per_env_step_draws_one_batch_every_second_step_after_the_warmup():
@@ -59,3 +65,21 @@ def test_with_two_environments_the_updates_owed_follow_the_env_steps_of_both():
 def test_the_updates_owed_are_exact_at_ratios_that_are_not_binary_fractions():
     steps, taken = drawn_at(ratio=0.1, num_envs=1, warmup=0, total=100)
     assert len(steps) == 10 and steps == [10 * k for k in range(1, 11)]  # 0.1 x 10k is k, not k - epsilon
+
+
+def test_environments_in_their_own_processes_owe_the_same_updates_and_store_the_same_steps():
+    # With processes the batches owed are drawn while the vector step is in flight, from the replay
+    # before it: the same schedule (the step is counted when sent), one step staler replay.
+    together, apart = [], []
+    assert drawn_at(0.25, 2, 8, 40, env_processes=False, data=together) == \
+        drawn_at(0.25, 2, 8, 40, env_processes=True, data=apart)
+    assert drawn_at(0.5, 1, 10, 30, env_processes=True) == drawn_at(0.5, 1, 10, 30, env_processes=False)
+    for replay in (together[0].replay, apart[0].replay):
+        replay.flush()  # rows are staged until a sample or a save writes them
+    t = torch.arange(together[0].replay.oldest, together[0].replay.time)
+    assert together[0].replay.time == apart[0].replay.time
+    for env in range(2):
+        column = torch.full_like(t, env)
+        one, other = (d.replay.steps(t, column) for d in (together[0], apart[0]))
+        assert all(torch.equal(one[k], other[k]) for k in one.keys())
+        assert torch.equal(together[0].replay.frames(t, column), apart[0].replay.frames(t, column))

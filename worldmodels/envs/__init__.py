@@ -4,13 +4,15 @@ statistics (true score and length) in ``info["episode"]`` when a game ends."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 
 from worldmodels.envs.config import EnvConfig, PRESETS
-from worldmodels.envs.vector import Step, VectorEnv
+from worldmodels.envs.vector import Step, SubprocessVectorEnv, VectorEnv
 from worldmodels.errors import ConfigError
 
-__all__ = ["EnvConfig", "PRESETS", "Step", "VectorEnv", "make_env", "make_vector_env"]
+__all__ = ["EnvConfig", "PRESETS", "Step", "SubprocessVectorEnv", "VectorEnv", "make_env", "make_vector_env"]
 
 
 def make_env(cfg: EnvConfig, seed: int = 0, training: bool = True) -> gym.Env:
@@ -29,10 +31,12 @@ def make_env(cfg: EnvConfig, seed: int = 0, training: bool = True) -> gym.Env:
     return make_toy(cfg, seed)
 
 
-def make_vector_env(cfg: EnvConfig, num_envs: int, seed: int = 0, training: bool = True) -> VectorEnv:
+def make_vector_env(cfg: EnvConfig, num_envs: int, seed: int = 0, training: bool = True,
+                    processes: bool = False) -> VectorEnv:
     """``num_envs`` copies stepped together. The step after an episode's last one returns the new
     episode's first frame (its action is ignored), so every vector step yields exactly one frame per
-    environment, which the replay stores once."""
+    environment, which the replay stores once. ``processes``: each copy in a process of its own."""
     if num_envs < 1:
         raise ConfigError(f"num_envs is {num_envs}; it must be at least 1.")
-    return VectorEnv([lambda i=i: make_env(cfg, seed + i, training) for i in range(num_envs)])
+    makers = [partial(make_env, cfg, seed + i, training) for i in range(num_envs)]
+    return SubprocessVectorEnv(makers) if processes else VectorEnv(makers)

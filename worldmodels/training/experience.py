@@ -55,11 +55,15 @@ class Experience(L.LightningDataModule):
         progress_bar: show env steps, steps per second and the last episode's return.
         dataset: train offline from this run directory's replay (``python -m worldmodels.dataset info``
             shows what it holds); ``max_updates`` is then the budget and the env-step settings are unused.
+        env_processes: step each environment in a process of its own, while the updates owed run
+            (``None``: when ``num_envs`` > 1). The updates trained while a vector step is in flight draw
+            from the replay before that step's frames: one env step stale; the replay ratio is exact.
     """
 
     def __init__(self, env: EnvConfig, num_envs: int = 1, total_env_steps: int = 100_000, warmup_steps: int = 1600,
                  replay_capacity: int = 100_000, replay_storage: str = "memory", replay_dir: str | None = None,
-                 seed: int = 0, max_updates: int | None = None, progress_bar: bool = True, dataset: str | None = None):
+                 seed: int = 0, max_updates: int | None = None, progress_bar: bool = True, dataset: str | None = None,
+                 env_processes: bool | None = None):
         super().__init__()
         self.env_config = env.resolved()
         self.num_envs, self.total_env_steps, self.warmup_steps = num_envs, total_env_steps, warmup_steps
@@ -68,6 +72,7 @@ class Experience(L.LightningDataModule):
         self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
         self.seed, self.progress_bar, self.max_updates = seed, progress_bar, max_updates
         self.dataset = dataset
+        self.env_processes = num_envs > 1 if env_processes is None else env_processes
         self.rank, self.world, self.rank_seed = 0, 1, seed  # set for several processes in ``setup``
         self.counters = Counters()
         self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
@@ -83,7 +88,8 @@ class Experience(L.LightningDataModule):
     @property
     def envs(self):
         if self._envs is None:
-            self._envs = make_vector_env(self.env_config, self.num_envs, self.rank_seed, training=True)
+            self._envs = make_vector_env(self.env_config, self.num_envs, self.rank_seed, training=True,
+                                         processes=self.env_processes)
         return self._envs
 
     @property
@@ -140,6 +146,11 @@ class Experience(L.LightningDataModule):
                                   f"train on it with its environment ({data.env.suite}/{data.env.task}, as in its config).")
         return data.replay  # its sampling generator is reseeded for every batch (_offline_batches)
 
+    def teardown(self, stage: str) -> None:
+        if self._envs is not None:  # environment processes end with the run, not with the interpreter
+            self._envs.close()
+            self._envs, self._obs = None, None
+
     def train_dataloader(self):
         # Not ``self``: Lightning saves the state of a stateful loader in its loop state, which would
         # put the replay's state into the checkpoint a second time.
@@ -170,12 +181,15 @@ class Experience(L.LightningDataModule):
             self.begin_episodes()
         try:
             while self.counters.env_steps < self.total_env_steps and not self._update_budget_spent():
+                if self.envs.asynchronous:  # the updates owed run while the environments step
+                    taken = yield from self._interact_overlapped(agent, view)
+                    bar.update(taken)
+                    self._tell_callbacks_env_steps()
+                    continue
                 taken = self._interact(agent)
                 bar.update(taken)
                 self._tell_callbacks_env_steps()
-                while self._yielded < self.updates_due(agent) and not self._update_budget_spent():
-                    self._yielded += 1
-                    yield view.sample(self.replay)
+                yield from self._batches_due(agent, view)
                 if time.perf_counter() - clock > 1.0:
                     sps = (self.counters.env_steps - clock_steps) / (time.perf_counter() - clock)
                     clock, clock_steps = time.perf_counter(), self.counters.env_steps
@@ -185,6 +199,11 @@ class Experience(L.LightningDataModule):
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
+
+    def _batches_due(self, agent, view):
+        while self._yielded < self.updates_due(agent) and not self._update_budget_spent():
+            self._yielded += 1
+            yield view.sample(self.replay)
 
     def _offline_batches(self, agent, view):
         self._yielded = self.counters.updates
@@ -232,28 +251,49 @@ class Experience(L.LightningDataModule):
     def _interact(self, agent) -> int:
         """One vector step; returns the number of env steps it executed over every rank (reset steps
         are not ones)."""
-        if self.counters.env_steps < self.warmup_steps and agent.random_warmup:
-            actions = self.envs.random_actions(self._rng)
-        else:
-            with agent.acting():
-                if self._agent_state is None:
-                    self._agent_state = agent.initial_state(self.num_envs)
-                obs = torch.as_tensor(self._obs, device=agent.device)
-                first = torch.as_tensor(self._first, device=agent.device)
-                actions, self._agent_state = agent.act(obs, self._agent_state, first, explore=True)
-                actions = actions.cpu().numpy()
+        actions = self._actions(agent)
         step = self.envs.step(actions)
         self._store(step, actions)
-        taken = int((~step.first).sum())
+        taken = self._count_steps(int((~step.first).sum()), agent)
+        self._count_games(step)
+        return taken
+
+    def _interact_overlapped(self, agent, view):
+        """``_interact`` with the environments in their own processes: send the actions, count the step
+        (known before it completes: the environments that do not restart), yield the batches now owed
+        (Lightning trains on them while the environments step), then store the step."""
+        actions = self._actions(agent)
+        self.envs.step_async(actions)
+        taken = self._count_steps(int(self.envs.stepping.sum()), agent)
+        yield from self._batches_due(agent, view)
+        step = self.envs.step_wait()
+        self._store(step, actions)
+        self._count_games(step)
+        return taken
+
+    def _actions(self, agent) -> np.ndarray:
+        if self.counters.env_steps < self.warmup_steps and agent.random_warmup:
+            return self.envs.random_actions(self._rng)
+        with agent.acting():
+            if self._agent_state is None:
+                self._agent_state = agent.initial_state(self.num_envs)
+            obs = torch.as_tensor(self._obs, device=agent.device)
+            first = torch.as_tensor(self._first, device=agent.device)
+            actions, self._agent_state = agent.act(obs, self._agent_state, first, explore=True)
+            return actions.cpu().numpy()
+
+    def _count_steps(self, taken: int, agent) -> int:
         if self.world > 1:  # every rank's, so that all of them owe the same updates and save at the same step
             taken = int(sum_over_ranks(torch.tensor([taken], device=agent.device)))
         self.counters.env_steps += taken
         self.counters.frames += taken * self.env_config.action_repeat
+        return taken
+
+    def _count_games(self, step) -> None:
         for _, score, length in step.finished_games:
             self.counters.episodes += 1
             self.finished_games.append((score, length))
             self.recent_returns.append(score)
-        return taken
 
     def _store(self, step, actions) -> None:
         self.replay.add(step.obs, actions, step.reward, step.terminated, step.truncated, step.first)
