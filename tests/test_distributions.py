@@ -148,6 +148,76 @@ def test_straight_through_with_unimix_and_sample_shape():
     assert torch.distributions.kl_divergence(dist, dist).abs().max().item() < 1e-6
 
 
+GUMBEL_PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
+
+
+@pytest.mark.parametrize("built_from", ["logits", "probs"])
+def test_gumbel_max_sample_frequencies_are_the_probabilities_within_4_standard_errors(built_from):
+    n = 200_000
+    # Unnormalised logits (log p + 3) must not matter; the standard error is the binomial one,
+    # sqrt(p (1 - p) / n), from the probabilities themselves.
+    dist = (OneHotStraightThrough(logits=GUMBEL_PROBS.log() + 3.0) if built_from == "logits"
+            else OneHotStraightThrough(probs=GUMBEL_PROBS))
+    torch.manual_seed(0)
+    frequencies = dist.sample((n,)).mean(0)
+    standard_error = (GUMBEL_PROBS * (1 - GUMBEL_PROBS) / n).sqrt()
+    assert ((frequencies - GUMBEL_PROBS).abs() < 4 * standard_error).all(), (frequencies, standard_error)
+
+
+def test_categorical_samples_are_drawn_without_torch_multinomial(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.multinomial syncs with the host on a GPU")
+
+    monkeypatch.setattr(torch, "multinomial", refuse)
+    logits = torch.randn(3, 5, requires_grad=True)
+    OneHotStraightThrough(logits=logits).sample()
+    OneHotStraightThrough(logits=logits, unimix=0.01).rsample((2,))
+    OneHotStraightThrough(probs=logits.softmax(-1)).sample()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_gumbel_max_sample_is_one_hot_in_the_logits_dtype_with_torchs_shapes(dtype):
+    logits = torch.randn(5, 7).to(dtype)
+    dist = OneHotStraightThrough(logits=logits)
+    for sample_shape in [(), (4,), (2, 3)]:
+        sample = dist.sample(sample_shape)
+        assert sample.shape == torch.distributions.OneHotCategorical(logits=logits.float()).sample(sample_shape).shape
+        assert sample.shape == (*sample_shape, 5, 7) and sample.dtype == dtype
+        assert set(sample.unique().tolist()) <= {0.0, 1.0}
+        assert (sample.sum(-1) == 1).all()
+        assert not sample.requires_grad
+
+
+def test_gumbel_max_sampling_is_reproducible_under_manual_seed():
+    dist = OneHotStraightThrough(logits=torch.randn(64, 6))
+    torch.manual_seed(123)
+    first = dist.rsample((10,))
+    torch.manual_seed(123)
+    again = dist.rsample((10,))
+    torch.manual_seed(124)
+    other = dist.rsample((10,))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_a_class_of_probability_zero_is_never_drawn():
+    torch.manual_seed(0)
+    from_probs = OneHotStraightThrough(probs=torch.tensor([0.0, 0.5, 0.5])).sample((20_000,))
+    from_logits = OneHotStraightThrough(logits=torch.tensor([float("-inf"), 0.0, 0.0])).sample((20_000,))
+    for sample in (from_probs, from_logits):
+        assert sample[:, 0].sum() == 0 and (sample.sum(-1) == 1).all()
+
+
+@pytest.mark.parametrize("u", [0.0, 1.0])
+def test_uniform_draws_of_exactly_0_or_1_still_give_finite_gumbel_noise(monkeypatch, u):
+    # Equal finite noise on every class leaves the argmax at the most likely class (index 2); an
+    # unclamped u of 0 or 1 would make every entry -inf or +inf and argmax would answer index 0.
+    rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *args, **kwargs: rand(*args, **kwargs).fill_(u))
+    sample = OneHotStraightThrough(logits=torch.tensor([0.0, 1.0, 2.0, -1.0])).sample((3,))
+    torch.testing.assert_close(sample, torch.tensor([[0.0, 0.0, 1.0, 0.0]] * 3))
+
+
 def test_bounded_actor_std_within_bounds_and_mode_within_action_range():
     extreme = torch.tensor([-1e4, -5.0, 0.0, 5.0, 1e4])
     dist = bounded_normal(extreme, extreme)

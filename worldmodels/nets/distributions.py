@@ -150,6 +150,23 @@ class OneHotStraightThrough(D.OneHotCategorical):
             else:
                 probs = (1.0 - unimix) * probs + unimix / probs.shape[-1]
         super().__init__(probs=probs, logits=logits, validate_args=validate_args)
+        self._from_probs = logits is None
+
+    @torch.no_grad()
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """One-hot draws by the Gumbel-max trick, argmax_k(logits_k + G_k) with G = -log(-log(u)) and
+        u ~ U(0, 1) from ``torch.rand`` on the logits' device: torch's sampler (``torch.multinomial``)
+        syncs with the host on a GPU, this does not. u is clamped into [tiny, 1 - eps] so that G stays
+        finite; the sum is taken in float32 or wider. Shape ``sample_shape + batch_shape + event_shape``
+        and the logits' dtype, as torch's ``sample``."""
+        shape = self._extended_shape(torch.Size(sample_shape))
+        # log(probs) keeps a class of probability 0 impossible; torch's logits from probs clamp it to eps.
+        logits = torch.log(self.probs) if self._from_probs else self.logits
+        dtype = at_least_float32(logits.dtype)
+        finfo = torch.finfo(dtype)
+        u = torch.rand(shape, dtype=dtype, device=logits.device).clamp_(finfo.tiny, 1.0 - finfo.eps)
+        index = (logits.to(dtype) - torch.log(-torch.log(u))).argmax(-1, keepdim=True)
+        return torch.zeros(shape, dtype=logits.dtype, device=logits.device).scatter_(-1, index, 1.0)
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         sample = self.sample(sample_shape)
