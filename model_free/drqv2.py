@@ -27,7 +27,8 @@ from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
 from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
-from worldmodels.regularizers import dr3_penalty, gradient_recording_off, random_shift
+from worldmodels.nets.ema import ema_update_
+from worldmodels.regularizers import LocalSignalMixing, dr3_penalty, gradient_recording_off, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -66,8 +67,12 @@ class Actor(nn.Module):
         self.policy.apply(orthogonal_init)
 
     def forward(self, h: torch.Tensor, stddev: float) -> TruncatedNormal:
-        mu = torch.tanh(self.policy(self.trunk(h)))
+        mu = self.mean_action(h)
         return TruncatedNormal(mu, torch.full_like(mu, stddev))
+
+    def mean_action(self, h: torch.Tensor) -> torch.Tensor:
+        """mu(h) in [-1, 1], the policy's deterministic part."""
+        return torch.tanh(self.policy(self.trunk(h)))
 
 
 class Critic(nn.Module):
@@ -131,6 +136,15 @@ class DrQv2(Agent):
     def replay_view(self) -> TransitionView:
         return self.view
 
+    def compiled_modules(self) -> dict:
+        """What ``worldmodels.training.compile.compile_agent`` compiles: the encoder (s and s', every
+        update), the actor's mean, the critic's features and its forward, the target critic. Not the
+        encoder when it mixes (A-LIX: random shifts and gradient hooks); the exploration and target
+        noise stay in eager mode."""
+        mixes = any(isinstance(m, LocalSignalMixing) for m in self.encoder.modules())
+        return {**({} if mixes else {"encoder": self.encoder}), "actor.mean_action": self.actor.mean_action,
+                "critic.features": self.critic.features, "critic": self.critic, "critic_target": self.critic_target}
+
     def configure_optimizers(self):
         lr = self.hparams.lr
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
@@ -166,9 +180,7 @@ class DrQv2(Agent):
         metrics = self.update_critic(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
                                      encoder_opt, critic_opt, next_h_grad)
         metrics.update(self.update_actor(h.detach(), stddev, actor_opt))
-        with torch.no_grad():
-            for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
-                target.lerp_(online, self.hparams.critic_tau)
+        ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.hparams.critic_tau)
         self.log_scalars({**metrics, "train/stddev": stddev})
 
     def critic_loss(self, h, action, reward, discount, next_h, stddev) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -202,18 +202,18 @@ class Rainbow(Agent):
         return self.view
 
     def compiled_modules(self) -> dict:
-        """What ``worldmodels.training.compile.compile_agent`` compiles: the encoders of the online and
-        target nets (s and s', every update), unless they mix (A-LIX: random shifts, gradient hooks);
-        and, when the Dense layers are plain (no noisy nets, no information bottleneck, both of which
-        draw noise in their forward), the heads and the whole nets. DER and A-LIX-Atari (noisy, mixing)
-        leave nothing to compile."""
-        nets = {"q": self.q, **({"q_target": self.q_target} if self.sync_every > 1 else {})}
+        """What ``worldmodels.training.compile.compile_agent`` compiles: of the online and target nets,
+        the encoder unless it mixes (A-LIX: random shifts, gradient hooks), and the Dense layers and
+        heads when they are plain (noisy nets and the information bottleneck draw noise in their
+        forward); a net of which both are pure is compiled whole (s' through it), the online net's parts
+        also one by one (the update calls them so). DER and A-LIX-Atari, noisy and mixing, leave nothing."""
+        heads = not self.hparams.noisy and self.q.bottleneck is None
         out = {}
-        for name, net in nets.items():
-            if not any(isinstance(m, LocalSignalMixing) for m in net.encoder.modules()):
-                out[f"{name}.encoder"] = net.encoder
-        if not self.hparams.noisy and self.q.bottleneck is None:
-            out |= {"q.features_and_kl": self.q.features_and_kl, "q.logits": self.q.logits, **nets}
+        for name, net in {"q": self.q, **({"q_target": self.q_target} if self.sync_every > 1 else {})}.items():
+            encoder = not any(isinstance(m, LocalSignalMixing) for m in net.encoder.modules())
+            parts = {**({f"{name}.encoder": net.encoder} if encoder else {}),
+                     **({f"{name}.features_and_kl": net.features_and_kl, f"{name}.logits": net.logits} if heads else {})}
+            out |= ({**(parts if name == "q" else {}), name: net} if encoder and heads else parts)
         return out
 
     def configure_optimizers(self):

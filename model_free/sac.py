@@ -36,6 +36,7 @@ from model_free.health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, orthogonal_init
+from worldmodels.nets.ema import ema_update_
 from worldmodels.regularizers import cql_continuous_penalty, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -189,6 +190,16 @@ class SAC(Agent):
 
     def replay_view(self) -> TransitionView:
         return self.view
+
+    def compiled_modules(self) -> dict:
+        """What ``worldmodels.training.compile.compile_agent`` compiles: the convolutions of the critic
+        and of its target (M + K shifted copies of the batch, every update), the actor's network, the
+        critic's features and its forward, the target critic and SAC+AE's decoder. The policy's
+        distribution and its draws stay in eager mode."""
+        return {"critic.encoder.convs": self.critic.encoder.convs, "critic_target.encoder.convs":
+                self.critic_target.encoder.convs, "actor": self.actor, "critic.features": self.critic.features,
+                "critic": self.critic, "critic_target": self.critic_target,
+                **({"decoder": self.decoder} if self.hparams.decoder else {})}
 
     def configure_optimizers(self):
         h = self.hparams
@@ -365,9 +376,11 @@ class SAC(Agent):
         """Q' <- tau Q + (1 - tau) Q', the encoder (convs, Trunk) at ``encoder_tau``."""
         h = self.hparams
         encoder = {id(p) for p in self.encoder_parameters()}
-        for p, p_target in zip(self.critic.parameters(), self.critic_target.parameters()):
-            tau = (h.encoder_tau if h.encoder_tau is not None else h.critic_tau) if id(p) in encoder else h.critic_tau
-            p_target.lerp_(p, tau)
+        pairs = list(zip(self.critic.parameters(), self.critic_target.parameters()))
+        for in_encoder, tau in ((True, h.encoder_tau if h.encoder_tau is not None else h.critic_tau),
+                                (False, h.critic_tau)):
+            chosen = [(p, p_target) for p, p_target in pairs if (id(p) in encoder) == in_encoder]
+            ema_update_([p_target for _, p_target in chosen], [p for p, _ in chosen], tau)
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:

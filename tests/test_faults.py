@@ -147,6 +147,8 @@ def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_ke
     (["--run_dir", "/proc/not-writable/run"], "cannot be written"),
     (["--trainer.precision", "16-mixed"], "trainer.precision 16-mixed (fp16) is not supported"),
     (["--trainer.accelerator", "gpu", "--trainer.devices", "99"], "asks for 99 GPUs but this machine has"),
+    (["--model.init_args.alix", "true", "--model.init_args.noisy", "true", "--compile", "true"],
+     "compile is not supported for Rainbow as configured"),
     (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
      "several processes train with ddp"),
     (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--workflow.online", "true"],

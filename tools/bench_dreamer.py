@@ -1,6 +1,6 @@
 """DreamerV3 gradient updates per second and peak memory, against sheeprl 0.8.4 in the same run.
 
-    python tools/bench_dreamer.py [--size S] [--updates 3] [--repeats 2] \
+    python tools/bench_dreamer.py [--size S] [--updates 3] [--repeats 2] [--compile] \
         [--sheeprl-python /path/to/sheeprl-venv/bin/python]
 
 Both sides train on the same random batch shape: 16 sequences x 64 steps of 64x64 RGB uint8 frames
@@ -9,6 +9,10 @@ runs in its own process (peak memory is per process), alternately, ``--repeats``
 reported. sheeprl is not a dependency: install it in its own virtual environment
 (``pip install torch==2.13.0 "sheeprl[atari,dmc]==0.8.4" "mujoco==3.17.0"``) and pass its python;
 its side is ``tools/sheeprl_dreamer_peer.py``.
+
+``--compile`` compiles our agent as ``--compile true`` does in a run (``worldmodels.training.compile``)
+and also reports the first update, which compiles; the timed updates come after it. The peer runs
+as sheeprl's config has it (uncompiled) either way.
 """
 
 from __future__ import annotations
@@ -55,9 +59,9 @@ def measure_ours(size: str, updates: int, continuous: bool, device: str, precisi
     agent.manual_backward = lambda loss: loss.backward()
     agent.log_scalars = lambda metrics: None
     if compile_:
-        agent.world_model.compile()
-        agent.actor.compile()
-        agent.critic.compile()
+        from worldmodels.training.compile import compile_agent
+
+        compile_agent(agent)
     batch = {k: v.to(device) for k, v in random_batch(16, 64, 6, continuous).items()}
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
@@ -67,13 +71,16 @@ def measure_ours(size: str, updates: int, continuous: bool, device: str, precisi
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    step()
+    start = time.perf_counter()
+    step()  # the warm-up; with --compile it traces and compiles every target (each at its first call)
+    first = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(updates):
         step()
     seconds = (time.perf_counter() - start) / updates
     out = {"seconds_per_update": seconds, "updates_per_second": 1 / seconds,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads()}
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads(),
+           "first_update_seconds": first}
     if device.startswith("cuda"):
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -123,7 +130,13 @@ def main():
         print(f"| {name} | {args.size} | 16 x 64 | {s:.2f} | {1 / s:.3f} | {mem:.0f} |")
         return s
 
-    ours_s = row("worldmodels DreamerV3", ours)
+    def first_update(results):
+        return statistics.median(r["first_update_seconds"] for r in results)
+
+    ours_s = row("worldmodels DreamerV3" + (" (compiled)" if args.compile else ""), ours)
+    if args.compile:
+        print(f"\nfirst update, which compiles (inductor's on-disk cache as this machine holds it): "
+              f"{first_update(ours):.1f} s; later updates {ours_s:.2f} s")
     if peer:
         peer_s = row("sheeprl 0.8.4 dreamer_v3", peer)
         print(f"\nspeed-up over sheeprl: {peer_s / ours_s:.2f}x")

@@ -32,6 +32,7 @@ from worldmodels.run_directory import (check_resume, make_run_directory, remove_
                                        resolve_run, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
+from worldmodels.training.compile import compile_agent
 from worldmodels.training.distributed import started_beside_rank_zero
 from worldmodels.training.validate import plan_processes, validate_precision, validate_start
 
@@ -113,6 +114,9 @@ class FitCLI(LightningCLI):
         parser.add_argument("--force_resume", type=bool, default=False,
                             help="Resume even when the config differs from the run's in what shapes learning.")
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
+        parser.add_argument("--compile", type=bool, default=False,
+                            help="torch.compile the agent's hot parts (worldmodels.training.compile); the first "
+                                 "updates include the compilation.")
         parser.add_class_arguments(Evaluation, "evaluation")
         parser.add_class_arguments(Health, "health")
         parser.add_class_arguments(Workflow, "workflow")
@@ -234,6 +238,8 @@ def main(args: list[str] | None = None) -> Path:
         if not cli.follower:
             write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
         cli.model.build(cli.datamodule.spec)
+        if cli.config["compile"]:
+            compile_agent(cli.model)  # one sentence for an agent that declares nothing to compile
         started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
     except SystemExit:

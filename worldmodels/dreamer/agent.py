@@ -110,6 +110,20 @@ class DreamerV3(Agent):
             return adaptive_clip_grad_(params, self.hparams.agc)
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
+    def compiled_modules(self) -> dict:
+        """What ``worldmodels.training.compile.compile_agent`` compiles: the convolutional encoder and
+        decoder (once per update on B x T frames), the RSSM's two step cells (recurrence and latent
+        logits: T steps of ``observe``, H steps of imagination) and its batched prior, the reward and
+        continue heads, the actor's network (H steps of imagination) and the critic's features, fast
+        and slow networks. The latent and action draws stay in eager mode (see rssm.py)."""
+        wm, rssm = self.world_model, self.world_model.rssm
+        return {"world_model.encoder": wm.encoder, "world_model.decoder": wm.decoder,
+                "world_model.rssm.posterior_step": rssm.posterior_step, "world_model.rssm.prior_step": rssm.prior_step,
+                "world_model.rssm.prior_logits": rssm.prior_logits,
+                "world_model.reward_head": wm.reward_head, "world_model.continue_head": wm.continue_head,
+                "actor.net": self.actor.net, "critic.features": self.critic.features, "critic.net": self.critic.net,
+                "critic.slow": self.critic.slow}
+
     def action_vectors(self, action: torch.Tensor) -> torch.Tensor:
         """Replay actions as RSSM inputs: one-hot for discrete spaces, as stored for continuous ones."""
         return F.one_hot(action.long(), self.action_dim).float() if self.spec.discrete else action.float()

@@ -22,9 +22,11 @@ from torch import nn
 
 from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.dreamer.rssm import RSSM, State, stack_states
-from worldmodels.nets.distributions import (OneHotStraightThrough, bounded_normal, make_bins, two_hot_decode,
-                                            two_hot_loss)
+from worldmodels.nets.distributions import (OneHotStraightThrough, at_least_float32, bounded_normal, make_bins,
+                                            two_hot_decode, two_hot_loss)
 from worldmodels.nets.dreamer_blocks import mlp
+from worldmodels.nets.ema import ema_update_
+from worldmodels.training.distributed import cat_over_ranks
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
@@ -70,7 +72,8 @@ class ReturnScale(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> torch.Tensor:
-        low, high = torch.quantile(returns.detach().float().flatten(), self.quantiles)
+        # Over every process's returns, so that the ranks keep one scale (DDP keeps only the weights equal).
+        low, high = torch.quantile(cat_over_ranks(returns.detach().float().flatten()), self.quantiles)
         d = self.decay
         # The reference code starts its EMA from zero; so do we (no special first step).
         self.low.mul_(d).add_((1 - d) * low)
@@ -91,7 +94,9 @@ class Actor(nn.Module):
         self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim, norm=norm)
 
     def dist(self, out: torch.Tensor):
-        """The policy from the network's raw output: unimix categorical, or bounded Normal."""
+        """The policy from the network's raw output: unimix categorical, or bounded Normal; in float32
+        when the network ran in bf16 (autocast), so are its log-probabilities and entropy."""
+        out = out.to(at_least_float32(out.dtype))
         if self.discrete:
             return OneHotStraightThrough(logits=out, unimix=self.unimix)
         mean, std = out.chunk(2, -1)
@@ -137,8 +142,7 @@ class Critic(nn.Module):
 
     @torch.no_grad()
     def update_slow(self, fraction: float) -> None:
-        for slow, fast in zip(self.slow.parameters(), self.net.parameters()):
-            slow.lerp_(fast, fraction)
+        ema_update_(self.slow.parameters(), self.net.parameters(), fraction)
 
 
 def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State, torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from worldmodels.nets.distributions import OneHotStraightThrough, unimix_logits
+from worldmodels.nets.distributions import OneHotStraightThrough, at_least_float32, unimix_logits
 from worldmodels.nets.dreamer_blocks import NormGRUCell, init_weights_, mlp, norm_layer
 
 
@@ -66,14 +66,32 @@ class RSSM(nn.Module):
     def feat_dim(self) -> int:
         return self.deter_dim + self.stoch * self.classes
 
-    def _dist(self, raw: torch.Tensor) -> tuple[torch.Tensor, OneHotStraightThrough]:
-        logits = unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
-        return logits, OneHotStraightThrough(logits=logits)
+    # The step is split in two: its deterministic part (``posterior_step``, ``prior_step``: the
+    # recurrence and the latent logits), which ``worldmodels.training.compile`` compiles as one graph
+    # each, and the draw from the logits (``sample``), which stays in eager mode so that a compiled
+    # run draws the same random numbers from the same generator as an eager one.
+    def _logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """Unimix logits (..., S, K) from a head's raw output (..., S * K), in float32 when the head ran
+        in bf16 (autocast), as the reference code's distributions: the draws, the KL losses and the
+        entropies are then float32 too (bf16 would round a 4-nat KL to 1/64 of a nat)."""
+        raw = raw.to(at_least_float32(raw.dtype))
+        return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
+
+    @staticmethod
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        """A one-hot draw of every latent variable, with straight-through gradients."""
+        return OneHotStraightThrough(logits=logits).rsample()
+
+    def prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
+        """Logits of p(z_t | h_t)."""
+        return self._logits(self.prior_net(deter))
 
     def initial(self, batch: int) -> State:
-        deter = torch.tanh(self.initial_deter).expand(batch, -1)
-        logits, dist = self._dist(self.prior_net(deter))
-        return State(deter, dist.mode, logits)
+        """The learned initial state, the same for every row: computed once and expanded to ``batch``."""
+        deter = torch.tanh(self.initial_deter)[None]
+        logits = self.prior_logits(deter)
+        one = State(deter, OneHotStraightThrough(logits=logits).mode, logits)
+        return State(*(x.expand(batch, *x.shape[1:]) for x in one))
 
     def reset_where(self, state: State, action: torch.Tensor, first: torch.Tensor,
                     init: State | None = None) -> tuple[State, torch.Tensor]:
@@ -85,25 +103,32 @@ class RSSM(nn.Module):
                         for s, i in zip(state, init)))
         return mixed, action * keep.view(-1, *[1] * (action.dim() - 1))
 
-    def img_step(self, prev: State, action: torch.Tensor) -> State:
-        """Prior step: from the previous state and action to h_t and z_t ~ p(z_t | h_t)."""
-        deter = self.recurrent_step(prev, action)
-        logits, dist = self._dist(self.prior_net(deter))
-        return State(deter, dist.rsample(), logits)
-
     def recurrent_step(self, prev: State, action: torch.Tensor) -> torch.Tensor:
         """h_t from the state and action at t-1."""
         return self.gru(self.img_in(torch.cat([prev.stoch.flatten(-2), bounded_action(action)], -1)), prev.deter)
 
-    def posterior(self, deter: torch.Tensor, projected_embed: torch.Tensor) -> State:
-        """z_t ~ q(z_t | h_t, e_t), with ``projected_embed`` = post_embed(e_t)."""
-        logits, dist = self._dist(self.post_out(self.post_deter(deter) + projected_embed))
-        return State(deter, dist.rsample(), logits)
+    def prior_step(self, prev: State, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_t, logits of p(z_t | h_t)) from the state and action at t-1."""
+        deter = self.recurrent_step(prev, action)
+        return deter, self.prior_logits(deter)
+
+    def posterior_step(self, prev: State, action: torch.Tensor,
+                       projected_embed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_t, logits of q(z_t | h_t, e_t)) from the state and action at t-1 and ``projected_embed``
+        = post_embed(e_t)."""
+        deter = self.recurrent_step(prev, action)
+        return deter, self._logits(self.post_out(self.post_deter(deter) + projected_embed))
+
+    def img_step(self, prev: State, action: torch.Tensor) -> State:
+        """Prior step: from the previous state and action to h_t and z_t ~ p(z_t | h_t)."""
+        deter, logits = self.prior_step(prev, action)
+        return State(deter, self.sample(logits), logits)
 
     def obs_step(self, prev: State, action: torch.Tensor, embed: torch.Tensor, first: torch.Tensor) -> State:
         """Posterior state at t from the state and action at t-1 and the embedding at t (acting)."""
         prev, action = self.reset_where(prev, action, first)
-        return self.posterior(self.recurrent_step(prev, action), self.post_embed(embed))
+        deter, logits = self.posterior_step(prev, action, self.post_embed(embed))
+        return State(deter, self.sample(logits), logits)
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, first: torch.Tensor,
                 state: State | None = None) -> tuple[State, torch.Tensor]:
@@ -117,11 +142,11 @@ class RSSM(nn.Module):
         posts = []
         for t in range(embed.shape[1]):
             prev, prev_action = self.reset_where(state, action[:, t], first[:, t], init)
-            state = self.posterior(self.recurrent_step(prev, prev_action), projected[:, t])
+            deter, logits = self.posterior_step(prev, prev_action, projected[:, t])
+            state = State(deter, self.sample(logits), logits)
             posts.append(state)
         posts = stack_states(posts, 1)
-        prior_logits, _ = self._dist(self.prior_net(posts.deter))
-        return posts, prior_logits
+        return posts, self.prior_logits(posts.deter)
 
     def imagine_with_actions(self, state: State, actions: torch.Tensor, first: torch.Tensor | None = None) -> State:
         """Prior rollout along recorded actions (B, T, A): the open-loop prediction. Where ``first``
