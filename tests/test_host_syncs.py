@@ -93,3 +93,24 @@ def test_the_counter_sees_the_conversions_of_our_code_and_not_the_tests():
         torch.ones(()).item()
     assert {call for _, _, call in syncs} == {"__bool__", "__int__"}
     assert all(file == "guard.py" for file, _, _ in syncs)
+
+
+def test_dreamer_computes_its_diagnostics_only_on_the_updates_whose_metrics_are_logged():
+    def one_update(logged: bool):
+        torch.manual_seed(0)
+        agent, batch = dreamer_case()
+        on_a_step_not_logged(agent)
+        agent._trainer._logger_connector.should_update_logs = logged
+        seen = {}
+        agent.finite_watch.observe = lambda metrics, updates: seen.update(metrics)
+        agent.log_dict = lambda *args, **kwargs: None  # no Trainer to write them
+        agent.training_step(batch, 0)
+        return agent, seen
+
+    quiet, quiet_metrics = one_update(logged=False)
+    logged, logged_metrics = one_update(logged=True)
+    assert set(quiet_metrics) == {"wm/loss", "wm/grad_norm", "actor/loss", "actor/grad_norm", "critic/loss",
+                                  "critic/grad_norm"}  # the losses and norms the update computes anyway
+    assert {"wm/posterior_entropy", "imagined/return", "critic/feature_dot"} <= set(logged_metrics)
+    for (name, a), b in zip(quiet.state_dict().items(), logged.state_dict().values()):
+        assert torch.equal(a, b), name  # the same update either way

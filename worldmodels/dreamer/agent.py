@@ -161,7 +161,8 @@ class DreamerV3(Agent):
         first, action = self.sequence_inputs(batch)
 
         model_loss, post, metrics = self.world_model.loss(batch["obs"], action, batch["reward"], batch["terminal"],
-                                                          first, h.free_nats, h.dyn_scale, h.rep_scale)
+                                                          first, h.free_nats, h.dyn_scale, h.rep_scale,
+                                                          diagnostics=self.logs_now())
         model_opt.zero_grad()
         self.manual_backward(model_loss)
         metrics["wm/grad_norm"] = self.clip_gradients_(self.world_model.parameters(), h.model_clip)
@@ -171,7 +172,7 @@ class DreamerV3(Agent):
         start_cont = (~batch["terminal"]).float().flatten()
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
             self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, h.horizon, h.gamma,
-            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef, batch, h.repval_scale)
+            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef, batch, h.repval_scale, diagnostics=self.logs_now())
         actor_opt.zero_grad()
         self.manual_backward(actor_loss)
         metrics["actor/grad_norm"] = self.clip_gradients_(self.actor.parameters(), h.ac_clip)

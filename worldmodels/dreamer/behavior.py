@@ -167,8 +167,9 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
                     start_cont: torch.Tensor, horizon: int = 15, gamma: float = 0.997, lam: float = 0.95,
                     entropy_coef: float = 3e-4, slow_reg: float = 1.0, dr3_coef: float = 0.0,
                     replay: dict[str, torch.Tensor] | None = None,
-                    repval_scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states).
+                    repval_scale: float = 0.0, diagnostics: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states);
+    without ``diagnostics`` the metrics are the two losses alone (updates whose metrics are not logged).
     With ``repval_scale`` the critic also learns the replay returns of the (B, T) sequences whose
     posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags."""
     # REINFORCE needs no gradient through the imagined dynamics: imagine without building that graph.
@@ -182,7 +183,7 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
     critic_feat = feat[:-1].detach()
     critic_phi = critic.features(critic_feat)  # with gradient, for the critic's loss
     critic_logits = critic.head(critic_phi)
-    dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1))
+    dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1)) if dr3_coef or diagnostics else None
     if backprop:
         value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
     else:
@@ -218,6 +219,8 @@ def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: Re
         per_step = critic.logits_loss(logits, target) + slow_reg * critic.logits_loss(logits, slow)
         repval = ((~replay["last"][:, :-1]).float() * per_step).mean()
         critic_loss = critic_loss + repval_scale * repval
+    if not diagnostics:
+        return actor_loss, critic_loss, {"actor/loss": actor_loss, "critic/loss": critic_loss}
     metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
                "critic/loss": critic_loss, "critic/value": value.mean(), "critic/td_loss": (weight * td_loss).mean(),
                "critic/feature_dot": dr3, "imagined/return": returns.mean(),

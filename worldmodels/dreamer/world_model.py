@@ -124,8 +124,9 @@ class WorldModel(nn.Module):
 
     def loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, terminal: torch.Tensor,
              first: torch.Tensor, free_nats: float = 1.0, dyn_scale: float = 0.5,
-             rep_scale: float = 0.1) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
-        """World-model loss on a (B, T) batch; returns it, the posterior states and metrics."""
+             rep_scale: float = 0.1, diagnostics: bool = True) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        """World-model loss on a (B, T) batch; returns it, the posterior states and metrics (none
+        without ``diagnostics``: on the updates whose metrics are not logged, no work is spent on them)."""
         embed = self.encoder(obs)
         post, prior_logits = self.rssm.observe(embed, action, first)
         feat = post.features()
@@ -136,6 +137,8 @@ class WorldModel(nn.Module):
         cont_loss = F.binary_cross_entropy_with_logits(cont_logits, (~terminal).float(), reduction="none")
         dyn, rep, kl = kl_balance(post.logits, prior_logits, free_nats)
         loss = (image + reward_loss + cont_loss).mean() + dyn_scale * dyn.mean() + rep_scale * rep.mean()
+        if not diagnostics:
+            return loss, post, {}
         metrics = {
             "wm/image_loss": image.mean(), "wm/reward_loss": reward_loss.mean(), "wm/continue_loss": cont_loss.mean(),
             "wm/kl_dyn": dyn.mean(), "wm/kl_rep": rep.mean(), "wm/kl": kl.mean(),

@@ -89,11 +89,16 @@ class Agent(L.LightningModule):
         finally:
             self.train(was_training)
 
+    def logs_now(self) -> bool:
+        """Whether this training step's metrics are written (``logs_this_step``; outside a Trainer,
+        always): an update can skip computing what only its metrics would show."""
+        return self._trainer is None or logs_this_step(self.trainer)
+
     def log_scalars(self, metrics: dict[str, float | torch.Tensor]) -> None:
         """Log training metrics, on the steps whose metrics Lightning writes (``logs_this_step``); on
         every step, fold their finiteness into the numerical guard's flags (``training/guard.py``)."""
         self.finite_watch.observe(metrics, self.counters.updates)
-        if self._trainer is not None and not logs_this_step(self.trainer):
+        if not self.logs_now():
             return
         self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}, on_step=True, on_epoch=False)
 
