@@ -95,7 +95,8 @@ def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(
 @pytest.mark.parametrize("config, flags", [
     ("configs/nddqn_atari.yaml", []),
     ("configs/drqv2_dmc.yaml", ["--model.init_args.batch_size", "32"]),  # as the one-process smoke runs
-    ("configs/dreamer_dmc.yaml", ["--model.init_args.size", "XS", "--data.max_updates", "3"]),
+    # a health check at update 2, on the first process alone (its return scale must not wait for the other)
+    ("configs/dreamer_dmc.yaml", ["--model.init_args.size", "XS", "--data.max_updates", "3", "--health.every_updates", "2"]),
 ])
 def test_shipped_configs_train_on_two_processes(tmp_path, config, flags):
     done = run(tmp_path, "--config", str(ROOT / config), "--config", str(ROOT / "configs/smoke.yaml"), *flags,
@@ -105,3 +106,5 @@ def test_shipped_configs_train_on_two_processes(tmp_path, config, flags):
     assert rank0["counters"] == rank1["counters"] and rank0["counters"]["updates"] > 0
     assert rank0["weights"] == rank1["weights"]
     assert (tmp_path / "run" / "eval-final.json").is_file()
+    header = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    assert "health/" in header  # the first process's health check ran while the other trained on

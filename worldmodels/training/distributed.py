@@ -13,17 +13,37 @@ With one process every function here is the identity, without a collective.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 
+_alone = 0  # depth of ``this_process_only`` blocks
+
+
 def world_size() -> int:
+    """The processes sharing statistics now: 1 inside ``this_process_only``."""
+    if _alone:
+        return 1
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+@contextmanager
+def this_process_only():
+    """For work that one process does while the others go on (the first process's health checks): the
+    statistics in it stay this process's, since a collective would wait for processes that never come."""
+    global _alone
+    _alone += 1
+    try:
+        yield
+    finally:
+        _alone -= 1
+
+
 def rank() -> int:
+    """This process's rank in the run (also inside ``this_process_only``)."""
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 

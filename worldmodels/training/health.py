@@ -28,6 +28,7 @@ import torch
 from worldmodels.diagnostics.health import discounted_returns, effective_horizon
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
+from worldmodels.training.distributed import this_process_only
 
 HELD_TRANSITIONS = 256
 
@@ -200,7 +201,7 @@ class Health(L.Callback):
             self._batch = held_batch(agent, data.replay, generator, self.transitions)
         self.checks += 1
         devices = [agent.device] if agent.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), this_process_only():  # on the first process alone
             torch.manual_seed(self.seed)
             raw = agent.health(self._batch)
         if not raw:
