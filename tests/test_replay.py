@@ -240,3 +240,15 @@ def test_the_memmap_replay_holds_and_samples_exactly_what_the_in_memory_one_does
         assert memory.keys() == memmap.keys()
         for key in memory:
             assert torch.equal(memory[key], memmap[key]), key
+
+
+@pytest.mark.parametrize("storage", ["memory", "memmap"])
+def test_frames_are_gathered_from_the_rows_and_columns_asked_for(tmp_path, storage):
+    replay = Replay(60, num_envs=3, frame_stack=1, frame_channels=1, storage=storage, directory=str(tmp_path))
+    fill(replay, 50, 3)  # wraps the ring: 20 rows per column hold times 30..49
+    replay.flush()
+    t = torch.tensor([[30, 49], [41, 35]])
+    env = torch.tensor([2, 0])  # broadcast against t's columns
+    frames = replay.frames(t, env)
+    assert frames.shape == (2, 2, 1, 2, 2)
+    assert frames[..., 0, 0, 0].tolist() == [[230, 49], [241, 35]]  # pixel = t + 100 x env

@@ -134,8 +134,16 @@ class Replay:
         return self._steps.get((t % self.rows, env))
 
     def frames(self, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """Frames (..., C, H, W) uint8 at logical times ``t`` of columns ``env``."""
-        return self._frames.get((t % self.rows, env))["obs"]
+        """Frames (..., C, H, W) uint8 at logical times ``t`` of columns ``env``.
+
+        Gathered with ``index_select`` over the storage tensor's rows x columns flattened into one
+        dimension: TorchRL's ``get`` indexes the two dimensions with advanced indexing, about 4x slower
+        for a batch of frames (DrQ-v2's 256 transitions of 6 RGB 84x84 frames: 15.9 ms against 3.7 ms on
+        one core), and the frames are most of what a batch costs to draw."""
+        t, env = torch.broadcast_tensors(t, env)
+        obs = self._frames._storage.get("obs")  # (rows, columns, C, H, W), a plain or memory-mapped tensor
+        index = ((t % self.rows) * self.num_envs + env).reshape(-1)
+        return obs.flatten(0, 1).index_select(0, index).view(*t.shape, *obs.shape[2:])
 
     def nbytes(self) -> int:
         """Bytes the storages' tensors actually hold: TorchRL allocates the whole capacity at the first
