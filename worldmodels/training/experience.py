@@ -117,7 +117,9 @@ class Experience(L.LightningDataModule):
         if self.replay is None and self.offline:
             self.replay = self._open_dataset()
         if self.replay is None:
-            replay_dir = self.replay_dir and (self.replay_dir if self.world == 1 else str(Path(self.replay_dir) / f"rank{self.rank}"))
+            replay_dir = self.replay_dir
+            if replay_dir and self.world > 1:
+                replay_dir = str(Path(replay_dir) / f"rank{self.rank}")
             self.replay = Replay(self.replay_capacity // self.world, self.num_envs, self.env_config.frame_stack,
                                  self.env_config.frame_channels, self.replay_storage, replay_dir, seed=self.rank_seed,
                                  stack_padding=self.env_config.stack_padding)
@@ -183,13 +185,11 @@ class Experience(L.LightningDataModule):
             while self.counters.env_steps < self.total_env_steps and not self._update_budget_spent():
                 if self.envs.asynchronous:  # the updates owed run while the environments step
                     taken = yield from self._interact_overlapped(agent, view)
-                    bar.update(taken)
-                    self._tell_callbacks_env_steps()
-                    continue
-                taken = self._interact(agent)
+                else:
+                    taken = self._interact(agent)
                 bar.update(taken)
                 self._tell_callbacks_env_steps()
-                yield from self._batches_due(agent, view)
+                yield from self._batches_due(agent, view)  # none left after an overlapped step
                 if time.perf_counter() - clock > 1.0:
                     sps = (self.counters.env_steps - clock_steps) / (time.perf_counter() - clock)
                     clock, clock_steps = time.perf_counter(), self.counters.env_steps
