@@ -276,7 +276,8 @@ def test_the_callback_logs_health_prints_a_warning_once_and_keeps_the_random_sta
     counters = Counters()
     recorder = Recorder()
     data = SimpleNamespace(replay=replay, counters=counters, offline=False, progress_key="env_steps", progress=0)
-    trainer = SimpleNamespace(datamodule=data, loggers=[recorder], default_root_dir=str(tmp_path), global_step=0)
+    trainer = SimpleNamespace(datamodule=data, loggers=[recorder], default_root_dir=str(tmp_path), global_step=0,
+                              global_rank=0)
     agent, health = PlantedCollapse(), Health(every_updates=2)
     for update in range(1, 7):
         counters.updates = update

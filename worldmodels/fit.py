@@ -132,12 +132,17 @@ class FitCLI(LightningCLI):
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
         processes, strategy = plan_processes(config["trainer"], self.datamodule, config["workflow"], self.model)
-        self.datamodule.spec  # makes the environments: an unknown task or a missing backend stops here too
         self.follower = started_beside_rank_zero()
         if self.follower:
             self._follow_rank_zero(config)
         else:
-            self._make_run_directory(config, processes)
+            self._resolve_run(config, processes)  # a resume under another config stops here, naming the key
+        self.model.build(self.datamodule.spec)  # makes the environments: an unknown task or a missing backend
+        if config["compile"]:                   # stops here too, as an agent with nothing to compile does
+            compile_agent(self.model)
+        if not self.follower:
+            self.created_run_dir = make_run_directory(self.run_dir)
+            remove_stale_files(self.run_dir)
         wandb_id = None
         if not self.follower:
             wandb_offline_unless_reachable()
@@ -167,10 +172,9 @@ class FitCLI(LightningCLI):
             os.environ[RESUME_VARIABLE] = str(self.resume_from or "")
         return trainer
 
-    def _make_run_directory(self, config, processes: int) -> None:
+    def _resolve_run(self, config, processes: int) -> None:
+        """The run directory and the checkpoint to resume, checked against this config; nothing written."""
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
-        self.created_run_dir = make_run_directory(self.run_dir)
-        remove_stale_files(self.run_dir)
         self.config_text = self.parser.dump(self.config, skip_none=False)
         if self.resume_from is not None and not config["force_resume"]:
             check_resume(self.run_dir, self.config_text)
@@ -237,9 +241,6 @@ def main(args: list[str] | None = None) -> Path:
         )
         if not cli.follower:
             write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
-        cli.model.build(cli.datamodule.spec)
-        if cli.config["compile"]:
-            compile_agent(cli.model)  # one sentence for an agent that declares nothing to compile
         started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
     except SystemExit:
