@@ -74,7 +74,7 @@ class QNetwork(nn.Module):
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """Penultimate features phi(s) (B, hidden), shared by every action (DR3's discrete phi(s, a))."""
-        return self.features_and_kl(self.encoder(obs))[0]
+        return self.features_from_encoded(self.encoder(obs))
 
     def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         return self.features_and_kl(encoded)[0]
@@ -208,12 +208,18 @@ class Rainbow(Agent):
         forward); a net of which both are pure is compiled whole (s' through it), the online net's parts
         also one by one (the update calls them so). DER and A-LIX-Atari, noisy and mixing, leave nothing."""
         heads = not self.hparams.noisy and self.q.bottleneck is None
+        nets = {"q": self.q, **({"q_target": self.q_target} if self.sync_every > 1 else {})}
         out = {}
-        for name, net in {"q": self.q, **({"q_target": self.q_target} if self.sync_every > 1 else {})}.items():
+        for name, net in nets.items():
             encoder = not any(isinstance(m, LocalSignalMixing) for m in net.encoder.modules())
             parts = {**({f"{name}.encoder": net.encoder} if encoder else {}),
                      **({f"{name}.features_and_kl": net.features_and_kl, f"{name}.logits": net.logits} if heads else {})}
-            out |= ({**(parts if name == "q" else {}), name: net} if encoder and heads else parts)
+            if not (encoder and heads):
+                out |= parts
+                continue
+            if name == "q":  # the update calls the online net's parts one by one
+                out |= parts
+            out[name] = net  # pure throughout: compiled whole (s' goes through it whole)
         return out
 
     def configure_optimizers(self):

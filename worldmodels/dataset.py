@@ -74,13 +74,12 @@ def run_of(path: Path) -> Path:
 
 def open_dataset(path: Path) -> Dataset:
     from worldmodels.training import AtomicCheckpointIO  # the training package pulls in Lightning
+    from worldmodels.training.experience import rank_zero_state
 
     run = run_of(path)
     config = yaml.safe_load(latest_config(run).read_text())
     data = config["data"]
     env = EnvConfig(**data["env"]).resolved()
-    from worldmodels.training.experience import rank_zero_state
-
     saved = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {})
     state, processes = rank_zero_state(saved).get("replay"), len(saved.get("ranks", [saved]))
     if state is None:

@@ -140,11 +140,10 @@ class FitCLI(LightningCLI):
         self.model.build(self.datamodule.spec)  # makes the environments: an unknown task or a missing backend
         if config["compile"]:                   # stops here too, as an agent with nothing to compile does
             compile_agent(self.model)
+        wandb_id = None
         if not self.follower:
             self.created_run_dir = make_run_directory(self.run_dir)
             remove_stale_files(self.run_dir)
-        wandb_id = None
-        if not self.follower:
             wandb_offline_unless_reachable()
             id_file = self.run_dir / "wandb_id.txt"
             wandb_id = id_file.read_text().strip() if id_file.exists() else None

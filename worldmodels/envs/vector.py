@@ -34,7 +34,7 @@ class Step:
 
 
 class VectorEnv:
-    asynchronous = False  # step() does the work; step_async + step_wait is the same thing in two calls
+    asynchronous = False  # step() does the work; SubprocessVectorEnv also steps in two calls (step_async, step_wait)
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]]):
         self.envs = [fn() for fn in env_fns]
@@ -68,12 +68,6 @@ class VectorEnv:
             if "episode" in info:
                 finished.append((i, float(info["episode"]["r"]), int(info["episode"]["l"])))
         return Step(self._obs.copy(), reward, terminated, truncated, first, finished)
-
-    def step_async(self, actions) -> None:
-        self._actions = actions
-
-    def step_wait(self) -> Step:
-        return self.step(self._actions)
 
     @property
     def stepping(self) -> np.ndarray:
