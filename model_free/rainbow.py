@@ -122,6 +122,11 @@ class Rainbow(Agent):
             (Dopamine's ``num_updates_per_train_step`` and ``update_period``: Nature DQN updates once
             every 4 env steps, A-LIX-Atari twice every env step).
         augment: DrQ's Atari augmentation of s and s' (edge pad 4, random crop, intensity x(1 + 0.05 N)).
+        augment_crop: ``batch`` (one crop offset for the whole batch, as Dopamine's 2021 code that produced
+            the published DrQ(eps) runs) or ``sample`` (one per image); see ``drq_atari_augment``.
+        random_warmup: act uniformly at random during the warm-up (None: unless noisy, as Dopamine, whose
+            noisy agents act with their own noisy policy from the first step; A-LIX-Atari's Table 7 lists
+            1600 random exploration steps, so its config sets true).
         alix, alix_init, alix_target_nd, alix_lr, alix_betas, alix_max_shift: one A-LIX layer after the
             encoder's last conv + ReLU, its strength S tuned toward the ND target by its own Adam.
         dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
@@ -141,7 +146,8 @@ class Rainbow(Agent):
                  noisy_sigma0: float = 0.1, prioritized: bool = True, priority_alpha: float = 0.5,
                  priority_beta: float = 0.5, priority_beta_steps: int = 0, target_update_period: int = 2000,
                  epsilon_train: float = 0.01, epsilon_eval: float = 0.001, epsilon_decay_steps: int = 2000,
-                 updates_per_env_step: float = 1.0, update_period: int = 1, augment: bool = False, alix: bool = False,
+                 updates_per_env_step: float = 1.0, update_period: int = 1, augment: bool = False,
+                 augment_crop: str = "batch", random_warmup: bool | None = None, alix: bool = False,
                  alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
                  alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0,
                  cql_alpha: float = 0.0, vib_beta: float = 0.0):
@@ -152,6 +158,8 @@ class Rainbow(Agent):
         self.save_hyperparameters()
         if optimizer not in ("adam", "rmsprop"):
             raise ConfigError(f"model.optimizer is '{optimizer}'; choose adam or rmsprop.")
+        if augment_crop not in ("batch", "sample"):
+            raise ConfigError(f"model.augment_crop is '{augment_crop}'; choose batch or sample.")
         if encoder not in ENCODERS:
             raise ConfigError(f"model.encoder is '{encoder}'; choose one of {', '.join(ENCODERS)}.")
         if num_atoms < 1:
@@ -166,7 +174,7 @@ class Rainbow(Agent):
                                                   priority_beta_steps)
         else:
             self.view = TransitionView(batch_size, n_step, gamma)
-        self.random_warmup = not noisy  # Dopamine's noisy agents act with their own noisy policy from the first step
+        self.random_warmup = (not noisy) if random_warmup is None else random_warmup
         # Updates between target syncs; 1: the target net IS the online net before each update, so none is kept.
         self.sync_every = max(1, round(target_update_period * self.updates_per_env_step))
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
@@ -305,7 +313,7 @@ class Rainbow(Agent):
 
     def augmented(self, obs: torch.Tensor) -> torch.Tensor:
         """DrQ: each call draws its own crop and intensity, so s and s' are augmented independently."""
-        return drq_atari_augment(obs) if self.hparams.augment else obs
+        return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else obs
 
     def next_state_logits(self, next_obs: torch.Tensor):
         """Logits of s' under the online net (for double Q's a*) and the target net, and the online
@@ -384,7 +392,7 @@ class Rainbow(Agent):
     def augment(self, obs: torch.Tensor) -> torch.Tensor:
         """The augmentation health compares Q under: DrQ's own, else DrQ-v2's random shift (pad 4),
         the common yardstick for agents trained without one."""
-        return drq_atari_augment(obs) if self.hparams.augment else random_shift(obs, 4)
+        return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else random_shift(obs, 4)
 
     def health(self, batch) -> dict[str, torch.Tensor | float]:
         """See ``model_free.health``. Q, features and the augmentation gap in evaluation mode (no

@@ -1,12 +1,14 @@
 """Environments: observation specs on the real Atari and DMC environments, the Atari 100k protocol,
 the test tasks, lock-step autoreset, and clear errors for bad input."""
 
+from collections import Counter
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 from worldmodels.envs import EnvConfig, make_env, make_vector_env
-from worldmodels.envs.atari import LifeLossTerminal
+from worldmodels.envs.atari import LifeLossTerminal, NoopStarts
 from worldmodels.errors import ConfigError
 
 
@@ -19,7 +21,9 @@ def test_atari_dqn_preset_gives_stacked_84px_gray_frames_and_the_minimal_action_
     ale = env.unwrapped.ale
     assert ale.getFloat("repeat_action_probability") == 0.0  # no sticky actions
     pre = next(w for w in _chain(env) if isinstance(w, gym.wrappers.AtariPreprocessing))
-    assert pre.frame_skip == 4 and pre.noop_max == 0  # Dopamine: no no-op starts
+    assert pre.frame_skip == 4 and pre.noop_max == 0  # no single-frame no-ops: Dopamine's are agent steps
+    noops = next(w for w in _chain(env) if isinstance(w, NoopStarts))
+    assert noops.max_noops == 30  # Dopamine's atari_100k_runner max_noops
     frames_before = ale.getEpisodeFrameNumber()
     env.step(0)
     assert ale.getEpisodeFrameNumber() - frames_before == 4
@@ -39,7 +43,8 @@ def test_atari_training_clips_rewards_and_evaluation_keeps_true_scores():
     assert train_cfg.clip_rewards and train_cfg.terminal_on_life_loss
     # Evaluation scores true rewards; a lost life still restarts the agent's stack (Dopamine), the game goes on.
     assert not eval_cfg.clip_rewards and eval_cfg.terminal_on_life_loss
-    assert train_cfg.noop_max == 0 and train_cfg.stack_padding == "zero"  # Dopamine's Atari 100k preprocessing
+    assert train_cfg.stack_padding == "zero"  # Dopamine's Atari 100k preprocessing
+    assert train_cfg.noop_max == eval_cfg.noop_max == 30 and eval_cfg.noop_unit == "agent_step"
 
 
 def test_life_loss_ends_the_learning_episode_but_not_the_game():
@@ -213,7 +218,7 @@ def test_the_training_score_is_the_whole_games_unclipped_score_over_all_its_live
     lost life, but the score logged as train/episode_return (the vector env's finished games) is the
     game's: unclipped, summed over every life, reported once when the game is over. Space Invaders pays
     5 to 30 a hit, so clipping shows."""
-    envs = make_vector_env(EnvConfig("atari", "space_invaders", preset="dqn"), num_envs=1, seed=0)
+    envs = make_vector_env(EnvConfig("atari", "space_invaders", preset="dqn", noop_max=0), num_envs=1, seed=0)
     step, rng = envs.reset(seed=0), np.random.default_rng(0)
     played, clipped, terminals, finished = [], 0.0, 0, []
     while not finished:
@@ -234,11 +239,11 @@ def test_the_training_score_is_the_whole_games_unclipped_score_over_all_its_live
 def test_evaluation_scores_whole_games_with_true_rewards_over_all_lives():
     """run_episodes on the evaluation protocol (true rewards, the agent's episode restarted at each lost
     life) scores each game as the game itself does. A policy that always fires makes every game the
-    same deterministic game, whose score the bare environment gives."""
+    same deterministic game, whose score the bare environment gives (no-op starts off)."""
     from conftest import ConstantPolicy
     from worldmodels.training.evaluation import run_episodes
 
-    cfg = EnvConfig("atari", "space_invaders", preset="dqn")
+    cfg = EnvConfig("atari", "space_invaders", preset="dqn", noop_max=0)
     scores, _, cut_short = run_episodes(ConstantPolicy(action=1), cfg.for_evaluation(), episodes=2, seed=0)
     score, _, lives_lost = reference_space_invaders([1] * 27_000)
     assert scores == [score, score] and cut_short == 0 and lives_lost == 3 and score > 30
@@ -271,3 +276,41 @@ def test_environments_in_their_own_processes_step_exactly_as_in_one_process():
 def test_an_environment_that_cannot_be_made_in_its_process_fails_with_its_own_sentence():
     with pytest.raises(ConfigError, match="pongg"):
         make_vector_env(EnvConfig("atari", "pongg"), 2, processes=True)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_noop_starts_play_a_uniform_0_to_29_agent_steps_at_every_new_game(training):
+    """Dopamine's atari_100k_runner: randint(0, max_noops) no-op agent steps of 4 frames each at every
+    new game, in training and in evaluation. One-step games (a time limit of 1) give many resets."""
+    env = make_env(EnvConfig("atari", "boxing", preset="dqn", max_episode_steps=1), seed=3, training=training)
+    ale, counts = env.unwrapped.ale, []
+    for game in range(300):
+        _, info = env.reset(seed=3 if game == 0 else None)
+        counts.append(info["noops"])
+        assert ale.getEpisodeFrameNumber() == 4 * info["noops"]  # the emulator played them, 4 frames each
+        _, _, _, truncated, _ = env.step(0)
+        assert truncated
+    assert min(counts) == 0 and max(counts) == 29 and len(set(counts)) == 30
+    assert 12.0 < np.mean(counts) < 17.0  # uniform on 0..29: mean 14.5, standard error about 0.5
+
+
+def _trajectories(noop_max: int | None, games: int = 100) -> Counter:
+    """How often each 30-frame start of an evaluation game occurs, for a policy that always punches."""
+    cfg = EnvConfig("atari", "boxing", preset="dqn", max_episode_steps=30, noop_max=noop_max)
+    env, seen = make_env(cfg, seed=0, training=False), Counter()
+    for game in range(games):
+        obs, _ = env.reset(seed=0 if game == 0 else None)
+        frames, done = [obs], False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(1)
+            frames.append(obs)
+            done = terminated or truncated
+        seen[np.stack(frames).tobytes()] += 1
+    return seen
+
+
+def test_a_fixed_policy_plays_different_evaluation_games_with_noop_starts_and_nearly_one_game_without():
+    without = _trajectories(noop_max=0)  # the ALE without sticky actions: (nearly) deterministic
+    assert len(without) <= 2 and max(without.values()) >= 80
+    with_noops = _trajectories(noop_max=None)  # the preset's no-op starts: 30 possible starts
+    assert len(with_noops) >= 20 and max(with_noops.values()) <= 10

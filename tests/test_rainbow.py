@@ -66,6 +66,11 @@ def test_noisy_agents_explore_with_noise_only_and_warm_up_with_their_own_policy(
     assert not der.random_warmup and nddqn.random_warmup
 
 
+def test_alix_atari_warms_up_with_random_actions_as_its_table_7_says():
+    assert Rainbow(**PRESETS["alix"]).random_warmup  # "random exploration steps 1600", although noisy
+    assert PRESETS["drq_eps"]["augment_crop"] == "batch"  # the 2021 code of the published DrQ(eps) runs
+
+
 # ------------------------------------------------------------------------------ C51
 SUPPORT = make_support(3, -1.0, 1.0)  # atoms -1, 0, 1
 

@@ -125,6 +125,19 @@ def test_drq_atari_returns_float_and_shifts_then_scales():
     torch.testing.assert_close(out, expected)
 
 
+def test_drq_atari_batch_crop_moves_every_image_by_one_offset_as_dopamines_2021_code():
+    """Dopamine at commit 88ca537: jnp.pad(edge), one randint(0, 8) per axis for the whole batch, a slice;
+    then one intensity factor per sample. Written here with torch's replicate pad and slicing."""
+    x = distinct_image(b=5, h=8, w=8).float()
+    out = drq_atari_augment(x, pad=4, generator=torch.Generator().manual_seed(11), crop="batch")
+    g = torch.Generator().manual_seed(11)
+    row, col = torch.randint(0, 8, (1, 2), generator=g)[0].tolist()
+    factor = 1 + 0.05 * torch.randn(5, generator=g).clamp(-2, 2)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="replicate")
+    expected = padded[:, :, row:row + 8, col:col + 8] * factor.view(5, 1, 1, 1)
+    torch.testing.assert_close(out, expected)
+
+
 # ---------------------------------------------------------------- ND score
 
 def test_nd_score_of_constant_gradient_is_zero():

@@ -46,6 +46,32 @@ class LifeLossTerminal(gym.Wrapper):
         return obs, info
 
 
+class NoopStarts(gym.Wrapper):
+    """Dopamine's Atari 100k no-op starts (google/dopamine, ``labs/atari_100k/atari_100k_runner.py``,
+    ``_initialize_episode``, ``max_noops=30``): each new game begins with a uniform number of no-op
+    agent steps in [0, max_noops), drawn from the environment's seeded generator, in training and in
+    evaluation. The no-op steps are not the agent's: they add no score and count toward no time limit.
+    A game that ends or loses a life during them starts again, as Dopamine resets on any terminal.
+    gymnasium's ``AtariPreprocessing(noop_max=...)`` counts single frames (1 to noop_max) instead; that is
+    the ``frame`` unit, DreamerV3's. Without either, the ALE without sticky actions is deterministic and a
+    fixed policy plays the same game every time. ``info["noops"]`` says how many were played."""
+
+    def __init__(self, env: gym.Env, max_noops: int):
+        super().__init__(env)
+        self.max_noops = max_noops
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        count = int(self.env.unwrapped.np_random.integers(0, self.max_noops))
+        ale = self.env.unwrapped.ale
+        for _ in range(count):
+            lives = ale.lives()
+            obs, _, terminated, truncated, _ = self.env.step(0)
+            if terminated or truncated or ale.lives() < lives:
+                obs, info = self.env.reset()
+        return obs, {**info, "noops": count}
+
+
 def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
     import ale_py
 
@@ -60,10 +86,13 @@ def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
             f"env.task '{cfg.task}' is not an Atari game that ale-py knows ({error}); "
             "use the snake-case game name, e.g. pong, breakout, ms_pacman."
         ) from None
+    frame_noops = cfg.noop_max if cfg.noop_unit == "frame" else 0
     env = gym.wrappers.AtariPreprocessing(
-        env, noop_max=cfg.noop_max, frame_skip=cfg.action_repeat, screen_size=cfg.image_size,
+        env, noop_max=frame_noops, frame_skip=cfg.action_repeat, screen_size=cfg.image_size,
         grayscale_obs=cfg.grayscale, scale_obs=False, terminal_on_life_loss=False,
     )
+    if cfg.noop_unit == "agent_step" and cfg.noop_max > 0:
+        env = NoopStarts(env, cfg.noop_max)
     if cfg.max_episode_steps:
         env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
     env = gym.wrappers.RecordEpisodeStatistics(env)  # true game score, whatever is clipped later

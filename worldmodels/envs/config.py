@@ -1,10 +1,11 @@
 """What an environment is, as a config file says it.
 
-Atari presets follow the Atari 100k protocol (../shared/REFERENCE.md): frame skip 4 with a max-pool
-over the last two frames, no sticky actions, the minimal action set, episodes cut
-at 27k agent steps. ``dqn`` is the Dopamine/DrQ observation (84x84 gray, stack 4 zero-padded at
-episode starts, terminal on life loss, clipped rewards while training, and no no-op starts: Dopamine's
-AtariPreprocessing has none); ``world_model`` is DreamerV3's (64x64 RGB, no stack, 30 no-op starts).
+Atari presets follow the Atari 100k protocol: frame skip 4 with a max-pool over the last two frames,
+no sticky actions, the minimal action set, episodes cut at 27k agent steps, no-op starts. ``dqn`` is
+the Dopamine/DrQ protocol (google/dopamine ``labs/atari_100k``): 84x84 gray, stack 4 zero-padded at
+episode starts, terminal on life loss, clipped rewards while training, and up to 29 no-op agent steps at
+each new game (its runner's ``max_noops=30``). ``world_model`` is DreamerV3's Atari 100k setting (Hafner et al. 2023,
+arXiv 2301.04104): 64x64 RGB, no stack, up to 30 no-op frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ SUITES = ("atari", "dmc", "test")
 PRESETS: dict[str, dict] = {
     "dqn": dict(
         image_size=84, grayscale=True, frame_stack=4, action_repeat=4,
-        terminal_on_life_loss=True, clip_rewards=True, noop_max=0, max_episode_steps=27_000, stack_padding="zero",
+        terminal_on_life_loss=True, clip_rewards=True, noop_max=30, noop_unit="agent_step", max_episode_steps=27_000,
+        stack_padding="zero",
     ),
     "world_model": dict(
         image_size=64, grayscale=False, frame_stack=1, action_repeat=4,
@@ -57,7 +59,10 @@ class EnvConfig:
         terminal_on_life_loss: Atari: a lost life ends the agent's episode (the game itself
             continues, as in Dopamine); evaluation scores the whole game.
         clip_rewards: training only: rewards pass through ``sign``.
-        noop_max: Atari: up to this many no-op actions at reset.
+        noop_max: Atari: no-op starts at each new game, up to this many (0: none, for ablations).
+        noop_unit: ``frame`` (gymnasium's AtariPreprocessing: 1 to noop_max single frames; DreamerV3)
+            or ``agent_step`` (Dopamine's Atari 100k runner: 0 to noop_max - 1 agent steps of
+            ``action_repeat`` frames; the ``dqn`` preset).
         max_episode_steps: agent steps after which an episode is truncated.
         camera: DMC camera id; ``None`` picks 2 for quadruped and 0 otherwise.
     """
@@ -73,6 +78,7 @@ class EnvConfig:
     terminal_on_life_loss: bool | None = None
     clip_rewards: bool | None = None
     noop_max: int | None = None
+    noop_unit: str | None = None
     max_episode_steps: int | None = None
     camera: int | None = None
 
@@ -86,6 +92,7 @@ class EnvConfig:
             image_size=84, grayscale=self.suite == "atari", frame_stack=1, stack_padding="repeat",
             action_repeat={"atari": 4, "dmc": 2, "test": 1}[self.suite],
             terminal_on_life_loss=False, clip_rewards=False, noop_max=30 if self.suite == "atari" else 0,
+            noop_unit="frame",
             max_episode_steps={"atari": 27_000, "dmc": None, "test": None}[self.suite],
             camera=(2 if self.task.startswith("quadruped") else 0) if self.suite == "dmc" else None,
         )
@@ -104,6 +111,9 @@ class EnvConfig:
             raise ConfigError(f"env.image_size is {cfg.image_size}; use at least 16 pixels.")
         if cfg.stack_padding not in ("repeat", "zero"):
             raise ConfigError(f"env.stack_padding is '{cfg.stack_padding}'; choose repeat or zero.")
+        if cfg.noop_unit not in ("frame", "agent_step") or cfg.noop_max < 0:
+            raise ConfigError(f"env.noop_unit is '{cfg.noop_unit}' and env.noop_max {cfg.noop_max}; choose frame or "
+                              "agent_step, and a noop_max of at least 0.")
         if cfg.frame_stack < 1 or cfg.action_repeat < 1:
             raise ConfigError("env.frame_stack and env.action_repeat must be at least 1.")
         if cfg.suite != "atari" and cfg.terminal_on_life_loss:

@@ -70,9 +70,15 @@ def intensity_factors(batch: int, scale: float = 0.05, generator: torch.Generato
 
 
 def drq_atari_augment(x: torch.Tensor, pad: int = 4, intensity_scale: float = 0.05,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None = None, crop: str = "sample") -> torch.Tensor:
     """DrQ's Atari 100k augmentation (Dopamine): edge pad ``pad`` + random crop back to size,
     then multiply each sample by ``1 + intensity_scale * clip(N(0, 1), -2, 2)``.
+
+    crop: ``sample`` draws a crop offset for each image (Dopamine since commit 1bb064b, February 2022;
+    the DrQ paper's own code crops each image with kornia's RandomCrop), ``batch`` one offset for the
+    whole batch (Dopamine's ``labs/atari_100k/atari_100k_rainbow_agent.py`` at commit 88ca537,
+    ``jax.random.randint(..., shape=())``: the code that produced the 100 published DrQ(eps) runs of
+    Agarwal et al. 2021, arXiv 2108.13264). The intensity factor is per sample in both.
 
     Expects floats, either in [0, 1] or in [0, 255] (the noise is multiplicative, so the scale
     does not matter); uint8 input is converted to float. Returns float. The shift is drawn before
@@ -84,8 +90,11 @@ def drq_atari_augment(x: torch.Tensor, pad: int = 4, intensity_scale: float = 0.
     """
     if not x.is_floating_point():
         x = x.float()
+    if crop not in ("sample", "batch"):
+        raise ValueError(f"crop is '{crop}'; choose sample or batch.")
     if pad > 0:
-        x = random_shift(x, pad, generator, last_offset=False)
+        shifts = sample_shifts(x.shape[0] if crop == "sample" else 1, pad, generator, x.device, last_offset=False)
+        x = random_shift(x, pad, shifts=shifts)
     return x * intensity_factors(x.shape[0], intensity_scale, generator, x.device).to(x.dtype)
 
 
