@@ -8,6 +8,8 @@ agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (con
                          a* = argmax_a Q(s', a)           [double: online net; else target net]
                          target = R + gamma^n Q_target(s', a*)         (Huber loss)
                                   [C51: project R + gamma^n Z_target(s', a*) onto the support; cross-entropy]
+                                  [QR-DQN: R + gamma^n theta_j(s', a*) for each target quantile j;
+                                   quantile Huber loss, Q = the quantiles' mean]
                          minimise mean(w * loss) [+ dr3_coef * phi(s) . phi(s')]   [w: importance weights]
                                   [+ cql_alpha * (logsumexp_a Q(s, a) - Q(s, a))]
                                   [+ vib_beta * KL(N(phi_m(s), phi_Sigma(s)) || N(0, I))]  with Adam
@@ -15,7 +17,8 @@ agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (con
                          every `target_update_period` env steps of updates: Q_target <- Q
 
 Network (Dopamine's FullRainbowNetwork): encoder -> Dense(hidden) + ReLU -> advantage (A x atoms)
-[and value (atoms): dueling] -> logits (B, A, atoms); the Dense layers noisy when ``noisy``.
+[and value (atoms): dueling] -> logits (B, A, atoms); the Dense layers noisy when ``noisy``. Under QR-DQN
+the "atoms" are the ``num_quantiles`` quantiles themselves (returns, not logits of probabilities).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from model_free.health import critic_health, nd_under, training_mode
 from model_free.targets import linearly_decaying_epsilon
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
-from worldmodels.nets import ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
+from worldmodels.nets.draws import DeviceStream
+from worldmodels.nets import (ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support,
+                              noise_forced, quantile_huber_loss)
 from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, cql_penalty,
                                       dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
@@ -109,6 +114,11 @@ class Rainbow(Agent):
         double: choose a* with the online net (double DQN); else with the target net.
         dueling: value and advantage streams.
         num_atoms, v_min, v_max: C51's support (num_atoms 1: a plain Q-value with the Huber loss).
+        num_quantiles: QR-DQN's head (Dabney et al. 2018) with this many quantiles per action in place of
+            C51's (0: off; num_atoms, v_min and v_max are then unused). Q(s, a) is the quantiles' mean; each
+            is regressed on r + gamma^n times every quantile of the target net at a* (chosen as ``double``
+            says) by ``worldmodels.nets.quantile_huber_loss`` (kappa 1, summed over the online quantiles,
+            averaged over the target's), which is also the priority under ``prioritized``.
         noisy, noisy_sigma0: noisy Dense layers (factorised; sigma = sigma0 / sqrt(fan in), Dopamine's 0.1).
         prioritized, priority_alpha, priority_beta, priority_beta_steps: prioritized replay (see
             ``PrioritizedTransitionView``; Dopamine's effective alpha = beta = 0.5, beta constant).
@@ -131,7 +141,9 @@ class Rainbow(Agent):
             encoder's last conv + ReLU, its strength S tuned toward the ND target by its own Adam.
         dr3_coef: weight of DR3's phi(s) . phi(s') on the online net's penultimate features (0: off).
         cql_alpha: weight of CQL(H)'s logsumexp_a Q(s, a) - Q(s, a_data) (0: off), for offline training.
-            Under C51 the Q-values are the distributions' means (CQL's own Atari agent was QR-DQN).
+            Under C51 and QR-DQN the Q-values are the distributions' means (CQL's own Atari agent was
+            QR-DQN with 200 quantiles: its loss, a sum over them, pulls on Q up to N/2 = 100 times as hard as
+            the scalar Huber loss, so an alpha there weighs that much less against the TD loss).
         vib_beta: weight of a variational information bottleneck on the penultimate features (0: none):
             the heads read a Gaussian sample of them (its mean when acting), beta x its KL to N(0, I) is
             added to the loss (``worldmodels.regularizers.vib``; Kumar's talk, against overfitting).
@@ -142,7 +154,7 @@ class Rainbow(Agent):
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
                  lr: float = 1e-4, adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
                  hidden: int = 512, feature_dim: int = 50, double: bool = True, dueling: bool = True,
-                 num_atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0, noisy: bool = True,
+                 num_atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0, num_quantiles: int = 0, noisy: bool = True,
                  noisy_sigma0: float = 0.1, prioritized: bool = True, priority_alpha: float = 0.5,
                  priority_beta: float = 0.5, priority_beta_steps: int = 0, target_update_period: int = 2000,
                  epsilon_train: float = 0.01, epsilon_eval: float = 0.001, epsilon_decay_steps: int = 2000,
@@ -164,8 +176,11 @@ class Rainbow(Agent):
             raise ConfigError(f"model.encoder is '{encoder}'; choose one of {', '.join(ENCODERS)}.")
         if num_atoms < 1:
             raise ConfigError(f"model.num_atoms is {num_atoms}; use 1 (a plain Q-value) or at least 2 (C51).")
-        self.distributional = num_atoms > 1
-        if self.distributional:
+        if num_quantiles < 0:
+            raise ConfigError(f"model.num_quantiles is {num_quantiles}; use 0 (no quantile head) or at least 1 (QR-DQN).")
+        # What the N outputs per action are: QR-DQN's quantiles, C51's logits on the support, or one Q-value.
+        self.head = "quantile" if num_quantiles > 0 else "c51" if num_atoms > 1 else "scalar"
+        if self.head == "c51":
             self.register_buffer("support", make_support(num_atoms, v_min, v_max), persistent=False)
         if batch_size < 1 or lr <= 0 or n_step < 1 or target_update_period < 1:
             raise ConfigError("model.batch_size, n_step and target_update_period must be at least 1 and model.lr positive.")
@@ -178,6 +193,10 @@ class Rainbow(Agent):
         # Updates between target syncs; 1: the target net IS the online net before each update, so none is kept.
         self.sync_every = max(1, round(target_update_period * self.updates_per_env_step))
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
+        # Weight noise and A-LIX shifts: drawn on the device of the batch, from a stream the two passes over
+        # s' replay (next_state_logits) and the checkpoint keeps, whatever the device.
+        self.noise_stream = DeviceStream(torch.initial_seed() + 1)
+        self.target_equals_online = False  # the target net holds the online weights (next_state_logits)
 
     # ------------------------------------------------------------------ networks
     def build(self, spec: EnvSpec) -> None:
@@ -194,13 +213,18 @@ class Rainbow(Agent):
             raise ConfigError(f"model.alix needs a conv feature map of at least 3x3 to mix, but encoder '{h.encoder}' "
                               f"ends in {encoder.feature_shape[1]}x{encoder.feature_shape[2]} at {spec.obs_shape[1]} px; "
                               "use larger images or another encoder.")
-        self.q = QNetwork(encoder, spec.num_actions, h.hidden, h.num_atoms, h.dueling, h.noisy, h.noisy_sigma0,
+        outputs = h.num_quantiles if self.head == "quantile" else h.num_atoms
+        self.q = QNetwork(encoder, spec.num_actions, h.hidden, outputs, h.dueling, h.noisy, h.noisy_sigma0,
                           bottleneck=h.vib_beta > 0)
         if self.sync_every > 1:
             self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+            self.target_equals_online = True
             for layer in self.q_target.modules():  # the target's mixing shares the online S (reference code)
                 if isinstance(layer, LocalSignalMixing):
                     layer.strength, layer.record_gradient = self.alix_strength, False
+        for layer in self.modules():
+            if isinstance(layer, (NoisyLinear, LocalSignalMixing)):
+                layer.stream = self.noise_stream
 
     @property
     def target_net(self) -> QNetwork:
@@ -240,9 +264,12 @@ class Rainbow(Agent):
         return [optimizer, self.alix_strength.make_optimizer()] if h.alix else optimizer
 
     def q_values(self, logits: torch.Tensor) -> torch.Tensor:
-        """Q(s, a) from logits (..., atoms): the expected return under C51, else the single logit."""
-        if self.distributional:
+        """Q(s, a) from logits (..., atoms): the expected return under C51, the quantiles' mean under
+        QR-DQN, else the single logit."""
+        if self.head == "c51":
             return (logits.softmax(-1) * self.support).sum(-1)
+        if self.head == "quantile":
+            return logits.mean(-1)
         return logits[..., 0]
 
     # ------------------------------------------------------------------ acting
@@ -291,6 +318,7 @@ class Rainbow(Agent):
         self.manual_backward(loss)
         grad_norm = self.clip_gradient()
         optimizer.step()
+        self.target_equals_online = False
         if weight is not None:
             self.view.update_priorities(batch["index"], loss_per_sample)
         self.sync_target()
@@ -319,11 +347,13 @@ class Rainbow(Agent):
         """Logits of s' under the online net (for double Q's a*) and the target net, and the online
         features phi(s') (with gradient under DR3, else None).
 
-        Exact shortcut: when the target is synced before every update (``sync_every`` 1), it IS the
-        online net, so one pass serves both. Otherwise the two passes see the same random draws
-        (weight noise, A-LIX shift), as Dopamine feeds both nets one noise key."""
-        shared = self.sync_every == 1
-        rng = None if shared else torch.get_rng_state()
+        The two passes see the same random draws (weight noise, A-LIX shift), as Dopamine feeds both
+        nets one noise key. Exact shortcut: when the target holds the online weights (synced before
+        every update, ``sync_every`` 1; or the first update after a sync, as every other update of
+        A-LIX-Atari's two per env step), the target pass would repeat the online one bit for bit, so
+        one pass serves both."""
+        shared = self.sync_every == 1 or self.target_equals_online
+        draws = None if shared else self.noise_stream.on(next_obs.device).get_state()
         if self.hparams.dr3_coef > 0:  # s' also through the online net with gradient: DR3 regularizes its features
             with gradient_recording_off(self.q):
                 phi_next = self.q.features(next_obs)
@@ -334,7 +364,7 @@ class Rainbow(Agent):
                 next_online = self.q(next_obs)
         if shared:
             return next_online, next_online, phi_next
-        torch.set_rng_state(rng)
+        self.noise_stream.on(next_obs.device).set_state(draws)
         with torch.no_grad():
             return next_online, self.q_target(next_obs), phi_next
 
@@ -350,13 +380,18 @@ class Rainbow(Agent):
         rows = torch.arange(len(reward), device=reward.device)
         with torch.no_grad():
             target_logits = next_target[rows, self.next_actions(next_online, next_target)]  # (B, atoms)
-            if self.distributional:
+            if self.head == "c51":
                 target = categorical_projection(self.support, target_logits.softmax(-1), reward, discount)
                 target_value = (target * self.support).sum(-1)
+            elif self.head == "quantile":  # every target quantile shifted and scaled: (B, N')
+                target = reward[:, None] + discount[:, None] * target_logits
+                target_value = target.mean(-1)
             else:
                 target = target_value = reward + discount * target_logits[:, 0]
-        if self.distributional:
+        if self.head == "c51":
             return -(target * chosen.log_softmax(-1)).sum(-1), target_value
+        if self.head == "quantile":
+            return quantile_huber_loss(chosen, target), target_value
         return F.smooth_l1_loss(chosen[:, 0], target, reduction="none"), target_value
 
     def clip_gradient(self) -> torch.Tensor | None:
@@ -369,6 +404,7 @@ class Rainbow(Agent):
         counts this update already)."""
         if self.sync_every > 1 and self.counters.updates % self.sync_every == 0:
             self.q_target.load_state_dict(self.q.state_dict())
+            self.target_equals_online = True
 
     def adapt_strength(self) -> dict:
         """One dual step on S from the A-LIX layer's recorded gradient of the TD loss."""
@@ -385,6 +421,7 @@ class Rainbow(Agent):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
+        self.target_equals_online = False  # the loaded target may be older than the online net: pass it
         if isinstance(self.view, PrioritizedTransitionView) and "replay_priorities" in checkpoint:
             self.view.load_state_dict(checkpoint["replay_priorities"])
 

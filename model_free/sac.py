@@ -1,17 +1,28 @@
-"""One soft actor-critic from pixels for two published agents (../shared/REFERENCE.md):
-- DrQ (Kostrikov et al. 2020), SAC regularised by image augmentation: the defaults, configs/drq_dmc.yaml;
-- SAC+AE (Yarats et al. 2019), SAC with a deterministic autoencoder on the critic's encoder and no
-  augmentation: ``decoder: true``, configs/sacae_dmc.yaml.
+"""One soft actor-critic from pixels for three published agents:
+- DrQ (Kostrikov, Yarats, Fergus 2020, "Image Augmentation Is All You Need", arXiv:2004.13649), SAC
+  regularised by image augmentation: the defaults, configs/drq_dmc.yaml;
+- SAC+AE (Yarats et al. 2019, "Improving Sample Efficiency in Model-Free Reinforcement Learning from
+  Images", arXiv:1910.01741), SAC with a deterministic autoencoder on the critic's encoder and no
+  augmentation: ``decoder: true``, configs/sacae_dmc.yaml;
+- CQL for SAC (Kumar et al. 2020, "Conservative Q-Learning for Offline Reinforcement Learning",
+  arXiv:2006.04779), offline: ``cql_alpha`` > 0, configs/cql_dmc.yaml.
 
     for each env step:   act with a ~ pi(.|s) (tanh-squashed Gaussian); store the frame
     for each update:     sample (s, a, R, d, s') with frame stack 3; shift-augment s M times, s' K times
                          y = 1/K sum_k [R + d (min_i Q'_i(s'_k, a'_k) - alpha log pi(a'_k|s'_k))],  a'_k ~ pi(.|s'_k)
+                             [deterministic_backup: without the - alpha log pi term, as the CQL code]
                          critic: minimise 1/M sum_m [(Q_1(s_m, a) - y)^2 + (Q_2(s_m, a) - y)^2]
                                  [+ dr3_coef * phi(s_1, a) . phi(s'_1, a'_1), penultimate Q-MLP features]
                                  [+ cql_alpha * sum_i (logsumexp_a Q_i(s_1, a) - Q_i(s_1, a_data)), the
-                                  logsumexp estimated from N uniform and 2N policy actions: offline]
+                                  logsumexp estimated from N uniform and 2N policy actions: offline;
+                                  cql_target_action_gap tau: sum_i alpha' (cql_alpha * P_i - tau) instead,
+                                  alpha' = clamp(exp(log alpha'), 0, 1e6) minimising
+                                  -alpha' * mean_i (cql_alpha * P_i - tau)]
                          every 2 updates: actor  minimise alpha log pi(a~|s_1) - min_i Q_i(s_1, a~), a~ ~ pi(.|s_1)
+                                                 [update < policy_eval_start: alpha log pi(a~|s_1) - log pi(a|s_1),
+                                                  behaviour cloning of the dataset's action a]
                                           alpha  minimise alpha (-log pi(a~|s_1) - target_entropy)
+                                                 [log_alpha_loss: log alpha instead of alpha, as the CQL code]
                          every 2 updates: Q' <- tau Q + (1 - tau) Q'    (the encoder at its own tau)
                          [SAC+AE: minimise MSE(decoder(h), quantised s) + latent_penalty |h|^2 / 2, h the
                           critic's 50 features of s; the decoder with weight decay]
@@ -21,6 +32,9 @@ As in the reference code, the actor shares the critic's conv layers (the same we
 reads their output detached, through its own Trunk: only the critic's loss trains the convolutions.
 The reference code sums its M = 2 critic losses; the paper averages them (written here): with Adam
 the two differ only through Adam's epsilon.
+
+The CQL code cited below is aviralkumar2907/CQL at commit d67dbe9cf5d2b96e3b462b6146f249b3d6569796
+(d4rl/rlkit/torch/sac/cql.py, CQLTrainer; d4rl/examples/cql_mujoco_new.py, its D4RL MuJoCo run).
 """
 
 from __future__ import annotations
@@ -35,9 +49,9 @@ from torch import nn
 from model_free.health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
-from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, orthogonal_init
+from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, delta_orthogonal_init, orthogonal_init
 from worldmodels.nets.ema import ema_update_
-from worldmodels.regularizers import cql_continuous_penalty, dr3_penalty, random_shift
+from worldmodels.regularizers import cql_continuous_penalty, cql_lagrange_terms, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -46,6 +60,12 @@ from worldmodels.training import Agent, EnvSpec
 def soft_q_target(reward, discount, next_q1, next_q2, next_log_prob, alpha):
     """SAC's target r + d * (min(Q'_1, Q'_2) - alpha * log pi(a'|s')); d is gamma^m, 0 past a terminal."""
     return reward + discount * (torch.min(next_q1, next_q2) - alpha * next_log_prob)
+
+
+def deterministic_q_target(reward, discount, next_q1, next_q2):
+    """The CQL code's default backup (``deterministic_backup=True``, cql.py lines 207-217): r + d *
+    min(Q'_1, Q'_2), without the entropy term, a' still drawn from pi(.|s')."""
+    return reward + discount * torch.min(next_q1, next_q2)
 
 
 def averaged_target(targets_k: torch.Tensor) -> torch.Tensor:
@@ -59,9 +79,27 @@ def averaged_critic_loss(q1_m: torch.Tensor, q2_m: torch.Tensor, target: torch.T
     return per_augmentation.mean()
 
 
-def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
-    """alpha * (H - target), H estimated by -log pi: descending it raises alpha while H is below target."""
-    return (log_alpha.exp() * (-log_prob - target_entropy).detach()).mean()
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float,
+                     on_log_alpha: bool = False) -> torch.Tensor:
+    """alpha * (H - target), H estimated by -log pi: descending it raises alpha while H is below target
+    (denisyarats/drq drq.py lines 286-287, commit dd040f1; denisyarats/pytorch_sac_ae sac_ae.py lines
+    362-363, commit 7fa560e). ``on_log_alpha``: log alpha * (H - target), the CQL code's form
+    (cql.py line 165, -(log_alpha * (log_pi + target_entropy)).mean()): the same sign, a gradient not
+    scaled by alpha."""
+    scale = log_alpha if on_log_alpha else log_alpha.exp()
+    return (scale * (-log_prob - target_entropy).detach()).mean()
+
+
+def data_log_prob(mu: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """log pi(a|s) of a dataset action under the tanh-squashed Gaussian N(mu, std), summed over the
+    action's dimensions, as the CQL code computes it for behaviour cloning (rlkit
+    TanhGaussianPolicy.log_prob, d4rl/rlkit/torch/sac/policies.py lines 15-18 and 75-93, and
+    TanhNormal.log_prob, d4rl/rlkit/torch/distributions.py lines 32-45): u = atanh(a) with 1 +- a
+    clamped at 1e-6 (actions at the bounds stay finite), the mean clamped to [-9, 9], and
+    log N(u; mu, std) - log(1 - a^2 + 1e-6). mu, std, action: (B, d) -> (B,)."""
+    u = 0.5 * torch.log((1 + action).clamp(min=1e-6) / (1 - action).clamp(min=1e-6))
+    normal = D.Normal(mu.clamp(-9.0, 9.0), std)
+    return (normal.log_prob(u) - torch.log(1 - action * action + 1e-6)).sum(-1)
 
 
 def quantised_target(obs: torch.Tensor, noise: torch.Tensor, bits: int = 5) -> torch.Tensor:
@@ -84,12 +122,16 @@ def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
 
 
 # ---------------------------------------------------------------------- networks
-class Critic(nn.Module):
-    """Conv encoder + Trunk, then twin Q MLPs on (features, action)."""
+# The convolutions' initialisation (``conv_init``): DrQ's code (denisyarats/drq utils.py weight_init,
+# commit dd040f1) and SAC+AE's (denisyarats/pytorch_sac_ae sac_ae.py weight_init, commit 7fa560e).
+CONV_INITS = {"orthogonal": orthogonal_init, "delta_orthogonal": delta_orthogonal_init}
 
-    def __init__(self, spec: EnvSpec, feature_dim: int, hidden: int, depth: int):
+class Critic(nn.Module):
+    """Conv encoder + Trunk, then twin Q MLPs on (features, action). ``init``: the encoder's."""
+
+    def __init__(self, spec: EnvSpec, feature_dim: int, hidden: int, depth: int, init=orthogonal_init):
         super().__init__()
-        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0)
+        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
         self.trunk = Trunk(self.encoder.out_dim, feature_dim)
         self.q1, self.q2 = (mlp(feature_dim + spec.action_dim, hidden, depth, 1) for _ in range(2))
 
@@ -152,6 +194,25 @@ class SAC(Agent):
         cql_alpha, cql_samples: CQL(H) for continuous actions (offline training; 0: off), with
             ``cql_samples`` uniform actions and as many policy actions at s and at s' per state
             (``worldmodels.regularizers.cql_continuous_penalty``; the CQL code's num_random is 10).
+        cql_target_action_gap: CQL's Lagrange variant (the CQL code's ``with_lagrange`` with
+            ``lagrange_thresh``; None or 0: off): each twin's weighted penalty P_i enters the critic's
+            loss as alpha' (P_i - gap), alpha' = clamp(exp(log alpha'), 0, 1e6), log alpha' from 0 by its
+            own Adam at ``lr`` (the CQL code's qf_lr) on -alpha' mean_i (P_i - gap): alpha' grows while
+            the penalty exceeds the gap (``worldmodels.regularizers.cql_lagrange_terms``).
+        deterministic_backup: drop the entropy term -alpha log pi(a'|s') from the critic's target (the
+            CQL code's default; SAC's and DrQ's papers keep it: False).
+        policy_eval_start: while the update count is below it, the actor is trained by behaviour cloning,
+            alpha log pi(a~|s) - log pi(a_data|s) (``data_log_prob``), instead of SAC's actor loss (the
+            CQL code's policy_eval_start, cql.py lines 184-191; the first update is update 1, as the
+            code's counter: policy_eval_start - 1 updates clone; 0: never).
+        log_alpha_loss: the temperature's loss on log alpha, as the CQL code (``temperature_loss``).
+        conv_init: ``orthogonal`` (DrQ's code: whole kernels orthogonal) or ``delta_orthogonal`` (SAC+AE's
+            code: only the centre tap, ``worldmodels.nets.drq_encoder.delta_orthogonal_``) for the
+            critic's convolutions and the decoder's transposed convolutions.
+        warmup_burst: when the warm-up ends, make as many updates at once as it had env steps (times
+            ``updates_per_env_step``), then the usual ratio: SAC+AE's code makes init_steps updates at
+            step init_steps (pytorch_sac_ae train.py lines 223-226, commit 7fa560e); DrQ's code does not
+            (denisyarats/drq train.py lines 150-153, commit dd040f1): False.
     """
 
     def __init__(self, batch_size: int = 512, n_step: int = 1, gamma: float = 0.99, lr: float = 1e-3,
@@ -162,11 +223,26 @@ class SAC(Agent):
                  encoder_tau: float | None = None, alpha_lr: float | None = None, alpha_beta1: float = 0.9,
                  decoder: bool = False, decoder_lr: float = 1e-3, decoder_weight_decay: float = 1e-7,
                  latent_penalty_coef: float = 1e-6, decoder_bits: int = 5, reconstruction_every: int = 5000,
-                 actor_lr: float | None = None, cql_alpha: float = 0.0, cql_samples: int = 10):
+                 actor_lr: float | None = None, cql_alpha: float = 0.0, cql_samples: int = 10,
+                 cql_target_action_gap: float | None = None, deterministic_backup: bool = False,
+                 policy_eval_start: int = 0, log_alpha_loss: bool = False, conv_init: str = "orthogonal",
+                 warmup_burst: bool = False):
         super().__init__(updates_per_env_step)
         self.save_hyperparameters()
         if k_aug < 1 or m_aug < 1 or cql_samples < 1:
             raise ConfigError("model.init_args.k_aug, m_aug and cql_samples must be at least 1.")
+        if conv_init not in CONV_INITS:
+            raise ConfigError(f"model.init_args.conv_init is {conv_init!r}; it must be one of {', '.join(CONV_INITS)}.")
+        if policy_eval_start < 0:
+            raise ConfigError(f"model.init_args.policy_eval_start is {policy_eval_start}; it must be 0 or more.")
+        if cql_target_action_gap is not None and cql_target_action_gap < 0:
+            raise ConfigError(f"model.init_args.cql_target_action_gap is {cql_target_action_gap}; it must be 0 or more "
+                              "(null or 0: CQL without the Lagrange variant).")
+        if cql_target_action_gap and cql_alpha <= 0:
+            raise ConfigError("model.init_args.cql_target_action_gap tunes CQL's penalty: set cql_alpha above 0 too "
+                              "(the CQL code's Lagrange runs use min_q_weight 1 to 5).")
+        self.warmup_burst = warmup_burst  # read by the loop (Experience.updates_due)
+        self.view = TransitionView(batch_size, n_step, gamma)
         self.view = TransitionView(batch_size, n_step, gamma)
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
         self.augment_generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
@@ -177,16 +253,24 @@ class SAC(Agent):
         if spec.discrete:
             agent = "SAC+AE (model.decoder)" if h.decoder else "DrQ (SAC)"
             raise ConfigError(f"{agent} needs a continuous action space; pick a DMC task or the reach test task.")
-        self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth)
+        init = CONV_INITS[h.conv_init]
+        self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth, init)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
                            (h.log_std_min, h.log_std_max))
         self.log_alpha = nn.Parameter(torch.tensor(float(h.init_temperature)).log())
         self.target_entropy = -float(spec.action_dim)
+        if self.lagrange:  # the CQL code's log_alpha_prime, from 0 (cql.py lines 72-79)
+            self.log_alpha_prime = nn.Parameter(torch.zeros(()))
         if h.decoder:
             if spec.obs_shape[1] % 2:
                 raise ConfigError(f"model.decoder reconstructs even-sized images; env.image_size is {spec.obs_shape[1]}.")
-            self.decoder = PixelDecoder(spec.obs_shape[0], self.critic.encoder.feature_shape, h.feature_dim)
+            self.decoder = PixelDecoder(spec.obs_shape[0], self.critic.encoder.feature_shape, h.feature_dim, init)
+
+    @property
+    def lagrange(self) -> bool:
+        """CQL's Lagrange variant: a target action gap is set (and CQL is on)."""
+        return bool(self.hparams.cql_target_action_gap) and self.hparams.cql_alpha > 0
 
     def replay_view(self) -> TransitionView:
         return self.view
@@ -209,6 +293,8 @@ class SAC(Agent):
         if h.decoder:  # SAC+AE: the decoder (with weight decay) and, for the reconstruction loss, the encoder
             optimizers += [torch.optim.Adam(self.decoder.parameters(), lr=h.decoder_lr, weight_decay=h.decoder_weight_decay),
                            torch.optim.Adam(self.encoder_parameters(), lr=h.lr)]
+        if self.lagrange:  # returned here so that Lightning checkpoints its moments (cql.py lines 76-79: qf_lr)
+            optimizers.append(torch.optim.Adam([self.log_alpha_prime], lr=h.lr))
         return optimizers
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -229,14 +315,20 @@ class SAC(Agent):
         generator = self.augment_generator if generator is None else generator
         return random_shift(repeated, self.hparams.image_pad, generator)
 
-    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor, data_action: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterised, and log pi(a|s). The convs
-        (just updated by the critic) run without gradient: the actor's loss reaches its own Trunk and MLP only."""
+        (just updated by the critic) run without gradient: the actor's loss reaches its own Trunk and MLP only.
+        With ``data_action`` (behaviour cloning, before ``policy_eval_start``), the CQL code's
+        E[alpha log pi(a|s) - log pi(a_data|s)] instead (cql.py lines 184-191): no Q in it."""
         with torch.no_grad():
             conv = self.critic.encoder(obs)
-        policy = squashed_normal(*self.actor(conv))
+        mu, std = self.actor(conv)
+        policy = squashed_normal(mu, std)
         action = policy.rsample()
         log_prob = policy.log_prob(action)
+        if data_action is not None:
+            return (alpha * log_prob - data_log_prob(mu, std, data_action)).mean(), log_prob
         q1, q2 = self.critic(conv, action)
         return (alpha * log_prob - torch.min(q1, q2)).mean(), log_prob
 
@@ -251,8 +343,11 @@ class SAC(Agent):
             next_policy = squashed_normal(next_mu, next_std)
             next_action = next_policy.rsample()
             next_q1, next_q2 = self.critic_target(self.critic_target.encoder(next_obs), next_action)
-            targets = soft_q_target(batch["reward"].repeat(k), batch["discount"].repeat(k), next_q1, next_q2,
-                                    next_policy.log_prob(next_action), alpha)
+            reward, discount = batch["reward"].repeat(k), batch["discount"].repeat(k)
+            if self.hparams.deterministic_backup:
+                targets = deterministic_q_target(reward, discount, next_q1, next_q2)
+            else:
+                targets = soft_q_target(reward, discount, next_q1, next_q2, next_policy.log_prob(next_action), alpha)
             target = averaged_target(targets.view(k, -1))
         feature_map = self.critic.encoder.feature_map(obs)  # the critic, averaged over M shifts of s
         phi = self.critic.features(feature_map.flatten(1), batch["action"].float().repeat(m, 1))
@@ -302,7 +397,8 @@ class SAC(Agent):
 
     def training_step(self, batch, batch_idx):
         h = self.hparams
-        critic_opt, actor_opt, alpha_opt, *ae_opts = self.optimizers()
+        critic_opt, actor_opt, alpha_opt, *extra_opts = self.optimizers()  # then SAC+AE's two, then Lagrange's alpha'
+        ae_opts = extra_opts[:2] if h.decoder else []
         alpha = self.log_alpha.exp().detach()
         k, m = h.k_aug, h.m_aug
 
@@ -319,8 +415,19 @@ class SAC(Agent):
             loss = critic_loss + h.dr3_coef * dr3_dot
         if h.cql_alpha > 0:  # on the first shift of s
             b = batch["obs"].shape[0]
-            cql = self.cql_penalty(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b], (q1[:b], q2[:b]))
-            loss = loss + h.cql_alpha * cql
+            twins = self.twin_cql_penalties(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b],
+                                            (q1[:b], q2[:b]))
+            cql = sum(twins)
+            if self.lagrange:  # alpha' steps first, on the penalty before the critic's step (cql.py lines 270-278)
+                cql_term, alpha_prime_loss, alpha_prime = cql_lagrange_terms(
+                    self.log_alpha_prime, [h.cql_alpha * p for p in twins], h.cql_target_action_gap)
+                alpha_prime_opt = extra_opts[-1]
+                alpha_prime_opt.zero_grad()
+                self.manual_backward(alpha_prime_loss)
+                alpha_prime_opt.step()
+                loss = loss + cql_term
+            else:
+                loss = loss + h.cql_alpha * cql
         critic_opt.zero_grad()
         self.manual_backward(loss)
         critic_opt.step()
@@ -330,13 +437,17 @@ class SAC(Agent):
             metrics["train/dr3_dot"] = dr3_dot
         if h.cql_alpha > 0:
             metrics["train/cql_penalty"] = cql
+        if self.lagrange:
+            metrics.update({"train/alpha_prime": alpha_prime, "train/alpha_prime_loss": alpha_prime_loss})
 
         if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
-            actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha)
+            cloning = self.counters.updates < h.policy_eval_start  # the loop counts update 1 before its step
+            actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha,
+                                                   batch["action"].float() if cloning else None)
             actor_opt.zero_grad()
             self.manual_backward(actor_loss)  # also leaves gradients on the critic's heads: zeroed before its step
             actor_opt.step()
-            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy, h.log_alpha_loss)
             alpha_opt.zero_grad()
             self.manual_backward(alpha_loss)
             alpha_opt.step()
@@ -351,7 +462,12 @@ class SAC(Agent):
 
     def cql_penalty(self, conv: torch.Tensor, next_conv: torch.Tensor, q_data: tuple[torch.Tensor, torch.Tensor]
                     ) -> torch.Tensor:
-        """CQL(H)'s penalty summed over the twin critics, at states with conv features ``conv`` (B, F):
+        """CQL(H)'s penalty summed over the twin critics (``twin_cql_penalties``)."""
+        return sum(self.twin_cql_penalties(conv, next_conv, q_data))
+
+    def twin_cql_penalties(self, conv: torch.Tensor, next_conv: torch.Tensor,
+                           q_data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """CQL(H)'s penalty of each twin critic, at states with conv features ``conv`` (B, F):
         N uniform actions, N policy actions at s and N at s' (conv features ``next_conv``), all valued
         at s. The policy's samples carry no gradient: only the critic learns from this term, as in the
         CQL code."""
@@ -365,11 +481,8 @@ class SAC(Agent):
         conv_n = conv.repeat(n, 1)  # row j * B + i: state i with its j-th action
         q_random, q_s, q_next = (self.critic(conv_n, a.reshape(n * b, d)) for a in (a_random, a_s, a_next))
         by_state = lambda q: q.view(n, b).T  # (B, N)
-        penalty = 0.0
-        for i in range(2):  # each twin critic
-            penalty = penalty + cql_continuous_penalty(by_state(q_random[i]), by_state(q_s[i]), log_p_s,
-                                                       by_state(q_next[i]), log_p_next, q_data[i], d)
-        return penalty
+        return tuple(cql_continuous_penalty(by_state(q_random[i]), by_state(q_s[i]), log_p_s, by_state(q_next[i]),
+                                            log_p_next, q_data[i], d) for i in range(2))  # each twin critic
 
     @torch.no_grad()
     def update_critic_target(self) -> None:

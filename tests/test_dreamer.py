@@ -7,7 +7,7 @@ from worldmodels.dreamer import DreamerV3
 from worldmodels.dreamer.behavior import ReturnScale, lambda_returns
 from worldmodels.dreamer.rssm import RSSM, bounded_action
 from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
-from worldmodels.nets.dreamer_blocks import ConvEncoder, mlp
+from worldmodels.nets.dreamer_blocks import ConvEncoder, init_weights_, mlp
 from worldmodels.training import EnvSpec
 from conftest import ROOT
 
@@ -85,6 +85,40 @@ def test_rssm_resets_its_state_at_an_episode_start_inside_a_sequence():
     with torch.no_grad():
         carried, _ = rssm.observe(embed, action, no_reset)
     assert not torch.allclose(carried.deter[:, 3], fresh.deter[:, 0], atol=1e-4)
+
+
+def test_the_initial_latent_is_a_one_hot_without_gradient_so_a_first_step_loss_reaches_h0_only_through_the_gru():
+    # The reference's initial state (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 46-48 and 125-129):
+    # h_0 = tanh(w) with w learned, z_0 = the mode of p(z | h_0), a one-hot of the argmax with no gradient.
+    # The first step's prior is p(z_1 | h_1) with h_1 = GRU(h_0, img_in([z_0, 0])) (the action is zeroed at
+    # a start), so a loss on it differentiates w only as the GRU's previous state, and the prior network
+    # only where it reads h_1. Built by hand below with z_0 a constant, the gradients must be the module's.
+    torch.manual_seed(0)
+    rssm = RSSM(embed_dim=8, action_dim=3, deter=16, hidden=16, stoch=4, classes=4)
+    with torch.no_grad():
+        rssm.initial_deter.normal_()  # a learned initial state away from 0
+    B = 2
+    weights = torch.randn(B, 4, 4)
+    first = torch.ones(B, 1, dtype=torch.bool)
+    _, prior_logits = rssm.observe(torch.randn(B, 1, 8), torch.randn(B, 1, 3), first)
+    (weights * prior_logits[:, 0]).sum().backward()
+    through_module = {name: p.grad.clone() for name, p in rssm.named_parameters() if p.grad is not None}
+
+    rssm.zero_grad(set_to_none=True)
+    h0 = torch.tanh(rssm.initial_deter).expand(B, -1)
+    with torch.no_grad():
+        z0 = torch.nn.functional.one_hot(rssm.prior_logits(h0).argmax(-1), 4).float()
+    h1 = rssm.gru(rssm.img_in(torch.cat([z0.flatten(-2), torch.zeros(B, 3)], -1)), h0)
+    (weights * rssm.prior_logits(h1)).sum().backward()
+    by_hand = {name: p.grad for name, p in rssm.named_parameters() if p.grad is not None}
+
+    assert set(through_module) == set(by_hand)
+    assert "initial_deter" in by_hand and any(name.startswith("prior_net.") for name in by_hand)
+    for name, grad in by_hand.items():
+        torch.testing.assert_close(through_module[name], grad, msg=lambda m: f"{name}: {m}")
+    init = rssm.initial(B)
+    assert init.stoch.grad_fn is None and not init.stoch.requires_grad
+    assert torch.equal(init.stoch, z0)
 
 
 def test_acting_resets_the_recurrent_state_where_an_episode_starts():
@@ -181,6 +215,82 @@ def test_layers_start_from_the_reference_truncated_normal_with_fan_avg_variance(
     for half in (rssm.post_deter.weight, rssm.post_embed.weight):
         assert half.std().item() == pytest.approx((1 / 750) ** 0.5, rel=0.05)
     assert not mlp(8, 16, 1, 4)[-1].bias.any()
+
+
+def test_the_uniform_initializer_has_the_truncated_normals_variance_by_hand():
+    """The 2023 code's ``winit: uniform`` (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 650-656):
+    U(-limit, limit), limit = sqrt(3 scale / mean(fan_in, fan_out)), whose variance limit^2 / 3 is the
+    truncated normal's scale / mean(fan_in, fan_out)."""
+    torch.manual_seed(0)
+    # Linear 300 -> 500 at scale 0.5: variance 0.5 / 400 = 0.00125, limit sqrt(0.00375) = 0.0612372.
+    layer = init_weights_(torch.nn.Linear(300, 500), scale=0.5, dist="uniform")
+    w = layer.weight
+    assert w.abs().max().item() <= 0.0612372 + 1e-7
+    assert w.abs().max().item() >= 0.999 * 0.0612372  # 150,000 draws reach the bound
+    assert w.var().item() == pytest.approx(0.00125, rel=0.02)
+    assert w.mean().item() == pytest.approx(0.0, abs=1e-4)
+    # Flat: half the draws inside half the bound (a truncated normal of this variance puts 58% there).
+    assert (w.abs() < 0.0612372 / 2).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert not layer.bias.any()
+    # A transposed conv 64 -> 3, kernel 4: fans 64 x 16 = 1024 and 3 x 16 = 48, mean 536: limit sqrt(3 / 536).
+    conv = init_weights_(torch.nn.ConvTranspose2d(64, 3, 4, 2, 1), dist="uniform").weight
+    assert conv.abs().max().item() <= (3 / 536) ** 0.5 + 1e-7
+    assert conv.abs().max().item() >= 0.99 * (3 / 536) ** 0.5
+    assert conv.var().item() == pytest.approx(1 / 536, rel=0.08)
+    # fans override: Linear 10 -> 4 initialised as if its fans were (10, 2): limit sqrt(3 / 6).
+    assert init_weights_(torch.nn.Linear(10, 4), fans=(10, 2), dist="uniform").weight.abs().max().item() <= 0.5 ** 0.5
+    # outscale 0 gives zeros, whatever the distribution (nets.py line 648).
+    zero = init_weights_(torch.nn.Linear(10, 4), scale=0.0, dist="uniform")
+    assert not zero.weight.any() and not zero.bias.any()
+    with pytest.raises(ValueError):
+        init_weights_(torch.nn.Linear(2, 2), dist="ortho")
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["discrete", "continuous"])
+def test_exactly_the_layers_the_reference_builds_without_winit_start_uniform(discrete):
+    """The reference's Linear and Conv2D default to ``winit: uniform`` (danijar/dreamerv3 8fa35f8,
+    dreamerv3/nets.py lines 514 and 566); its configs set ``winit: normal`` on the hidden layers only.
+    Uniform: the RSSM's logit layers ('_stats', line 144), the decoder's first Linear (line 365) and last
+    transposed conv (lines 376-380), the continue head's and actor's outputs ('Dist' 'out', line 472);
+    zeros (outscale 0): the reward and critic outputs. Every other layer is the truncated normal.
+
+    A uniform draw stays inside sqrt(3 var) = 1.73 std and, over hundreds of draws, comes near it; a
+    Normal truncated at 2 of its std (2.27 std of the draw) puts 9% of its draws beyond 1.73 std."""
+    torch.manual_seed(0)
+    agent = DreamerV3(size="XS")
+    agent.build(EnvSpec((3, 64, 64), 3, num_actions=4) if discrete else EnvSpec((3, 64, 64), 3, action_dim=2))
+    wm, rssm = agent.world_model, agent.world_model.rssm
+    units, feat, depth = 256, 256 + 32 * 32, 24
+    uniform = {  # layer: its fans by hand
+        rssm.prior_net[-1]: (units, 1024), rssm.post_out[-1]: (units, 1024),
+        wm.decoder.inp: (feat, 8 * depth * 4 * 4), wm.decoder.net[-1]: (depth * 16, 3 * 16),
+        wm.continue_head[-1]: (units, 1),
+        agent.actor.net[-1]: (units, 4) if discrete else (units, 2),  # mean and std: two layers of 2 outputs
+    }
+    zero = [wm.reward_head[-1], agent.critic.net[-1], agent.critic.slow[-1]]
+    joint = (256 + rssm.post_embed.in_features, units)  # the posterior's first layer, split in two
+    for name, layer in agent.named_modules():
+        if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            continue
+        w = layer.weight
+        if layer in zero:
+            assert not w.any(), name
+            continue
+        receptive = w[0][0].numel()
+        fan_in, fan_out = uniform.get(layer) or (joint if name.endswith(("post_deter", "post_embed")) else
+                                                 (w.shape[1] * receptive, w.shape[0] * receptive))
+        limit = (3 / ((fan_in + fan_out) / 2)) ** 0.5
+        if layer in uniform:
+            assert 0.9 * limit <= w.abs().max().item() <= limit + 1e-7, name
+        else:
+            assert w.abs().max().item() > limit, name
+        assert layer.bias is None or not layer.bias.any(), name
+    # Where the actor's joined output's fans matter: 4 inputs, 60 actions. Its halves have fans (4, 60),
+    # limit sqrt(3 / 32) = 0.306; as one layer of fans (4, 120) the limit would be sqrt(3 / 62) = 0.22.
+    from worldmodels.dreamer.behavior import Actor
+
+    out = Actor(8, 60, discrete=False, units=4, layers=1).net[-1].weight
+    assert 0.25 < out.abs().max().item() <= (3 / 32) ** 0.5 + 1e-7
 
 
 def test_acting_step_by_step_and_observing_the_whole_sequence_give_the_same_posteriors(monkeypatch):

@@ -208,16 +208,79 @@ def test_compare_flags_returns_of_evaluation_games_cut_short(tmp_path):
     assert "| pong | NDDQN | 0 | 205 | -2.00 † |" in text and "† evaluation games cut after" in text
 
 
+def published_csv_row(game: str) -> dict[str, str]:
+    """The shipped table's row of ``game``, read as text (not through worldmodels.published)."""
+    with (ROOT / "worldmodels" / "data" / "atari100k_published.csv").open(newline="") as f:
+        return next(row for row in csv.DictReader(f) if row["game"] == game)
+
+
+def mapping_row(text: str, agent: str) -> str:
+    """``agent``'s row in the report's table of which published agent each of ours is."""
+    lines = text.splitlines()
+    start = lines.index("| agent (ours) | the published agent it is | published figures of that agent | band among | note |")
+    return next(line for line in lines[start:] if line.startswith(f"| {agent} | "))
+
+
 def test_atari_runs_are_placed_beside_the_published_scores_and_among_the_drq_eps_runs(tmp_path):
     # Boxing (data/atari100k_published.csv): DrQ(eps) mean 9.0, p10 5.7, p25 7.0, p50 8.5, p90 13.9; DrQ paper 6.
     runs = [write_run(tmp_path / "a", "drq_atari", "boxing", 0, [(100_000, 7.5)]),
             write_run(tmp_path / "b", "drq_atari", "boxing", 1, [(100_000, 15.0)])]
     text = compare(runs, tmp_path / "cmp", reps=100).read_text()
-    assert "| Boxing | drq_atari | 2 | 11.2 | p25-p50, above p90 | 5.7 / 8.5 / 13.9 | 9.0 | 6.0 |" in text
+    # drq_atari is DrQ(eps): beside DrQ(eps)'s own figure only; the DrQ paper's 6.0 (epsilon 0.1 / 0.05, another
+    # agent) is in the table of every published column, not in drq_atari's row.
+    assert ("| Boxing | drq_atari | 2 | 11.2 | p25-p50, above p90 | DrQ(ε), 100 runs (its own agent) | "
+            "5.7 / 8.5 / 13.9 | DrQ(ε), 100 runs: 9.0 |") in text
     # HNS of the mean 11.25 on Boxing (random 0.1, human 12.1): 11.15 / 12 = 0.929; DrQ(eps)'s 9.0: 0.742.
     assert "| drq_atari (ours) | 0.929 | 0.929 | | |" in text
     assert "| DrQ(ε), 100 runs | 0.742 | 0.742 | 0.465 |" in text
     assert (tmp_path / "cmp" / "published.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_der_atari_run_is_placed_among_dopamines_100_der_runs_not_van_hasselts_der(tmp_path):
+    # Boxing, Dopamine's DER (DER.gin), 100 runs: mean -0.3, p10 -3.3, p25 -1.6, p50 0.1, p75 1.2, p90 2.1;
+    # van Hasselt et al.'s DER (the `der` column, 5 seeds) 0.2; DrQ(eps)'s p10 5.7.
+    row = published_csv_row("Boxing")
+    assert [row[f"der_100runs_{k}"] for k in ("mean", "p10", "p25", "p50", "p75", "p90")] == [
+        "-0.3", "-3.3", "-1.6", "0.1", "1.2", "2.1"]
+    assert row["der"] == "0.2" and row["drq_eps_p10"] == "5.7"
+    runs = [write_run(tmp_path / "a", "der_atari", "boxing", 0, [(100_000, 1.0)]),
+            write_run(tmp_path / "b", "der_atari", "boxing", 1, [(100_000, 3.0)])]
+    text = compare(runs, tmp_path / "cmp", reps=100).read_text()
+    # 1.0 lies in p50-p75 (0.1 .. 1.2) and 3.0 above p90 (2.1) of Dopamine's DER; among DrQ(eps)'s runs both would
+    # be below p10. The mean of the two is 2.0.
+    assert ("| Boxing | der_atari | 2 | 2.0 | p50-p75, above p90 | DER (Dopamine DER.gin), 100 runs (its own agent) | "
+            "-3.3 / 0.1 / 2.1 | DER (Dopamine DER.gin), 100 runs: -0.3 |") in text
+    # The source is named: the paper of the 100 runs, Dopamine's config, and the per-run file with its commit.
+    mapping = mapping_row(text, "der_atari")
+    for source in ("arXiv 2108.13264", "google/dopamine dopamine/labs/atari_100k (DER.gin",
+                   "RLE-Foundation/rllte hsuanwu/evaluation/atari_100k/DER.json at commit ddd76d5"):
+        assert source in mapping
+    assert "van Hasselt" in mapping and "not used for der_atari" in mapping
+    # van Hasselt et al.'s DER keeps its column, under its own name.
+    assert "| DER of van Hasselt et al. 2019 (n=20), 5 seeds |" in text
+    # HNS (Boxing: random 0.1, human 12.1): ours (2.0 - 0.1) / 12 = 0.158; Dopamine DER's -0.3: -0.033.
+    assert "| der_atari (ours) | 0.158 | 0.158 | | |" in text
+    assert "| DER (Dopamine DER.gin), 100 runs | -0.033 | -0.033 |" in text
+
+
+def test_an_nddqn_atari_run_is_said_to_be_placed_among_another_agents_runs(tmp_path):
+    # Boxing, DrQ's 100 runs (epsilon 0.1 / 0.05, as NDDQN's): p10 4.2, p25 5.3, p50 6.6, p90 9.0; DrQ(eps)'s p10
+    # 5.7; NDDQN as quoted by the reproducibility report -1.8, its reproduction 4.0.
+    row = published_csv_row("Boxing")
+    assert [row[f"drq_100runs_{k}"] for k in ("p10", "p25", "p50", "p90")] == ["4.2", "5.3", "6.6", "9.0"]
+    assert (row["nddqn_seed001_quoted"], row["nddqn_seed001_reproduction"]) == ("-1.8", "4.0")
+    runs = [write_run(tmp_path / "a", "nddqn_atari", "boxing", 0, [(100_000, 5.0)]),
+            write_run(tmp_path / "b", "dqn_atari", "boxing", 0, [(100_000, 0.0)])]
+    text = compare(runs, tmp_path / "cmp", reps=100).read_text()
+    # 5.0 lies in DrQ's p10-p25 (4.2 .. 5.3); the row says those runs are not NDDQN's.
+    assert ("| Boxing | nddqn_atari | 1 | 5.0 | p10-p25 | DrQ (ε 0.1 / 0.05), 100 runs: another agent's runs, not "
+            "its own | 4.2 / 6.6 / 9.0 | NDDQN (quoted by the report): -1.8; NDDQN (the report's reproduction): 4.0 |"
+            ) in text
+    mapping = mapping_row(text, "nddqn_atari")
+    assert "no per-run figures of NDDQN are published" in mapping
+    # DQN has no published figure at all: said in words, and placed among DrQ(eps)'s runs (0.0 below its p10 5.7).
+    assert ("| Boxing | dqn_atari | 1 | 0.0 | below p10 | DrQ(ε), 100 runs: another agent's runs, not its own | "
+            "5.7 / 8.5 / 13.9 | none published |") in text
 
 
 def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):

@@ -15,9 +15,9 @@ class ScriptedAgent(ConstantPolicy):
 
     random_warmup = True
 
-    def __init__(self, updates_per_env_step: float):
+    def __init__(self, updates_per_env_step: float, warmup_burst: bool = False):
         super().__init__(action=0)
-        self.updates_per_env_step = updates_per_env_step
+        self.updates_per_env_step, self.warmup_burst = updates_per_env_step, warmup_burst
 
     def attach_loop(self, counters, warmup_steps):
         self.counters = counters
@@ -33,14 +33,14 @@ class ScriptedAgent(ConstantPolicy):
 
 
 def drawn_at(ratio: float, num_envs: int, warmup: int, total: int, env_processes: bool | None = None,
-             data: list | None = None) -> tuple[list[int], int]:
+             data: list | None = None, warmup_burst: bool = False) -> tuple[list[int], int]:
     """The env steps at which each batch was drawn, and the env steps taken in all (the data module is
     appended to ``data`` when given)."""
     experience = Experience(EnvConfig(suite="test", task="catch", image_size=16, grayscale=True, frame_stack=1),
                             num_envs=num_envs, total_env_steps=total, warmup_steps=warmup, replay_capacity=1000,
                             progress_bar=False, env_processes=env_processes)
     experience.setup("fit")
-    steps = list(experience.batches(ScriptedAgent(ratio)))
+    steps = list(experience.batches(ScriptedAgent(ratio, warmup_burst)))
     experience.teardown("fit")
     if data is not None:
         data.append(experience)
@@ -51,6 +51,18 @@ def test_half_an_update_per_env_step_draws_one_batch_every_second_step_after_the
     steps, taken = drawn_at(ratio=0.5, num_envs=1, warmup=10, total=30)
     assert taken == 30
     assert steps == [12, 14, 16, 18, 20, 22, 24, 26, 28, 30]  # floor(0.5 x (steps - 10)) reaches k at 10 + 2k
+
+
+def test_the_warmup_burst_owes_the_warmups_steps_at_its_end_then_one_update_per_step():
+    # SAC+AE's code (pytorch_sac_ae train.py lines 223-226, commit 7fa560e): at step init_steps it makes
+    # init_steps updates, then one per step. Warm-up 10: nothing before env step 10, ten batches drawn at
+    # step 10, then one at each step; without the burst, one per step from step 11 (by hand).
+    steps, taken = drawn_at(ratio=1.0, num_envs=1, warmup=10, total=15, warmup_burst=True)
+    assert taken == 15 and steps == [10] * 10 + [11, 12, 13, 14, 15]
+    plain, _ = drawn_at(ratio=1.0, num_envs=1, warmup=10, total=15)
+    assert plain == [11, 12, 13, 14, 15]
+    half, _ = drawn_at(ratio=0.5, num_envs=1, warmup=10, total=16, warmup_burst=True)  # 0.5 x 10 at once
+    assert half == [10] * 5 + [12, 14, 16]
 
 
 def test_with_two_environments_the_updates_owed_follow_the_env_steps_of_both():

@@ -223,4 +223,7 @@ def test_model_free_smoke_run_logs_its_metrics_and_an_evaluation_video(fit, tmp_
         assert list(offline.glob("files/media/images/train/reconstruction_*.png"))
     assert_metrics_sane(run)
     final = json.loads((run / "eval-final.json").read_text())  # the evaluation at the end, as evaluate writes it
-    assert final["episodes"] == 1 and final["env_steps"] > 200 and final["name"] == Path(config).stem
+    # SAC+AE (warmup_burst) owes the warm-up's 200 updates when it ends: smoke.yaml's 6 are spent there,
+    # and the run stops at env step 200; the others make their 6 after it.
+    assert final["episodes"] == 1 and final["env_steps"] >= (200 if "sacae" in config else 201)
+    assert final["name"] == Path(config).stem

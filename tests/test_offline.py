@@ -105,3 +105,44 @@ def test_collect_plays_a_checkpoints_policy_into_a_dataset_an_offline_run_can_tr
     assert trained.returncode == 0, trained.stderr[-3000:]
     with pytest.raises(Exception, match="is not empty"):
         collect(dataset, steps=7, out=out)
+
+
+# ------------------------------------------------------------------------------ the shipped CQL config
+def test_the_shipped_cql_atari_config_builds_qr_dqn_with_200_quantiles_on_pong_with_sticky_actions():
+    import torch
+    import yaml
+
+    from model_free import Rainbow
+    from worldmodels.envs import EnvConfig, make_env
+    from worldmodels.training import EnvSpec
+
+    config = yaml.safe_load((ROOT / "configs/cql_atari.yaml").read_text())
+    env_config = EnvConfig(**config["data"]["env"])
+    resolved = env_config.resolved()
+    assert (resolved.sticky_actions, resolved.terminal_on_life_loss, resolved.noop_max) == (0.25, False, 0)
+    for training in (True, False):  # sticky actions in training and in evaluation games, as Dopamine plays both
+        env = make_env(env_config, seed=0, training=training)
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    agent = Rainbow(**config["model"]["init_args"])
+    agent.build(EnvSpec.from_spaces(env.observation_space, env.action_space, resolved.frame_channels,
+                                    resolved.action_repeat))
+    assert agent.head == "quantile" and agent.hparams.cql_alpha == 1.0 and config["data"]["max_updates"] > 0
+    obs, _ = env.reset(seed=0)
+    with torch.no_grad():
+        quantiles = agent.q(torch.as_tensor(obs)[None])
+    assert quantiles.shape == (1, 6, 200)  # Pong's six actions, 200 quantiles each
+    torch.testing.assert_close(agent.q_values(quantiles), quantiles.mean(-1))
+
+
+def test_sticky_actions_reach_the_ale_and_a_probability_outside_0_to_1_stops_with_one_sentence():
+    from worldmodels.envs import EnvConfig, make_env
+    from worldmodels.errors import ConfigError
+
+    for p in (0.0, 0.1):
+        env = make_env(EnvConfig("atari", "breakout", preset="dqn", sticky_actions=p), seed=0)
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(p)
+    assert EnvConfig("atari", "pong", preset="dqn").resolved().sticky_actions == 0.0  # the Atari 100k protocol
+    for bad in (EnvConfig("atari", "pong", sticky_actions=1.0), EnvConfig("atari", "pong", sticky_actions=-0.1),
+                EnvConfig("dmc", "walker-walk", sticky_actions=0.25)):
+        with pytest.raises(ConfigError, match=r"env.sticky_actions is .*; use a probability in \[0, 1\)"):
+            bad.resolved()

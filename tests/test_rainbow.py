@@ -13,7 +13,8 @@ import yaml
 from model_free import Rainbow
 from model_free.targets import linearly_decaying_epsilon
 from worldmodels.errors import ConfigError
-from worldmodels.nets import NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced
+from worldmodels.nets import (NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced,
+                              quantile_huber_loss)
 from worldmodels.replay import PrioritizedTransitionView, Replay
 from worldmodels.training import EnvSpec
 from worldmodels.training.optim import TFRMSprop
@@ -100,6 +101,81 @@ def test_distributional_loss_is_the_cross_entropy_to_the_projected_target():
     loss, value = agent.td_loss(chosen, next_logits, next_logits, torch.tensor([0.5]), torch.tensor([0.5]))
     assert loss.item() == pytest.approx(np.log(3))  # -sum_i m_i log(1/3)
     assert value.item() == pytest.approx(0.65)  # 0 * 0.35 + 1 * 0.65
+
+
+# ------------------------------------------------------------------------------ QR-DQN
+def test_quantile_huber_loss_sums_over_the_online_quantiles_and_averages_over_the_target_ones_by_hand():
+    # Two online quantiles at tau = 0.25, 0.75; three target samples. u_ij = target_j - theta_i; kappa 1:
+    # L(u) = u^2 / 2 if |u| <= 1 else |u| - 1/2; rho_ij = |tau_i - 1{u_ij < 0}| L(u_ij).
+    # Row 1, theta = (0, 2), target = (1, -1, 2):
+    #   i = 1 (tau 0.25): u = 1, -1, 2 -> L = 0.5, 0.5, 1.5; weights 0.25, 0.75, 0.25 -> 0.125 + 0.375 + 0.375 = 0.875
+    #   i = 2 (tau 0.75): u = -1, -3, 0 -> L = 0.5, 2.5, 0; weights 0.25, 0.25, 0.75 -> 0.125 + 0.625 + 0 = 0.75
+    #   sum_i mean_j = 0.875 / 3 + 0.75 / 3 = 13/24 (mean_i sum_j would be 0.8125; mean over both 13/48).
+    # Row 2, theta = (1, 1), target = (3, 1, 1): only u = 2 (j = 1) counts, L = 1.5:
+    #   i = 1: 0.25 x 1.5 / 3 = 0.125; i = 2: 0.75 x 1.5 / 3 = 0.375 -> 0.5. An underestimate weighs tau.
+    theta = torch.tensor([[0.0, 2.0], [1.0, 1.0]], requires_grad=True)
+    target = torch.tensor([[1.0, -1.0, 2.0], [3.0, 1.0, 1.0]])
+    loss = quantile_huber_loss(theta, target)
+    assert loss.tolist() == pytest.approx([13 / 24, 0.5])
+    # d rho_ij / d theta_i = -|tau_i - 1{u < 0}| clip(u, -1, 1). Row 1: i = 1: -(0.25 - 0.75 + 0.25) / 3 = 1/12;
+    # i = 2: -(-0.25 - 0.25 + 0) / 3 = 1/6. Row 2: i = 1: -0.25 / 3; i = 2: -0.75 / 3.
+    loss.sum().backward()
+    torch.testing.assert_close(theta.grad, torch.tensor([[1 / 12, 1 / 6], [-0.25 / 3, -0.75 / 3]]))
+    # kappa 2: u = 2 is still quadratic there, L = 2 (not divided by kappa, as the reference):
+    # row 2 = 0.25 x 2 / 3 + 0.75 x 2 / 3 = 2/3.
+    assert quantile_huber_loss(theta[1:].detach(), target[1:], kappa=2.0).item() == pytest.approx(2 / 3)
+
+
+def test_quantile_head_q_value_is_the_quantiles_mean_and_its_target_every_quantile_of_a_star():
+    agent = Rainbow(num_quantiles=2, double=False)
+    assert agent.head == "quantile" and not hasattr(agent, "support")
+    quantiles = torch.tensor([[[0.0, 4.0], [1.0, 2.0]]])  # (B 1, A 2, N 2): Q = 2 and 1.5
+    assert agent.q_values(quantiles).tolist() == [[2.0, 1.5]]
+    # a* = action 0 (the target net's larger mean, no double Q); r = 1, gamma^n = 0.5: target (1, 3).
+    # theta = (0, 2): i = 1 (tau 0.25): u = 1, 3 -> 0.25 x (0.5 + 2.5) / 2 = 0.375;
+    #                 i = 2 (tau 0.75): u = -1, 1 -> (0.25 x 0.5 + 0.75 x 0.5) / 2 = 0.25; loss 0.625.
+    chosen, reward, discount = torch.tensor([[0.0, 2.0]]), torch.tensor([1.0]), torch.tensor([0.5])
+    next_online = torch.tensor([[[0.0, 0.0], [5.0, 5.0]]])  # the online net prefers action 1
+    loss, value = agent.td_loss(chosen, next_online, quantiles, reward, discount)
+    assert loss.item() == pytest.approx(0.625) and value.item() == pytest.approx(2.0)  # mean of (1, 3)
+    # Double Q picks a* = 1 with the online net: target 1 + 0.5 x (1, 2) = (1.5, 2), its mean 1.75.
+    double = Rainbow(num_quantiles=2, double=True)
+    assert double.td_loss(chosen, next_online, quantiles, reward, discount)[1].item() == pytest.approx(1.75)
+    # After a terminal (discount 0) every target quantile is the reward.
+    assert agent.td_loss(chosen, next_online, quantiles, reward, torch.zeros(1))[1].item() == pytest.approx(1.0)
+
+
+def test_a_training_step_with_the_quantile_head_writes_each_samples_quantile_loss_as_its_priority():
+    torch.manual_seed(0)
+    agent = Rainbow(num_quantiles=8, hidden=32)  # DER otherwise: noisy, dueling, prioritized, a target net
+    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
+    assert agent.q(torch.zeros(2, 1, 44, 44, dtype=torch.uint8)).shape == (2, 3, 8)
+    replay = Replay(200, frame_stack=1, frame_channels=1)
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        replay.add(rng.integers(0, 255, (1, 1, 44, 44), dtype=np.uint8), rng.integers(0, 3, 1), rng.random(1, np.float32),
+                   np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
+    batch = agent.view.sample(replay)
+    losses, metrics = [], {}
+    optimizer = agent.configure_optimizers()
+    agent.optimizers, agent.log_scalars = (lambda: optimizer), metrics.update
+    agent.manual_backward = lambda loss: loss.backward()
+    original = agent.td_loss
+    agent.td_loss = lambda *args: (lambda out: (losses.append(out[0].detach()), out)[1])(original(*args))
+    agent.training_step(batch, 0)
+    assert losses[0].shape == (32,) and bool((losses[0] > 0).all())
+    t, env = batch["index"]
+    torch.testing.assert_close(agent.view.priority[t, env].float(), losses[0] + 1e-10)
+    assert torch.isfinite(metrics["train/q_mean"]) and torch.isfinite(metrics["train/target_mean"])
+    # The health checks read Q through q_values: under QR-DQN the quantiles' mean, in evaluation mode.
+    agent.td_loss = original
+    health_batch = {k: batch[k] for k in ("obs", "next_obs", "action", "reward", "discount")}
+    health_batch |= {"mc_return": torch.zeros(32), "mc_valid": torch.ones(32, dtype=torch.bool)}
+    out = agent.health(health_batch)
+    with agent.acting():
+        q = agent.q(batch["obs"]).mean(-1)[torch.arange(32), batch["action"]]
+    assert out["q_mean"].item() == pytest.approx(q.mean().item(), rel=1e-5)
+    assert out["td_loss"] > 0 and torch.isfinite(torch.as_tensor(out["nd_score"]))
 
 
 # ------------------------------------------------------------------------------ noisy layers
@@ -338,6 +414,7 @@ def test_online_and_target_passes_of_s_prime_share_one_noise_draw_as_dopamine_do
 @pytest.mark.parametrize("kwargs, key", [
     (dict(encoder="resnet"), "model.encoder"),
     (dict(num_atoms=0), "model.num_atoms"),
+    (dict(num_quantiles=-1), "model.num_quantiles"),
     (dict(num_atoms=51, v_min=10.0, v_max=10.0), "model.v_min"),
     (dict(priority_alpha=1.5), "model.priority_alpha"),
     (dict(priority_beta=-0.1), "model.priority_beta"),

@@ -28,7 +28,8 @@ import numpy as np
 import yaml
 
 from worldmodels.errors import ConfigError
-from worldmodels.published import PUBLISHED_AGENTS, drq_eps_band, drq_eps_percentiles, published_hns, published_scores
+from worldmodels.published import (BANDS, PUBLISHED_AGENTS, SOURCES, agent_reference, band_percentiles,
+                                   percentile_band, published_hns, published_scores)
 from worldmodels.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
 from worldmodels.stats import AGGREGATES, Interval, stratified_bootstrap_interval
 from worldmodels.training.evaluation import FINAL_EVALUATION
@@ -269,34 +270,56 @@ def markdown(results: list[RunResult], groups: list[AggregateGroup], reps: int, 
         parts += ["", published_section(results)]
     parts += ["", "![learning curves](learning_curves.png)", "", "![aggregates](aggregates.png)", ""]
     if any(r.atari_game for r in results):
-        parts += ["![ours among the published DrQ(ε) runs](published.png)", ""]
+        parts += ["![each run among the 100 published runs its row names](published.png)", ""]
     return "\n".join(parts)
 
 
 def published_section(results: list[RunResult]) -> str:
-    """Our Atari 100k runs beside the published per-game scores, each run's band among the 100
-    published DrQ(eps) runs, and human-normalised aggregates beside the published agents' on the same games."""
+    """Our Atari 100k runs beside the published figures of their own agent (``published.AGENT_REFERENCES``:
+    which published agent each preset is, and the source of each figure), each run's band among 100
+    published runs (its own agent's where they exist; where not, the table says whose they are instead),
+    every published column per game, and human-normalised aggregates beside the published agents' on the
+    same games."""
     atari = [r for r in results if r.atari_game]
     table = published_scores()
-    columns = list(PUBLISHED_AGENTS)
-    header = ("| game | agent | runs | our mean | band of each run among DrQ(ε)'s 100 | DrQ(ε) p10 / p50 / p90 | "
-              + " | ".join(PUBLISHED_AGENTS.values()) + " |")
+    agents = sorted({r.agent for r in atari})
+    references = {agent: agent_reference(agent) for agent in agents}
     lines = ["## Beside the published Atari 100k results", "",
-             "Published scores per game (worldmodels/data/atari100k_published.csv; sources in its README). The band "
-             "says where each of our runs falls among the 100 published runs of DrQ(ε) (Dopamine's DrQ_eps.gin, each "
-             "the mean of 100 evaluation games): below p10 or above p90 is unusual for that agent.", "",
-             header, "|" + "---|" * (header.count("|") - 1)]
+             "Published scores per game (worldmodels/data/atari100k_published.csv; sources in its README and below). "
+             "Each of our agents is set beside the published figures of its own agent only; the band says where each "
+             "of its runs falls among 100 published runs (each the mean of 100 evaluation games): below p10 or above "
+             "p90 is unusual for the agent of those runs. Where no such runs of its own agent are published, the "
+             "band is drawn from another agent's runs, and the table says whose.", "",
+             "| agent (ours) | the published agent it is | published figures of that agent | band among | note |",
+             "|---|---|---|---|---|"]
+    for agent, ref in references.items():
+        figures = "; ".join(f"{PUBLISHED_AGENTS[c]} ({SOURCES[c]})" for c in ref.figures) or "none published"
+        lines.append(f"| {agent} | {ref.agent} | {figures} | {ref.band_words()} | {ref.note} |")
+    header = ("| game | agent | runs | our mean | band of each run | among the 100 published runs of | p10 / p50 / p90 "
+              "| published figures of its own agent |")
+    lines += ["", header, "|" + "---|" * (header.count("|") - 1)]
     by_game: dict[tuple[str, str], list[RunResult]] = defaultdict(list)
     for r in atari:
         by_game[(r.atari_game, r.agent)].append(r)
     for (game, agent), runs in sorted(by_game.items()):
+        ref = references[agent]
         finals = [r.final_return for r in runs]
-        bands = ", ".join(drq_eps_band(game, r.final_return) + (" †" if r.games_cut_at else "") for r in runs)
-        p10, _, p50, _, p90 = drq_eps_percentiles(game)
-        published = [fmt(table[game][c], 1) if c in table[game] else "" for c in columns]
+        bands = ", ".join(percentile_band(ref.band, game, r.final_return) + (" †" if r.games_cut_at else "")
+                          for r in runs)
+        p10, _, p50, _, p90 = band_percentiles(ref.band, game)
+        own = "; ".join(f"{PUBLISHED_AGENTS[c]}: {fmt(table[game][c], 1)}" for c in ref.figures if c in table[game])
         lines.append(f"| {game} | {agent} | {len(runs)} | {fmt(float(np.mean(finals)), 1)} | {bands} | "
-                     f"{fmt(p10, 1)} / {fmt(p50, 1)} / {fmt(p90, 1)} | " + " | ".join(published) + " |")
+                     f"{ref.band_words()} | {fmt(p10, 1)} / {fmt(p50, 1)} / {fmt(p90, 1)} | {own or 'none published'} |")
     games = sorted({r.atari_game for r in atari})
+    columns = list(PUBLISHED_AGENTS)
+    header = "| game | " + " | ".join(PUBLISHED_AGENTS.values()) + " |"
+    lines += ["", "Every published column on these games; each is the agent its header names, whatever agent of ours "
+                  "shares its name:", "", header, "|" + "---|" * (header.count("|") - 1)]
+    for game in games:
+        lines.append(f"| {game} | " + " | ".join(fmt(table[game][c], 1) if c in table[game] else "" for c in columns)
+                     + " |")
+    lines += ["", "Sources (a band's percentiles come from the same runs as the mean of the same label):", ""]
+    lines += [f"- {label}: {SOURCES[column]}" for column, label in PUBLISHED_AGENTS.items()]
     lines += ["", f"Human-normalised mean and median over games; ours over the games each agent ran, the published "
                   f"agents over our games ({', '.join(games)}) and over all {len(ATARI_100K_SCORES)}.", "",
               f"| agent | mean ({plural(len(games), 'game')}) | median ({plural(len(games), 'game')}) | mean (26) | median (26) |",
@@ -401,31 +424,34 @@ def plot_training_returns(results: list[RunResult], colors: dict[str, tuple], pa
 
 
 def plot_published_bands(results: list[RunResult], colors: dict[str, tuple], path: Path) -> None:
-    """Per game: DrQ(eps)'s 100 published runs as a box (p25-p75, median) with whiskers at p10 and p90,
-    and each of our runs as a dot, in human-normalised score."""
+    """Per game and per set of 100 published runs our agents are placed among (each agent's own where
+    published, ``published.agent_reference``): those runs as a box (p25-p75, median) with whiskers at p10
+    and p90, and each of our runs as a dot on the row of its band, in human-normalised score."""
     import matplotlib.pyplot as plt
 
     atari = [r for r in results if r.atari_game]
-    games = sorted({r.atari_game for r in atari})
-    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * len(games)))
-    for y, game in enumerate(games):
-        p10, p25, p50, p75, p90 = (human_normalized(game, v) for v in drq_eps_percentiles(game))
+    rows = sorted({(r.atari_game, agent_reference(r.agent).band) for r in atari})
+    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.5 * len(rows)))
+    for y, (game, band) in enumerate(rows):
+        p10, p25, p50, p75, p90 = (human_normalized(game, v) for v in band_percentiles(band, game))
         ax.plot([p10, p90], [y, y], color="0.6", lw=1)
         ax.add_patch(plt.Rectangle((p25, y - 0.2), p75 - p25, 0.4, color="0.85", zorder=1))
         ax.plot([p50, p50], [y - 0.2, y + 0.2], color="0.3", lw=1.5)
     for r in atari:
-        ax.plot(human_normalized(r.atari_game, r.final_return), games.index(r.atari_game), "o",
-                color=colors[r.agent], zorder=3)
+        y = rows.index((r.atari_game, agent_reference(r.agent).band))
+        ax.plot(human_normalized(r.atari_game, r.final_return), y, "o", color=colors[r.agent], zorder=3)
     for agent in sorted({r.agent for r in atari}):
-        ax.plot([], [], "o", color=colors[agent], label=f"{agent} (ours)")
-    ax.plot([], [], color="0.6", lw=6, alpha=0.5, label="DrQ(ε) 100 runs: p10-p90, box p25-p75")
-    ax.set_yticks(range(len(games)), games)
-    ax.set_ylim(len(games) - 0.5, -0.5)
+        ref = agent_reference(agent)
+        whose = "" if ref.own_band else "; among another agent's runs"
+        ax.plot([], [], "o", color=colors[agent], label=f"{agent} (ours{whose})")
+    ax.plot([], [], color="0.6", lw=6, alpha=0.5, label="100 published runs: p10-p90, box p25-p75")
+    ax.set_yticks(range(len(rows)), [f"{game}: {BANDS[band]}" for game, band in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel(HNS)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits above the axes
     plt.close(fig)
 
 

@@ -34,7 +34,10 @@ class DreamerV3(Agent):
         stoch, classes: latent variables and classes per variable (32 x 32).
         batch_size, seq_len: replayed sequences per update and their length.
         train_ratio: replayed steps per env step; updates per env step = train_ratio / (B x T).
-        horizon, gamma, lam: imagination length, discount, lambda of the returns.
+        horizon, gamma, lam: imagination length, discount, lambda of the returns. gamma is 1 - 1/333
+            = 0.996997, the reference's ``horizon: 333`` (danijar/dreamerv3 8fa35f8, dreamerv3/configs.yaml
+            line 89) turned into a discount as its ``discount = 1 - 1 / self.config.horizon`` does
+            (dreamerv3/agent.py lines 196 and 363), not the rounded 0.997.
         free_nats, dyn_scale, rep_scale: KL balancing.
         entropy_coef: actor entropy bonus.
         slow_critic_fraction, slow_reg: EMA rate of the slow critic, weight of its regulariser.
@@ -58,7 +61,7 @@ class DreamerV3(Agent):
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
                  mlp_units: int | None = None, mlp_layers: int | None = None, stoch: int = 32, classes: int = 32,
                  batch_size: int = 16, seq_len: int = 64, train_ratio: float = 1024,
-                 horizon: int = 15, gamma: float = 0.997, lam: float = 0.95, free_nats: float = 1.0,
+                 horizon: int = 15, gamma: float = 1 - 1 / 333, lam: float = 0.95, free_nats: float = 1.0,
                  dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
                  slow_critic_fraction: float = 0.02, slow_reg: float = 1.0, model_lr: float = 1e-4,
                  model_eps: float = 1e-8, model_clip: float = 1000.0, ac_lr: float = 3e-5, ac_eps: float = 1e-5,

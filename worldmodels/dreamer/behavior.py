@@ -91,7 +91,13 @@ class Actor(nn.Module):
                  unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0, norm: str = "layer"):
         super().__init__()
         self.discrete, self.unimix, self.min_std, self.max_std = discrete, unimix, min_std, max_std
-        self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim, norm=norm)
+        # The output layer is uniform-initialised with outscale 1 (mlp's output: the reference's Dist 'out',
+        # danijar/dreamerv3 8fa35f8, dreamerv3/nets.py line 472; configs.yaml line 78). For continuous actions
+        # it holds the reference's two layers, 'out' (mean) and 'std' (nets.py lines 472 and 475), side by
+        # side, each of fans (inputs, action_dim): initialised with those fans.
+        fan_in = units if layers else feat_dim
+        self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim, norm=norm,
+                       out_fans=None if discrete else (fan_in, action_dim))
 
     def dist(self, out: torch.Tensor):
         """The policy from the network's raw output: unimix categorical, or bounded Normal; in float32
@@ -107,7 +113,8 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Two-hot value head (zero-initialised output) and its slow EMA copy; ``space`` is where the
+    """Two-hot value head (zero-initialised output: outscale 0, danijar/dreamerv3 8fa35f8, dreamerv3/configs.yaml
+    line 79) and its slow EMA copy; ``space`` is where the
     two-hot bins are spaced evenly, "symlog" (2023 code) or "raw" (2024 code; worldmodels.nets.distributions)."""
 
     def __init__(self, feat_dim: int, units: int, layers: int, bins: int = 255, norm: str = "layer",
@@ -164,7 +171,7 @@ def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State
 
 
 def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
-                    start_cont: torch.Tensor, horizon: int = 15, gamma: float = 0.997, lam: float = 0.95,
+                    start_cont: torch.Tensor, horizon: int = 15, gamma: float = 1 - 1 / 333, lam: float = 0.95,
                     entropy_coef: float = 3e-4, slow_reg: float = 1.0, dr3_coef: float = 0.0,
                     replay: dict[str, torch.Tensor] | None = None,
                     repval_scale: float = 0.0, diagnostics: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -6,8 +6,9 @@
     features       [h_t, flatten(z_t)]
 
 Samples are one-hot with straight-through gradients. At an episode start (``first``) the previous
-state and action are replaced by the learned initial state and a zero action, so nothing of the
-previous episode leaks into the new one, inside replayed sequences as while acting.
+state and action are replaced by the learned initial state (h_0 = tanh(w), z_0 the prior's mode at
+h_0, a one-hot without gradient: see ``RSSM.initial``) and a zero action, so nothing of the previous
+episode leaks into the new one, inside replayed sequences as while acting.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from worldmodels.nets.distributions import OneHotStraightThrough, at_least_float32, unimix_logits
@@ -51,14 +53,18 @@ class RSSM(nn.Module):
         self.deter_dim, self.stoch, self.classes, self.unimix = deter, stoch, classes, unimix
         self.img_in = mlp(stoch * classes + action_dim, hidden, 1, norm=norm)
         self.gru = NormGRUCell(hidden, deter, norm)
+        # img_out then the prior's logit layer; the logit layer is uniform-initialised (mlp's output), as
+        # the reference's '_stats' Linear, built without the config's winit (danijar/dreamerv3 8fa35f8,
+        # dreamerv3/nets.py line 144: 'img_stats').
         self.prior_net = mlp(deter, hidden, 1, stoch * classes, norm=norm)
         # The posterior's first layer reads [h_t, e_t]; it is split in two Linears so that the
         # embedding half runs once for a whole sequence instead of once per step.
         joint_fans = (deter + embed_dim, hidden)  # initialised as the one layer of the reference
         self.post_deter = init_weights_(nn.Linear(deter, hidden, bias=False), fans=joint_fans)
         self.post_embed = init_weights_(nn.Linear(embed_dim, hidden, bias=False), fans=joint_fans)
+        # The posterior's logit layer: uniform, as the reference's 'obs_stats' (nets.py line 144, as above).
         self.post_out = nn.Sequential(norm_layer(hidden, norm), nn.SiLU(),
-                                      init_weights_(nn.Linear(hidden, stoch * classes)))
+                                      init_weights_(nn.Linear(hidden, stoch * classes), dist="uniform"))
         # Learned initial deterministic state (tanh of a parameter), as the 2023 code's `initial: learned`.
         self.initial_deter = nn.Parameter(torch.zeros(deter))
 
@@ -87,11 +93,18 @@ class RSSM(nn.Module):
         return self._logits(self.prior_net(deter))
 
     def initial(self, batch: int) -> State:
-        """The learned initial state, the same for every row: computed once and expanded to ``batch``."""
+        """The learned initial state, the same for every row: computed once and expanded to ``batch``.
+
+        As the reference's ``RSSM.initial`` with ``initial: learned`` (danijar/dreamerv3 8fa35f8,
+        dreamerv3/nets.py lines 45-48 and ``get_stoch``, lines 125-129): h_0 = tanh(w), w a learned vector
+        that starts at zero, and z_0 the mode of the prior p(z | h_0), a one-hot of its argmax. That mode
+        has no gradient (``dist.mode()``, not a straight-through sample): a loss downstream of an episode
+        start reaches w only through h_0 itself, and the prior network only where it reads a later h.
+        The logits are kept for reference only (no step reads a previous state's logits) and are stopped too."""
         deter = torch.tanh(self.initial_deter)[None]
-        logits = self.prior_logits(deter)
-        one = State(deter, OneHotStraightThrough(logits=logits).mode, logits)
-        return State(*(x.expand(batch, *x.shape[1:]) for x in one))
+        logits = self.prior_logits(deter).detach()
+        stoch = F.one_hot(logits.argmax(-1), self.classes).to(logits.dtype)
+        return State(*(x.expand(batch, *x.shape[1:]) for x in (deter, stoch, logits)))
 
     def reset_where(self, state: State, action: torch.Tensor, first: torch.Tensor,
                     init: State | None = None) -> tuple[State, torch.Tensor]:

@@ -69,6 +69,9 @@ class WorldModel(nn.Module):
                          size.norm)
         feat = self.rssm.feat_dim
         self.decoder = ConvDecoder(feat, channels, size.depth, image, size.norm)
+        # Output layers as the reference's Dist 'out' (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py line 472):
+        # the reward's zero (outscale 0, configs.yaml line 70), the continue head's uniform with outscale 1
+        # (configs.yaml line 71); see mlp.
         self.reward_head = mlp(feat, size.units, size.layers, bins, zero_out=True, norm=size.norm)
         self.continue_head = mlp(feat, size.units, size.layers, 1, norm=size.norm)
         self.space = two_hot_space  # where the reward's two-hot bins are spaced evenly (see Critic)

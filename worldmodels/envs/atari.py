@@ -78,7 +78,7 @@ def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
     gym.register_envs(ale_py)
     try:
         env = gym.make(
-            ale_id(cfg.task), frameskip=1, repeat_action_probability=0.0,
+            ale_id(cfg.task), frameskip=1, repeat_action_probability=cfg.sticky_actions,
             full_action_space=False, max_episode_steps=None,
         )
     except gym.error.Error as error:

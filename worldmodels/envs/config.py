@@ -5,7 +5,9 @@ no sticky actions, the minimal action set, episodes cut at 27k agent steps, no-o
 the Dopamine/DrQ protocol (google/dopamine ``labs/atari_100k``): 84x84 gray, stack 4 zero-padded at
 episode starts, terminal on life loss, clipped rewards while training, and up to 29 no-op agent steps at
 each new game (its runner's ``max_noops=30``). ``world_model`` is DreamerV3's Atari 100k setting (Hafner et al. 2023,
-arXiv 2301.04104): 64x64 RGB, no stack, up to 30 no-op frames.
+arXiv 2301.04104): 64x64 RGB, no stack, up to 30 no-op frames. Sticky actions (``sticky_actions``,
+Machado et al. 2018's 0.25) are a key of their own for protocols that use them, such as the DQN Replay
+Dataset's and the offline agents trained on it.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class EnvConfig:
             or ``agent_step`` (Dopamine's Atari 100k runner: 0 to noop_max - 1 agent steps of
             ``action_repeat`` frames; the ``dqn`` preset).
         max_episode_steps: agent steps after which an episode is truncated.
+        sticky_actions: Atari: the ALE's ``repeat_action_probability``, the chance that each emulator
+            frame repeats the previous action instead of the agent's, in [0, 1) (0: none, the Atari 100k
+            protocol and every preset; 0.25: Machado et al. 2018, Dopamine's ``sticky_actions=True``).
         camera: DMC camera id; ``None`` picks 2 for quadruped and 0 otherwise.
     """
 
@@ -80,6 +85,7 @@ class EnvConfig:
     noop_max: int | None = None
     noop_unit: str | None = None
     max_episode_steps: int | None = None
+    sticky_actions: float | None = None
     camera: int | None = None
 
     def resolved(self) -> EnvConfig:
@@ -94,6 +100,7 @@ class EnvConfig:
             terminal_on_life_loss=False, clip_rewards=False, noop_max=30 if self.suite == "atari" else 0,
             noop_unit="frame",
             max_episode_steps={"atari": 27_000, "dmc": None, "test": None}[self.suite],
+            sticky_actions=0.0,
             camera=(2 if self.task.startswith("quadruped") else 0) if self.suite == "dmc" else None,
         )
         defaults.update(PRESETS.get(self.preset, {}))
@@ -118,6 +125,9 @@ class EnvConfig:
             raise ConfigError("env.frame_stack and env.action_repeat must be at least 1.")
         if cfg.suite != "atari" and cfg.terminal_on_life_loss:
             raise ConfigError("env.terminal_on_life_loss only applies to Atari; set it to false.")
+        if not 0.0 <= cfg.sticky_actions < 1.0 or (cfg.suite != "atari" and cfg.sticky_actions > 0):
+            raise ConfigError(f"env.sticky_actions is {cfg.sticky_actions}; use a probability in [0, 1) (0.25 for "
+                              "Machado et al.'s sticky actions, 0 for none), and only on Atari.")
         return cfg
 
     def for_evaluation(self) -> EnvConfig:

@@ -54,42 +54,69 @@ def channel_norm(channels: int, norm: str = "layer") -> nn.Module:
 # Standard deviation of a unit Normal truncated to [-2, 2]: dividing by it gives the truncated draw
 # the intended standard deviation.
 _TRUNCATED_STD = 0.87962566103423978
+# The reference's ``winit`` values: "normal" is its Normal truncated at two standard deviations,
+# "uniform" a uniform draw of the same variance (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 640-663).
+INITS = ("normal", "uniform")
 
 
-def init_weights_(module: nn.Module, scale: float = 1.0, fans: tuple[int, int] | None = None) -> nn.Module:
-    """The 2023 reference code's initializer (``winit: normal``, ``fan: avg``) on every Linear and
-    (transposed) convolution of ``module``: weights from a Normal truncated at two standard deviations,
-    with variance ``scale / mean(fan_in, fan_out)``, and zero biases. ``scale`` 0 gives zero weights
-    (the reward and critic outputs). ``fans`` overrides the fans of a layer that the reference computes
-    as one and we split in two (the posterior's first layer).
+def init_weights_(module: nn.Module, scale: float = 1.0, fans: tuple[int, int] | None = None,
+                  dist: str = "normal") -> nn.Module:
+    """The 2023 reference code's initializer (``Initializer`` with ``fan: avg``, danijar/dreamerv3 8fa35f8,
+    dreamerv3/nets.py lines 640-686) on every Linear and (transposed) convolution of ``module``: weights
+    of variance ``scale / mean(fan_in, fan_out)`` and zero biases, drawn by ``dist``:
+
+        "normal"   (``winit: normal``, nets.py lines 657-663) a Normal truncated at two standard deviations;
+        "uniform"  (``winit: uniform``, nets.py lines 650-656) U(-limit, limit) with limit = sqrt(3 var), so
+                   that its variance limit^2 / 3 is the same var. The reference's Linear and Conv2D default
+                   to it (nets.py lines 514 and 566); its configs set ``winit: normal`` on every hidden
+                   layer (configs.yaml lines 67-71, 78-79), so it is left on the layers built without
+                   those settings: the distribution outputs, the RSSM's logit layers and the image
+                   decoder's first Linear and last transposed convolution (each named where it is built).
+
+    ``scale`` is the reference's ``outscale``; 0 gives zero weights whatever ``dist`` (nets.py line 648:
+    the reward and critic outputs). ``fans`` overrides the fans of a layer that the reference computes as
+    one and we split in two (the posterior's first layer), or two that we join in one (the actor's mean
+    and standard deviation outputs).
 
     Not torch's default (uniform, variance 1 / (3 fan_in)), whose weights are about half as large."""
+    if dist not in INITS:
+        raise ValueError(f"dist is '{dist}'; choose one of {', '.join(INITS)}")
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             weight = layer.weight
             receptive = weight[0][0].numel()  # kernel area; 1 for a Linear
             fan_in, fan_out = fans or (weight.shape[1] * receptive, weight.shape[0] * receptive)
-            std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / _TRUNCATED_STD
+            variance = scale / ((fan_in + fan_out) / 2)
             with torch.no_grad():
-                if scale:
-                    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
-                else:
+                if not scale:
                     weight.zero_()
+                elif dist == "uniform":
+                    limit = math.sqrt(3 * variance)
+                    nn.init.uniform_(weight, -limit, limit)
+                else:
+                    std = math.sqrt(variance) / _TRUNCATED_STD
+                    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
                 if layer.bias is not None:
                     layer.bias.zero_()
     return module
 
 
 def mlp(in_dim: int, units: int, layers: int, out_dim: int | None = None, zero_out: bool = False,
-        norm: str = "layer") -> nn.Sequential:
-    """``layers`` x (Linear, norm, SiLU), then an optional Linear output (zero-initialised for
-    DreamerV3's reward and critic heads, so their first predictions are 0)."""
+        norm: str = "layer", out_fans: tuple[int, int] | None = None) -> nn.Sequential:
+    """``layers`` x (Linear, norm, SiLU), then an optional Linear output. The hidden layers are drawn from
+    the truncated Normal (the configs' ``winit: normal``); the output from the uniform initializer with
+    outscale 1, or zeros with ``zero_out`` (outscale 0, DreamerV3's reward and critic heads, so their first
+    predictions are 0). Every DreamerV3 output built here is one the reference builds without ``winit``,
+    so with its uniform default: ``Dist``'s output Linear (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py
+    line 472) for the reward, continue, actor and critic heads, and the RSSM's prior logits (``_stats``,
+    nets.py line 144). ``out_fans``: the output layer's fans, where it stands for more than one reference layer."""
     blocks: list[nn.Module] = []
     for i in range(layers):
         blocks += [init_weights_(nn.Linear(in_dim if i == 0 else units, units, bias=False)),
                    norm_layer(units, norm), nn.SiLU()]
     if out_dim is not None:
-        blocks.append(init_weights_(nn.Linear(units if layers else in_dim, out_dim), scale=0.0 if zero_out else 1.0))
+        blocks.append(init_weights_(nn.Linear(units if layers else in_dim, out_dim), scale=0.0 if zero_out else 1.0,
+                                    fans=out_fans, dist="uniform"))
     return nn.Sequential(*blocks)
 
 
@@ -122,14 +149,17 @@ class ConvDecoder(nn.Module):
     def __init__(self, feat_dim: int, out_channels: int, depth: int, image_size: int = 64, norm: str = "layer"):
         super().__init__()
         self.min_res, self.depth = image_size // 16, depth
-        self.inp = init_weights_(nn.Linear(feat_dim, 8 * depth * self.min_res ** 2))
+        # Uniform: the reference's decoder 'in' Linear is built without the config's winit
+        # (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py line 365).
+        self.inp = init_weights_(nn.Linear(feat_dim, 8 * depth * self.min_res ** 2), dist="uniform")
         layers, channels = [], 8 * depth
         for mult in (4, 2, 1):
-            layers += [nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False),
+            layers += [init_weights_(nn.ConvTranspose2d(channels, depth * mult, 4, 2, 1, bias=False)),
                        channel_norm(depth * mult, norm), nn.SiLU()]
             channels = depth * mult
-        layers.append(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1))
-        self.net = init_weights_(nn.Sequential(*layers)).to(memory_format=torch.channels_last)
+        # Uniform: the last stage's kw is {} (nets.py lines 376-380), so Conv2D's default winit 'uniform' (line 514).
+        layers.append(init_weights_(nn.ConvTranspose2d(channels, out_channels, 4, 2, 1), dist="uniform"))
+        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         lead = feat.shape[:-1]

@@ -25,9 +25,41 @@ def orthogonal_init(module: nn.Module) -> None:
             module.bias.data.fill_(0.0)
 
 
+def delta_orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Delta-orthogonal initialisation of a conv kernel (Xiao et al. 2018, "Dynamical Isometry and a
+    Mean Field Theory of CNNs", arXiv:1806.05393), in the simplified form of SAC+AE's code
+    (denisyarats/pytorch_sac_ae, sac_ae.py weight_init, commit 7fa560e21c026c04bb8dcd72959ecf4e3424476c):
+    every tap zero except the centre one, whose (dim 0, dim 1) matrix is orthogonal times ``gain``
+    (``nn.init.orthogonal_``: orthonormal rows if it has fewer rows than columns, columns otherwise).
+    ``weight``: (out, in, k, k) for Conv2d, (in, out, k, k) for ConvTranspose2d, k odd."""
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise ValueError(f"delta_orthogonal_ needs a square kernel of odd size; got a weight of shape "
+                         f"{tuple(weight.shape)}.")
+    mid = weight.shape[2] // 2
+    with torch.no_grad():
+        weight.zero_()
+        nn.init.orthogonal_(weight[:, :, mid, mid], gain)
+    return weight
+
+
+def delta_orthogonal_init(module: nn.Module) -> None:
+    """SAC+AE's weight_init (pytorch_sac_ae sac_ae.py, commit 7fa560e): orthogonal Linear weights,
+    delta-orthogonal Conv2d and ConvTranspose2d weights (ReLU gain), zero biases. DrQ's code
+    (denisyarats/drq utils.py weight_init, commit dd040f144ed8f696c7db35087cd80c87372edb64) uses
+    ``orthogonal_init`` instead: the whole kernel orthogonal."""
+    if isinstance(module, nn.Linear):
+        orthogonal_init(module)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        delta_orthogonal_(module.weight.data, nn.init.calculate_gain("relu"))
+        if module.bias is not None:
+            module.bias.data.fill_(0.0)
+
+
 class DrQEncoder(nn.Module):
+    """``init``: applied to every layer (``orthogonal_init``; SAC+AE: ``delta_orthogonal_init``)."""
+
     def __init__(self, in_channels: int, image_size: int = 84, shift: float = -0.5,
-                 mixing: Callable[[], nn.Module] | None = None):
+                 mixing: Callable[[], nn.Module] | None = None, init: Callable[[nn.Module], None] = orthogonal_init):
         super().__init__()
         layers: list[nn.Module] = [PixelScale(shift)]
         for i in range(4):
@@ -35,7 +67,7 @@ class DrQEncoder(nn.Module):
             if mixing is not None:
                 layers.append(mixing())
         self.convs = nn.Sequential(*layers)
-        self.apply(orthogonal_init)
+        self.apply(init)
         side = (image_size - 3) // 2 + 1 - 6
         self.out_dim = 32 * side * side
         self.feature_shape = (32, side, side)
@@ -61,9 +93,11 @@ class PixelDecoder(nn.Module):
     """SAC+AE's deterministic decoder (Yarats et al. 2019), the DrQEncoder mirrored: Linear from the
     features to the last conv map (32 x 35 x 35 at 84x84) + ReLU, three 3x3 transposed convs of stride 1
     with ReLU, and a 3x3 transposed conv of stride 2 (output padding 1) back to the observation's
-    channels. Outputs centred pixels (the target lies in [-0.5, 0.5])."""
+    channels. Outputs centred pixels (the target lies in [-0.5, 0.5]). ``init``: applied to every layer
+    (SAC+AE's code: ``delta_orthogonal_init``)."""
 
-    def __init__(self, out_channels: int, feature_shape: tuple[int, int, int], feature_dim: int = 50):
+    def __init__(self, out_channels: int, feature_shape: tuple[int, int, int], feature_dim: int = 50,
+                 init: Callable[[nn.Module], None] = orthogonal_init):
         super().__init__()
         self.feature_shape = feature_shape
         channels = feature_shape[0]
@@ -72,7 +106,7 @@ class PixelDecoder(nn.Module):
         for _ in range(3):
             layers += [nn.ConvTranspose2d(channels, channels, 3, stride=1), nn.ReLU()]
         self.deconvs = nn.Sequential(*layers, nn.ConvTranspose2d(channels, out_channels, 3, stride=2, output_padding=1))
-        self.apply(orthogonal_init)
+        self.apply(init)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.deconvs(torch.relu(self.fc(h)).view(-1, *self.feature_shape))

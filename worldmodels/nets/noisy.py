@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worldmodels.nets.draws import DeviceStream
+
 
 def signed_sqrt(x: torch.Tensor) -> torch.Tensor:
     return x.sign() * x.abs().sqrt()
@@ -34,11 +36,13 @@ class NoisyLinear(nn.Module):
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
         self.noise_on: bool | None = None  # None: follow training mode
+        self.stream: DeviceStream | None = None  # the owner's random stream; None: torch's global generator
 
     def sample_noise(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f(eps_in), f(eps_out)), from torch's global generator (seeded and checkpointed by the loop)."""
-        return (signed_sqrt(torch.randn(self.in_features, device=device)),
-                signed_sqrt(torch.randn(self.out_features, device=device)))
+        """(f(eps_in), f(eps_out)), drawn on ``device`` from ``stream`` (or torch's global generator)."""
+        generator = self.stream.on(device) if self.stream is not None else None
+        return (signed_sqrt(torch.randn(self.in_features, device=device, generator=generator)),
+                signed_sqrt(torch.randn(self.out_features, device=device, generator=generator)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         noisy = self.training if self.noise_on is None else self.noise_on

@@ -5,7 +5,7 @@ Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 """
 
 from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing, gradient_recording_off
-from worldmodels.regularizers.cql import cql_continuous_penalty, cql_penalty
+from worldmodels.regularizers.cql import cql_continuous_penalty, cql_lagrange_terms, cql_penalty
 from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.regularizers.vib import GaussianBottleneck, gaussian_kl_to_standard
 from worldmodels.regularizers.augment import (
@@ -24,6 +24,7 @@ __all__ = [
     "LocalSignalMixing",
     "RandomShift",
     "cql_continuous_penalty",
+    "cql_lagrange_terms",
     "cql_penalty",
     "dr3_penalty",
     "drq_atari_augment",

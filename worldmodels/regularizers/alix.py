@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from worldmodels.diagnostics.nd_score import nd_score
+from worldmodels.nets.draws import DeviceStream
 from worldmodels.training.distributed import mean_over_ranks
 from worldmodels.regularizers.augment import take_shifted
 
@@ -116,13 +117,15 @@ class LocalSignalMixing(nn.Module):
         self.per_sample = per_sample
         self.record_gradient = record_gradient
         self._gradient: torch.Tensor | None = None
+        self.stream: DeviceStream | None = None  # the owner's random stream; None: torch's global generator
 
     def sample_shift(self, batch: int, device: torch.device | str | None = None) -> torch.Tensor:
         """Shift in pixels (row, column), uniform in [-max_shift * S, max_shift * S]:
         shape (B, 2) if per_sample else (1, 2)."""
         n = batch if self.per_sample else 1
         s = self.strength.value.to(device)
-        return (2 * torch.rand(n, 2, device=device) - 1) * (self.max_shift * s)
+        generator = self.stream.on(device if device is not None else "cpu") if self.stream is not None else None
+        return (2 * torch.rand(n, 2, device=device, generator=generator) - 1) * (self.max_shift * s)
 
     @staticmethod
     def mix(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

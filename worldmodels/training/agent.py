@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from worldmodels.errors import ConfigError
+from worldmodels.nets.draws import DeviceStream
 from worldmodels.training.counters import Counters
 from worldmodels.training.distributed import gather_objects, rank, rank_seed
 from worldmodels.training.guard import FiniteWatch
@@ -28,6 +29,10 @@ class Agent(L.LightningModule):
     # The loop fills the replay with uniform random actions before the first update; an agent that
     # explores its own way from the first step (Dopamine's noisy-net agents) sets this False.
     random_warmup: bool = True
+    # Whether the loop owes, once the warm-up ends, the updates of the warm-up's steps at once (ratio x
+    # warm-up steps, then the ratio per step): SAC+AE's code makes init_steps updates when its seed
+    # steps end (denisyarats/pytorch_sac_ae train.py lines 223-226, commit 7fa560e). Off for the others.
+    warmup_burst: bool = False
     # Whether an update runs more than one backward pass (one per optimizer, each reaching part of the
     # weights): DDP must then not wait for every weight at each (``validate.plan_processes``).
     several_backward_passes: bool = True
@@ -102,8 +107,19 @@ class Agent(L.LightningModule):
             return
         self.log_dict({k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}, on_step=True, on_epoch=False)
 
-    def _generators(self) -> dict[str, torch.Generator]:
-        return {name: g for name, g in vars(self).items() if isinstance(g, torch.Generator)}
+    def _generators(self) -> dict[str, torch.Generator | DeviceStream]:
+        return {name: g for name, g in vars(self).items() if isinstance(g, (torch.Generator, DeviceStream))}
+
+    @contextmanager
+    def generators_forked(self):
+        """The agent's own generators as they were before the block: draws made inside (health
+        diagnostics) leave training's random streams untouched."""
+        states = {name: g.get_state() for name, g in self._generators().items()}
+        try:
+            yield
+        finally:
+            for name, generator in self._generators().items():
+                generator.set_state(states[name])
 
     def setup(self, stage: str) -> None:
         """On several processes the agent's own generators (exploration, augmentation) take this rank's

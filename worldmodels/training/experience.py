@@ -36,6 +36,7 @@ from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.training.counters import Counters
+from worldmodels.nets.draws import accelerator_random_states, set_accelerator_random_states
 from worldmodels.training.distributed import gather_objects, rank_seed, sum_over_ranks, weights_fingerprint
 from worldmodels.training.spec import EnvSpec
 
@@ -223,8 +224,12 @@ class Experience(L.LightningDataModule):
         """Updates owed after the env steps taken: ratio x (steps - warm-up). A function of the counters,
         not a running credit, so that a run stopped anywhere (Ctrl-C inside an env step, kill -9 while
         Lightning holds a fetched batch it has not trained on) owes exactly the same after a resume.
-        Several processes share the run's updates: each makes its part, all of them the same number."""
-        return int(agent.updates_per_env_step * max(0, self.counters.env_steps - self.warmup_steps) / self.world + 1e-9)
+        Several processes share the run's updates: each makes its part, all of them the same number.
+        An agent with ``warmup_burst`` (SAC+AE) is owed ratio x steps once the warm-up is over: the
+        warm-up's share at once when it ends, then the ratio per step."""
+        steps, warmup = self.counters.env_steps, self.warmup_steps
+        counted = steps if agent.warmup_burst and steps >= warmup else max(0, steps - warmup)
+        return int(agent.updates_per_env_step * counted / self.world + 1e-9)
 
     def _tell_callbacks_env_steps(self) -> None:
         """Callbacks that act on env steps (checkpoints) run here, during the warm-up too, when no
@@ -305,6 +310,7 @@ class Experience(L.LightningDataModule):
             "counters": self.counters.state_dict(),
             "replay": self._persisted_replay(),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
+                    "accelerators": accelerator_random_states(),
                     "python": random.getstate(), "global_numpy": global_numpy_state()},
             "recent_returns": list(self.recent_returns),
         }
@@ -340,6 +346,7 @@ class Experience(L.LightningDataModule):
             self.replay.load_state_dict(state["replay"], self.replay_log)
         self._rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
+        set_accelerator_random_states(state["rng"].get("accelerators", {}))
         random.setstate(state["rng"]["python"])
         set_global_numpy_state(state["rng"]["global_numpy"])
         self.recent_returns.extend(state["recent_returns"])

@@ -201,7 +201,8 @@ class Health(L.Callback):
             self._batch = held_batch(agent, data.replay, generator, self.transitions)
         self.checks += 1
         devices = [agent.device] if agent.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), this_process_only():  # on the first process alone
+        # on the first process alone, with every random stream as it was: health draws change no training
+        with torch.random.fork_rng(devices=devices), agent.generators_forked(), this_process_only():
             torch.manual_seed(self.seed)
             raw = agent.health(self._batch)
         if not raw:
