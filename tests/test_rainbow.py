@@ -145,17 +145,22 @@ def test_quantile_head_q_value_is_the_quantiles_mean_and_its_target_every_quanti
     assert agent.td_loss(chosen, next_online, quantiles, reward, torch.zeros(1))[1].item() == pytest.approx(1.0)
 
 
-def test_a_training_step_with_the_quantile_head_writes_each_samples_quantile_loss_as_its_priority():
-    torch.manual_seed(0)
-    agent = Rainbow(num_quantiles=8, hidden=32)  # DER otherwise: noisy, dueling, prioritized, a target net
-    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
-    assert agent.q(torch.zeros(2, 1, 44, 44, dtype=torch.uint8)).shape == (2, 3, 8)
+def random_replay() -> Replay:
+    """60 steps of random 44 px frames, actions and rewards: one episode of 1-channel frames."""
     replay = Replay(200, frame_stack=1, frame_channels=1)
     rng = np.random.default_rng(0)
     for t in range(60):
         replay.add(rng.integers(0, 255, (1, 1, 44, 44), dtype=np.uint8), rng.integers(0, 3, 1), rng.random(1, np.float32),
                    np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
-    batch = agent.view.sample(replay)
+    return replay
+
+
+def test_a_training_step_with_the_quantile_head_writes_each_samples_quantile_loss_as_its_priority():
+    torch.manual_seed(0)
+    agent = Rainbow(num_quantiles=8, hidden=32)  # DER otherwise: noisy, dueling, prioritized, a target net
+    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
+    assert agent.q(torch.zeros(2, 1, 44, 44, dtype=torch.uint8)).shape == (2, 3, 8)
+    batch = agent.view.sample(random_replay())
     losses, metrics = [], {}
     optimizer = agent.configure_optimizers()
     agent.optimizers, agent.log_scalars = (lambda: optimizer), metrics.update
@@ -267,12 +272,7 @@ def test_a_training_step_writes_each_samples_loss_as_its_priority():
     torch.manual_seed(0)
     agent = Rainbow()
     agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
-    replay = Replay(200, frame_stack=1, frame_channels=1)
-    rng = np.random.default_rng(0)
-    for t in range(60):
-        replay.add(rng.integers(0, 255, (1, 1, 44, 44), dtype=np.uint8), rng.integers(0, 3, 1), rng.random(1, np.float32),
-                   np.zeros(1, bool), np.zeros(1, bool), np.array([t == 0]))
-    batch = agent.view.sample(replay)
+    batch = agent.view.sample(random_replay())
     losses = []
     optimizer = agent.configure_optimizers()
     agent.optimizers, agent.log_scalars = (lambda: optimizer), (lambda metrics: None)

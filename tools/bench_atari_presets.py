@@ -1,120 +1,149 @@
-"""Seconds per update of each value-based Atari preset at its published size, with and without the
-exact shortcut of a target synced every update, the cost of acting, and the estimated hours of one
-core for a full Atari 100k run.
+"""Seconds per update of each value-based Atari preset at its published size, the cost of acting, and
+the estimated hours of one core for a full Atari 100k run; with ``--baseline REV``, the same update of
+the code at git revision REV measured in the same run, alternating, for a before/after.
 
-    OMP_NUM_THREADS=1 python tools/bench_atari_presets.py [--updates 30] [--repeats 3] [--actions 18]
+    OMP_NUM_THREADS=1 python tools/bench_atari_presets.py [--updates 30] [--repeats 3] [--baseline c91e3eb]
 
-Batch 32, 84x84 gray, stack 4 (the presets of configs/*_atari.yaml), one torch thread. "straightforward"
-is the same update computed the way it was before the shortcut: a separate target network copied
-from the online one after every update, and its own pass of s'. Runs alternate between variants;
-medians are reported.
+Batch 32, 84x84 gray, stack 4, the settings of configs/*_atari.yaml (a setting the baseline's learner does
+not know is left out there), one torch thread, prioritized replay where the preset has it. Each side runs
+in a process of its own that imports its own tree (a temporary ``git worktree`` for the baseline); the
+two alternate ``--repeats`` times and the medians are reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import inspect
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-import yaml
-
-from model_free import Rainbow
-from worldmodels.training import EnvSpec
-
 ROOT = Path(__file__).resolve().parent.parent
-PRESETS = {name: (yaml.safe_load((ROOT / "configs" / f"{name}_atari.yaml").read_text())["model"].get("init_args") or {})
-           for name in ("nddqn", "drq", "der", "alix")}  # the shipped configs' settings
+NAMES = {"nddqn": "NDDQN", "drq": "DrQ(ε)", "der": "DER", "alix": "A-LIX-Atari"}
 
 
-def straightforward(agent: Rainbow) -> Rainbow:
-    """The agent computing its target with a separate network synced after every update."""
-    agent.sync_every = 0  # no shortcut branch, no periodic sync: done below
-    agent.q_target = copy.deepcopy(agent.q).requires_grad_(False)
-    agent.sync_target = lambda: agent.q_target.load_state_dict(agent.q.state_dict())
-    return agent
+def preset_settings() -> dict[str, dict]:
+    import yaml
+
+    return {name: (yaml.safe_load((ROOT / "configs" / f"{name}_atari.yaml").read_text())["model"].get("init_args") or {})
+            for name in NAMES}
 
 
-def make(preset: str, spec: EnvSpec, plain: bool = False) -> Rainbow:
-    agent = Rainbow(**PRESETS[preset])
-    agent.build(spec)
-    if plain:
-        agent = straightforward(agent)
-    optimizers = agent.configure_optimizers()
-    agent.optimizers, agent.log_scalars = (lambda: optimizers), (lambda metrics: None)
-    agent.manual_backward = lambda loss: loss.backward()
-    return agent
+def measure(settings: dict[str, dict], updates: int, actions: int) -> dict[str, dict[str, float]]:
+    """Seconds per update and per action of each preset, with the learner this process imports."""
+    import torch
 
+    from model_free import Rainbow
+    from worldmodels.training import EnvSpec
 
-def batch(spec: EnvSpec, b: int = 32, prioritized: bool = False) -> dict:
-    out = {"obs": torch.randint(0, 256, (b, *spec.obs_shape), dtype=torch.uint8),
-           "next_obs": torch.randint(0, 256, (b, *spec.obs_shape), dtype=torch.uint8),
-           "action": torch.randint(0, spec.num_actions, (b,)), "reward": torch.randn(b), "discount": torch.full((b,), 0.9)}
-    if prioritized:
-        out["weight"] = torch.rand(b)
-        out["index"] = torch.stack([torch.arange(b), torch.zeros(b, dtype=torch.long)])
+    known = inspect.signature(Rainbow).parameters
+    spec = EnvSpec((4, 84, 84), 1, num_actions=actions)
+    out = {}
+    for name, preset in settings.items():
+        torch.manual_seed(0)
+        agent = Rainbow(**{k: v for k, v in preset.items() if k in known})
+        agent.build(spec)
+        optimizers = agent.configure_optimizers()
+        agent.optimizers, agent.log_scalars = (lambda o=optimizers: o), (lambda metrics: None)
+        agent.manual_backward = lambda loss: loss.backward()
+        g = torch.Generator().manual_seed(1)
+        batch = {"obs": torch.randint(0, 256, (32, *spec.obs_shape), dtype=torch.uint8, generator=g),
+                 "next_obs": torch.randint(0, 256, (32, *spec.obs_shape), dtype=torch.uint8, generator=g),
+                 "action": torch.randint(0, actions, (32,), generator=g), "reward": torch.randn(32, generator=g),
+                 "discount": torch.full((32,), 0.9)}
+        if preset.get("prioritized", True):  # updates write priorities into a stand-in table
+            agent.view.priority = torch.ones(64, 1, dtype=torch.float64)
+            agent.view.admitted = 32
+            batch["weight"] = torch.rand(32, generator=g)
+            batch["index"] = torch.stack([torch.arange(32), torch.zeros(32, dtype=torch.long)])
+        for update in range(2):  # warm-up
+            agent.counters.updates = update + 1
+            agent.training_step(batch, update)
+        start = time.perf_counter()
+        for update in range(2, 2 + updates):
+            agent.counters.updates = update + 1  # the loop counts the update before it runs (target syncs)
+            agent.training_step(batch, update)
+        per_update = (time.perf_counter() - start) / updates
+        obs, first = batch["obs"][:1], torch.zeros(1, dtype=torch.bool)
+        with agent.acting():
+            agent.act(obs, None, first, explore=True)
+            start = time.perf_counter()
+            for _ in range(200):
+                agent.act(obs, None, first, explore=True)
+        out[name] = {"update": per_update, "action": (time.perf_counter() - start) / 200,
+                     "updates_per_env_step": float(agent.updates_per_env_step)}
     return out
 
 
-def seconds_per_update(agent: Rainbow, data: dict, updates: int) -> float:
-    agent.training_step(data, 0)  # warm-up
-    start = time.perf_counter()
-    for _ in range(updates):
-        agent.training_step(data, 0)
-    return (time.perf_counter() - start) / updates
-
-
-def seconds_per_action(agent: Rainbow, spec: EnvSpec, steps: int = 200) -> float:
-    obs = torch.randint(0, 256, (1, *spec.obs_shape), dtype=torch.uint8)
-    first = torch.zeros(1, dtype=torch.bool)
-    with agent.acting():
-        agent.act(obs, None, first, explore=True)
-        start = time.perf_counter()
-        for _ in range(steps):
-            agent.act(obs, None, first, explore=True)
-    return (time.perf_counter() - start) / steps
+def run_side(tree: Path, updates: int, actions: int) -> dict:
+    """One measurement in a fresh process importing the package from ``tree``."""
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    done = subprocess.run([sys.executable, __file__, "--side", "--updates", str(updates), "--actions", str(actions)],
+                          cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the measurement in {tree} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--actions", type=int, default=18, help="18: the full action set (Boxing's minimal set)")
+    parser.add_argument("--baseline", default=None, help="a git revision to measure beside the working tree")
+    parser.add_argument("--side", action="store_true", help=argparse.SUPPRESS)  # one measurement, as JSON
     args = parser.parse_args()
-    torch.manual_seed(0)
-    spec = EnvSpec((4, 84, 84), 1, num_actions=args.actions)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; batch 32, 84x84x4, {args.actions} actions; medians of {args.repeats} x {args.updates} updates")
-    print("| preset | s / update (straightforward) | s / update | s / action | updates per run | est. hours of one core per run |")
-    print("|---|---|---|---|---|---|")
-    for preset in PRESETS:  # nddqn, drq (DrQ(eps)), der, alix
-        prioritized = PRESETS[preset].get("prioritized", True)
-        variants = {"fast": make(preset, spec)}
-        if variants["fast"].sync_every == 1:
-            variants["plain"] = make(preset, spec, plain=True)
-            variants["plain"].q.load_state_dict(variants["fast"].q.state_dict())
-        for agent in variants.values():  # updates write priorities into a stand-in table
-            if prioritized:
-                agent.view.priority = torch.ones(64, 1, dtype=torch.float64)
-                agent.view.admitted = 32
-        data = batch(spec, prioritized=prioritized)
-        times = {name: [] for name in variants}
-        for _ in range(args.repeats):
-            for name, agent in variants.items():
-                times[name].append(seconds_per_update(agent, data, args.updates))
-        fast = statistics.median(times["fast"])
-        plain = f"{statistics.median(times['plain']):.3f}" if "plain" in times else "(no shortcut: target kept)"
-        act = seconds_per_action(variants["fast"], spec)
-        agent = variants["fast"]
-        updates = round((100_000 - 1_600) * agent.updates_per_env_step)
-        # Env steps (~2000/s through the preprocessing, SETUP-NOTES) and acting for 100k steps; the final
-        # 100 evaluation games (~180k agent steps on Boxing) act the same way.
-        hours = (updates * fast + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
-        print(f"| {preset} | {plain} | {fast:.3f} | {act * 1000:.1f} ms | {updates} | {hours:.1f} |")
+    if args.side:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        print(json.dumps(measure(preset_settings(), args.updates, args.actions)))
+        return
+    import torch
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = {"now": ROOT}
+        if args.baseline:
+            trees["before"] = Path(scratch) / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(trees["before"]), args.baseline],
+                           check=True, capture_output=True)
+        try:
+            results = {side: [] for side in trees}
+            for _ in range(args.repeats):
+                for side, tree in trees.items():
+                    results[side].append(run_side(tree, args.updates, args.actions))
+        finally:
+            if args.baseline:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(trees["before"])],
+                               capture_output=True)
+    median = lambda side, name, key: statistics.median(r[name][key] for r in results[side])
+    print(f"torch {torch.__version__}, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s), "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch 32, 84x84x4, {args.actions} "
+          f"actions; medians of {args.repeats} x {args.updates} updates" + (f"; baseline {args.baseline}" if args.baseline else ""))
+    compared = " s / update before | s / update | speed-up |" if args.baseline else " s / update |"
+    print(f"| preset |{compared} s / action | updates per run | est. hours of one core per run |")
+    print("|---|" + ("---|---|---|" if args.baseline else "---|") + "---|---|---|")
+    for name, label in NAMES.items():
+        now = median("now", name, "update")
+        act = median("now", name, "action")
+        updates = round((100_000 - 1_600) * results["now"][0][name]["updates_per_env_step"])
+        # Env steps (~2000/s through the preprocessing) and acting for 100k steps; the final 100 evaluation
+        # games (~180k agent steps on Boxing) act the same way.
+        hours = (updates * now + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
+        columns = [label]
+        if args.baseline:
+            old = median("before", name, "update")
+            columns += [f"{old:.3f}", f"{now:.3f}", f"{old / now:.2f}x"]
+        else:
+            columns += [f"{now:.3f}"]
+        columns += [f"{act * 1000:.1f} ms", f"{updates}", f"{hours:.1f}"]
+        print("| " + " | ".join(columns) + " |")
 
 
 if __name__ == "__main__":
