@@ -1,0 +1,100 @@
+"""Does a change keep behaviour? Train each shipped config's smoke run (configs/smoke.yaml merged in) with
+one seed on the working tree and on a git revision, and compare the two final checkpoints tensor by tensor.
+
+    OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD~3                  # every shipped config
+    OMP_NUM_THREADS=1 python tools/same_weights.py --baseline main --configs alix_atari der_atari
+
+The revision is checked out in a temporary ``git worktree``; each side's ``fit`` runs in a process that
+imports that side's package, with the same seed, one torch thread and W&B off. Prints one line per
+config: ``equal`` (every tensor of the weights, optimizer states and random states ``torch.equal``), or
+the first keys that differ and by how much. Exits 1 if any config differs or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_SHIPPED = {"smoke", "dqn_50m", "dreamer_2024"}  # merged after another config, or an overlay
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in NOT_SHIPPED)
+
+
+def smoke_run(tree: Path, config: str, run_dir: Path, seed: int) -> Path:
+    """The smoke run of ``config`` with the package of ``tree``; returns its last checkpoint."""
+    env = dict(os.environ, PYTHONPATH=str(tree), WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "worldmodels.fit", "--config", str(tree / "configs" / f"{config}.yaml"),
+                           "--config", str(tree / "configs" / "smoke.yaml"), "--seed_everything", str(seed),
+                           "--run_dir", str(run_dir)], cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor inside a checkpoint's nested dicts and lists, by a dotted path."""
+    if torch.is_tensor(value):
+        return {prefix: value}
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    out = {}
+    for key, item in items:
+        out |= tensors(item, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def differences(before: Path, now: Path) -> list[str]:
+    """What differs between two checkpoints' tensors (missing keys, shapes, values); empty if all equal."""
+    a = tensors(torch.load(before, map_location="cpu", weights_only=False))
+    b = tensors(torch.load(now, map_location="cpu", weights_only=False))
+    out = [f"{k}: only in the baseline" for k in sorted(a.keys() - b.keys())]
+    out += [f"{k}: only in the working tree" for k in sorted(b.keys() - a.keys())]
+    for key in sorted(a.keys() & b.keys()):
+        x, y = a[key], b[key]
+        if x.shape != y.shape or x.dtype != y.dtype:
+            out.append(f"{key}: {tuple(x.shape)} {x.dtype} against {tuple(y.shape)} {y.dtype}")
+        elif not torch.equal(x, y):
+            gap = (x.double() - y.double()).abs().max().item() if x.is_floating_point() else "values"
+            out.append(f"{key}: differs (largest gap {gap})")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", required=True, help="the git revision to compare the working tree with")
+    parser.add_argument("--configs", nargs="*", default=None, help="config names (default: every shipped one)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    configs = args.configs or shipped_configs()
+    failed = False
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = Path(scratch) / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(baseline), args.baseline],
+                       check=True, capture_output=True)
+        try:
+            for config in configs:
+                try:
+                    before = smoke_run(baseline, config, Path(scratch) / f"before-{config}", args.seed)
+                    now = smoke_run(ROOT, config, Path(scratch) / f"now-{config}", args.seed)
+                except RuntimeError as error:
+                    print(f"{config}: failed: {error}", flush=True)
+                    failed = True
+                    continue
+                found = differences(before, now)
+                failed |= bool(found)
+                print(f"{config}: " + ("equal" if not found else "DIFFERENT\n  " + "\n  ".join(found[:8])), flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)], capture_output=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
