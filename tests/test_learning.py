@@ -121,7 +121,7 @@ def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tm
     monkeypatch.setenv("WANDB_MODE", "disabled")
     learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_catch.yaml",
                                                           EnvConfig("test", "catch", image_size=32, grayscale=False),
-                                                          timeout=1200)
+                                                          timeout=3600)
     trivial_image, trivial_reward = trivial_world_model_losses(tmp_path / "run")
     assert np.mean(image[-3:]) < 0.1 * trivial_image, (image[-3:], trivial_image)
     assert np.mean(reward[-3:]) < 0.5 * trivial_reward, (reward[-3:], trivial_reward)
