@@ -17,7 +17,8 @@ REACH = EnvConfig("test", "reach", image_size=24, grayscale=False)
 # over games. DrQ (SAC) learns faster on this task than the others, hence its larger margin. Measured
 # final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py; random -32.6):
 #   DrQ     -13.78 / -9.70 / -8.87   (100 games; pass mark -22.6)
-#   SAC+AE  -20.41 / -24.12 / -17.72 (100 games; pass mark -27.6)
+#   SAC+AE  -25.61 (seed 0, with the reference's delta-orthogonal convolutions and its burst of
+#           updates when the warm-up ends; 100 games; pass mark -27.6)
 # The two DDPG agents plateau near -23 to -28 within the budget, and over 100 games their seeds came
 # within one standard error of a margin of 5 (DrQ-v2 seed 1: -28.11, under it; A-LIX -26.31 / -23.89 /
 # -26.33). A learning rate of 1e-3 or a final exploration std of 0.2 did not lift DrQ-v2 clearly (seed
