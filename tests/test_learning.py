@@ -112,13 +112,8 @@ def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tm
     steps: the world model's image loss must end below a tenth of the mean image's and its reward loss
     below half the best constant prediction's, and the policy beat random by 0.4 (50 evaluation games:
     about three standard errors). Measured (final evaluation; image and reward loss, mean of the last 3
-    logged, against the trivial predictors'): seed 0: 0.88; 0.29 vs 63.4, 0.087 vs 0.605 (re-run after
-    the RSSM's initial state was made once per sequence, which changes float rounding: 0.92; 0.39, 0.085).
-    Seed 1: 0.76;
-    0.35 vs 63.8, 0.097 vs 0.599. Seed 2: 0.96; 0.31 vs 63.4, 0.085 vs 0.605. At the earlier 4000 env steps
-    seed 1 scored -0.47 (seed 0 0.20, seed 2 0.60): the reason for the longer run. Since categorical
-    draws are Gumbel-max (2026-12-01, other random streams): seed 0: 0.28; 0.21 vs 62.9, 0.084 vs 0.602.
-    Seed 1: 0.80; 0.28 vs 63.6, 0.088 vs 0.600. Seed 2: 0.96; 0.23 vs 63.6, 0.090 vs 0.604."""
+    logged): seed 0, with the reference's initial state, discount and initialisers: 0.76; 0.069 and 0.087
+    (the trivial predictors' about 63 and 0.60). Seeds 1 and 2 before those changes: 0.80 and 0.96."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_catch.yaml",
                                                           EnvConfig("test", "catch", image_size=32, grayscale=False),
