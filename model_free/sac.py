@@ -243,7 +243,6 @@ class SAC(Agent):
                               "(the CQL code's Lagrange runs use min_q_weight 1 to 5).")
         self.warmup_burst = warmup_burst  # read by the loop (Experience.updates_due)
         self.view = TransitionView(batch_size, n_step, gamma)
-        self.view = TransitionView(batch_size, n_step, gamma)
         self.explore_generator = torch.Generator().manual_seed(torch.initial_seed())  # seed_everything ran before
         self.augment_generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
 
