@@ -6,6 +6,8 @@
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
     kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
     kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
+    stop_in_checkpoint N    SIGSTOP (paused, to be continued by SIGCONT) as the N-th checkpoint file starts to be
+                            written: its replay file is on disk already, last.ckpt still holds the previous cursor
     kill_at_update N        SIGKILL when the N-th update is done (offline runs: their clock is the update count)
     save_on_resume 0        a resumed run saves <run>/checkpoints/restored.ckpt the moment its state is
                             restored (before its environments restart) and exits 0
@@ -62,13 +64,15 @@ elif fault == "save_on_resume":
 
     Experience.begin_episodes = save_then_exit
 else:
-    suffix = "last.ckpt.tmp" if fault == "kill_in_checkpoint" else ".pt.tmp"
+    suffix = "last.ckpt.tmp" if fault in ("kill_in_checkpoint", "stop_in_checkpoint") else ".pt.tmp"
     save, calls = torch.save, [0]
 
     def save_then_die(obj, f, *args, **kwargs):
         if getattr(f, "name", "").endswith(suffix):
             calls[0] += 1
-            if calls[0] == n:
+            if calls[0] == n and fault == "stop_in_checkpoint":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            elif calls[0] == n:
                 f.write(b"half a file")
                 f.flush()
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -260,3 +260,47 @@ def test_a_resumed_run_holds_every_weight_optimizer_state_generator_and_counter_
         assert restored["replay_priorities"]["admitted"] == saved["replay_priorities"]["admitted"] - 1
         changed.remove("/replay_priorities/admitted")
     assert changed == []
+
+
+def paused(process, timeout=300) -> bool:
+    """Wait until ``process`` has stopped itself (SIGSTOP: state T in /proc); False if it ended instead."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(f"/proc/{process.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def test_reading_a_run_as_a_dataset_while_it_writes_a_checkpoint_removes_nothing(tmp_path, uninterrupted):
+    """The writer is paused as it writes its checkpoint at env step 400: the replay file of rows up to 400
+    is on disk, last.ckpt still holds the cursor of 300. A reader (dataset info) opens the run then; the
+    writer continues and finishes, and its replay is the uninterrupted run's, row for row."""
+    import signal
+
+    run_dir = tmp_path / "run"
+    driver = [sys.executable, str(ROOT / "tests/fault_injection.py"), "stop_in_checkpoint", "4", "--"]
+    writer = subprocess.Popen([*driver, *CONFIG, "--run_dir", str(run_dir)], cwd=tmp_path,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert paused(writer), writer.communicate()[1][-2000:]
+        newest = sorted((run_dir / "replay").glob("rows-*.pt"))[-1]
+        assert state(run_dir)["replay"]["time"] <= int(newest.name.split("-")[1])  # written past the cursor
+        reader = subprocess.run([sys.executable, "-m", "worldmodels.dataset", "info", str(run_dir)], cwd=tmp_path,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+        assert reader.returncode == 0, reader.stderr[-2000:]
+        assert newest.exists()
+    finally:
+        writer.send_signal(signal.SIGCONT)
+    assert writer.wait(timeout=600) == 0, writer.stderr.read()[-3000:]
+    rows, reference = replay_rows(run_dir), replay_rows(uninterrupted)
+    assert rows.keys() == reference.keys()
+    for field in rows:
+        assert torch.equal(rows[field], reference[field]), field
+    assert state(run_dir)["counters"] == state(uninterrupted)["counters"]
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--data.total_env_steps", "520")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]

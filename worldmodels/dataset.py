@@ -11,7 +11,8 @@ replay's cursor, plus ``collected.json`` (where it came from, the scores of the 
 
 A run directory written by ``worldmodels.fit`` keeps its replay in ``replay/`` (chunk files appended
 at each checkpoint) and the replay's cursor in ``checkpoints/last.ckpt``; together they are the
-dataset, rebuilt here exactly as a resume rebuilds it. ``info`` prints its rows, size, spaces and the
+dataset, rebuilt here as a resume rebuilds it, but read-only: files past the checkpoint's cursor
+(the run may be writing its next checkpoint) are ignored and nothing in the run is removed. ``info`` prints its rows, size, spaces and the
 episodes it holds with their returns (the stored rewards: clipped where the env preset clips them).
 """
 
@@ -87,7 +88,7 @@ def open_dataset(path: Path) -> Dataset:
     # A run of several processes: its first process's replay (each held replay_capacity / processes).
     replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack, env.frame_channels,
                     stack_padding=env.stack_padding)
-    replay.load_state_dict(state, run / "replay")
+    replay.load_state_dict(state, run / "replay", read_only=True)  # the run may be writing: remove nothing
     return Dataset(replay, config, env)
 
 

@@ -6,7 +6,9 @@ Each checkpoint appends one file with the rows written since the previous one,
 costs the new rows and not the capacity. A resumed run reads back the files that cover its window
 ``[max(0, time - rows), time)``. Files are written to ``.tmp`` and renamed, before the checkpoint that
 counts on them; a file that starts at or after the checkpoint's cursor was written by a run that died
-before its checkpoint and is removed. Files wholly older than the window are removed when a newer one
+before its checkpoint and is removed by that run's own resume; a reader (a dataset, ``clean=False``)
+reads only the files the cursor covers, ignores newer and half-written ones and removes nothing: the
+run may be writing its next checkpoint at that moment. Files wholly older than the window are removed when a newer one
 is written, so the log holds about one replay's worth of rows.
 
 TorchRL's LazyMemmapStorage is not used for this: it is a ring overwritten in place, so after a crash
@@ -70,15 +72,20 @@ def drop_before(directory: Path, oldest: int) -> None:
     _remove_partial_files(directory)
 
 
-def window(directory: Path, oldest: int, time: int) -> list[Chunk]:
-    """The files covering ``[oldest, time)`` in order, after removing files written past ``time`` by a
-    run that died before its next checkpoint; one sentence when they do not cover it exactly (files
-    follow each other without gap or overlap: each starts where the previous one stopped)."""
-    for chunk in chunks_in(directory):
-        if chunk.start >= time:
-            chunk.path.unlink()
-    _remove_partial_files(directory)
-    needed = [c for c in chunks_in(directory) if c.stop > oldest]
+def window(directory: Path, oldest: int, time: int, clean: bool = True) -> list[Chunk]:
+    """The files covering ``[oldest, time)`` in order; one sentence when they do not cover it exactly
+    (files follow each other without gap or overlap: each starts where the previous one stopped).
+
+    ``clean`` (the run's own resume, under its lock) first removes files written past ``time`` by a run
+    that died before its next checkpoint, and half-written ``.tmp`` files. A reader passes
+    ``clean=False``: files past ``time`` are ignored (a running writer's next checkpoint may count on
+    them) and nothing is removed."""
+    if clean:
+        for chunk in chunks_in(directory):
+            if chunk.start >= time:
+                chunk.path.unlink()
+        _remove_partial_files(directory)
+    needed = [c for c in chunks_in(directory) if c.stop > oldest and c.start < time]
     covered = (bool(needed) and needed[0].start <= oldest and needed[-1].stop == time
                and all(a.stop == b.start for a, b in zip(needed, needed[1:])))
     if oldest == time or covered:

@@ -187,8 +187,9 @@ class Replay:
                 "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
                 "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
-        """Restore the cursor and read the window's rows back from ``directory``."""
+    def load_state_dict(self, state: dict, directory: Path | None = None, read_only: bool = False) -> None:
+        """Restore the cursor and read the window's rows back from ``directory``. ``read_only``: a reader
+        of another run's replay (a dataset), which removes nothing there (``chunks.window``)."""
         if (state["rows"], state["num_envs"]) != (self.rows, self.num_envs):
             raise ConfigError(
                 f"the checkpoint's replay has {state['rows']} rows x {state['num_envs']} envs but this run has "
@@ -204,7 +205,7 @@ class Replay:
         else:
             if directory is None:
                 raise ConfigError("this checkpoint keeps its replay in the run directory; resume it with --run_dir.")
-            for chunk in chunks.window(Path(directory), self.oldest, self.time):
+            for chunk in chunks.window(Path(directory), self.oldest, self.time, clean=not read_only):
                 rows = chunk.load()
                 skip = max(0, self.oldest - chunk.start)  # rows already overwritten in the ring
                 self._put_rows(chunk.start + skip, {"frames": rows["frames"][skip:],
