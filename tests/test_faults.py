@@ -304,3 +304,30 @@ def test_reading_a_run_as_a_dataset_while_it_writes_a_checkpoint_removes_nothing
     assert state(run_dir)["counters"] == state(uninterrupted)["counters"]
     resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--data.total_env_steps", "520")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_two_writers_started_together_on_one_run_directory_one_stops_naming_the_other(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "worldmodels.fit", *CONFIG, "--data.total_env_steps", "210", "--run_dir", str(run_dir)]
+    writers = [subprocess.Popen(args, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = [(w.pid, w.returncode, err) for w in writers for _, err in [w.communicate(timeout=600)]]
+    assert sorted(code for _, code, _ in done) == [0, 2], [err[-2000:] for _, _, err in done]
+    (winner,), (loser,) = [d for d in done if d[1] == 0], [d for d in done if d[1] == 2]
+    assert "Traceback" not in loser[2]
+    (line,) = [l for l in loser[2].splitlines() if l.startswith("error:")]
+    assert f"is being written by another worldmodels.fit (pid {winner[0]} on host " in line
+    assert state(run_dir)["counters"]["env_steps"] == 210
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    from worldmodels.run_directory import lock_holder, take_lock
+
+    (tmp_path / "run.lock").write_text("999999999 elsewhere\n")  # its process is gone: the flock went with it
+    assert lock_holder(tmp_path) is None
+    take_lock(tmp_path)
+    assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
+    held = subprocess.run([sys.executable, "-c", "from worldmodels.run_directory import lock_holder; import sys; "
+                           f"print(lock_holder(sys.argv[1]))", str(tmp_path)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True)
+    assert held.stdout.strip().startswith(f"pid {os.getpid()} on host ")

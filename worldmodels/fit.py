@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
-                                       resolve_run, write_config)
+                                       resolve_run, take_lock, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.compile import compile_agent
@@ -142,7 +142,9 @@ class FitCLI(LightningCLI):
             compile_agent(self.model)
         wandb_id = None
         if not self.follower:
-            self.created_run_dir = make_run_directory(self.run_dir)
+            created = make_run_directory(self.run_dir)
+            take_lock(self.run_dir)  # one writer per run directory: a second one stops here, naming the first
+            self.created_run_dir = created
             remove_stale_files(self.run_dir)
             wandb_offline_unless_reachable()
             id_file = self.run_dir / "wandb_id.txt"

@@ -4,11 +4,15 @@
     <run>/config-resumed-<n>.yaml  the config of its n-th resume
     <run>/checkpoints/last.ckpt    weights, optimizers, counters and RNG states (no replay)
     <run>/replay/rows-*.pt         the replay, appended at each checkpoint (worldmodels/replay/chunks.py)
+    <run>/run.lock                 the process writing the run (pid and host), locked with flock while it lives
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -58,6 +62,57 @@ def make_run_directory(run: Path) -> bool:
         raise ConfigError(f"the run directory {run} cannot be written ({error.strerror or error}); "
                           "pass a writable --run_dir.") from None
     return created
+
+
+LOCK_FILE = "run.lock"
+_held: dict[Path, int] = {}  # run directory -> the descriptor whose flock this process holds
+
+
+def take_lock(run: Path) -> None:
+    """Become the one writer of ``run``: an exclusive ``flock`` on ``<run>/run.lock``, which then holds
+    this process's pid and host. The kernel drops the lock when the process ends however it ends (kill
+    -9 included), so a lock left by a dead process is taken over. Held by a living process: one
+    sentence naming it."""
+    path = run / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the processes a run starts
+    for attempt in range(20):  # a reader (lock_holder) holds it for an instant
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(0.05)
+    else:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"the run directory {run} is being written by another worldmodels.fit ({describe_holder(holder)}); "
+                          "wait for it to end or stop it, then resume with --ckpt_path last.")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _held[Path(run)] = fd
+
+
+def describe_holder(content: str) -> str:
+    """``"<pid> <host>"`` as words."""
+    pid, _, host = content.partition(" ")
+    return f"pid {pid} on host {host}" if host else content
+
+
+def lock_holder(run: Path) -> str | None:
+    """Who holds ``run``'s lock ("pid N on host H"), or None when no living process does."""
+    path = Path(run) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return describe_holder(os.read(fd, 200).decode(errors="replace").strip() or "unknown")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def remove_stale_files(run: Path) -> None:
