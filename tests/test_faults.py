@@ -331,3 +331,36 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
                            f"print(lock_holder(sys.argv[1]))", str(tmp_path)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
                           capture_output=True, text=True)
     assert held.stdout.strip().startswith(f"pid {os.getpid()} on host ")
+
+
+def contents(directory) -> dict:
+    """Every path under ``directory`` with the bytes of each file, but the lock's (it names the latest writer)."""
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None for p in directory.rglob("*")
+            if p.name != "run.lock"}
+
+
+def test_a_failed_forced_resume_leaves_the_run_as_it_was_and_a_correct_resume_follows(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = contents(run_dir)
+    # Another image size under --force_resume: the networks' shapes differ, the checkpoint cannot load.
+    failed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--force_resume", "true",
+                 "--data.env.image_size", "36", "--data.total_env_steps", "520")
+    assert "has shape" in one_sentence(failed)
+    assert contents(run_dir) == before  # no config-resumed-*.yaml, CSV folder or W&B run of the failed attempt
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--data.total_env_steps", "520")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [p.name for p in run_dir.glob("config-resumed-*.yaml")] == ["config-resumed-1.yaml"]
+    assert len(list(run_dir.glob("csv-resumed-*/metrics.csv"))) == 1
+    assert state(run_dir)["counters"]["env_steps"] == 520
+
+
+def test_resuming_a_run_stopped_before_its_first_checkpoint_says_so_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=("kill_at_env_step", 50))
+    assert killed.returncode == -9 and not (run_dir / "checkpoints" / "last.ckpt").exists()
+    before = contents(run_dir)
+    line = one_sentence(run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last"))
+    assert "this run has no checkpoint yet (it was stopped before its first checkpoint" in line
+    assert "start it again without --ckpt_path" in line
+    assert contents(run_dir) == before

@@ -21,15 +21,18 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+import lightning as L
 import torch
 import yaml
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers.utilities import _log_hyperparams
+from lightning.pytorch.loggers.logger import DummyExperiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
-                                       resolve_run, take_lock, write_config)
+from worldmodels.run_directory import (check_resume, make_run_directory, no_checkpoint_yet, remove_failed_start,
+                                       remove_stale_files, resolve_run, take_lock, trim_logs_after, write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.compile import compile_agent
@@ -105,6 +108,58 @@ def check_config_files(args: list[str]) -> None:
                               "write keys such as model:, data:, trainer: in it.")
 
 
+class Deferred:
+    """A logger that starts its experiment (the W&B run, the CSV folder) when ``RunBookkeeping`` says,
+    not when Lightning first looks at it (its set-up touches every logger's experiment before the
+    checkpoint is loaded): until then its experiment is Lightning's do-nothing one."""
+
+    started = False
+
+    @property
+    def experiment(self):
+        return super().experiment if self.started else DummyExperiment()
+
+
+class DeferredWandbLogger(Deferred, WandbLogger):
+    pass
+
+
+class DeferredCSVLogger(Deferred, CSVLogger):
+    pass
+
+
+class RunBookkeeping(L.Callback):
+    """What a start or a resume records in the run directory, written only once the checkpoint has loaded
+    and passed its checks (``Experience.train_dataloader``, which Lightning calls after every restore and
+    before the first env step, calls ``on_run_restored``), so that a failed resume leaves the directory
+    as it was: ``config.yaml`` or ``config-resumed-<n>.yaml``, the CSV rows an interrupted
+    attempt logged past the checkpoint dropped, the W&B run started (or continued) and its id kept, and
+    the hyperparameters logged."""
+
+    def __init__(self, run_dir: Path, config_text: str, resumed: bool, wandb_logger):
+        self.run_dir, self.config_text, self.resumed, self.wandb_logger = run_dir, config_text, resumed, wandb_logger
+
+    done = False
+
+    def on_run_restored(self, trainer) -> None:
+        if self.done:
+            return
+        self.done = True
+        for logger in trainer.loggers:
+            logger.started = True
+        if not trainer.is_global_zero:
+            return
+        write_config(self.run_dir, self.config_text, resumed=self.resumed)
+        data = trainer.datamodule
+        if self.resumed:
+            trim_logs_after(self.run_dir, data.progress, data.progress_key)
+        run = self.wandb_logger.experiment
+        if hasattr(run, "id") and isinstance(run.id, str):
+            (self.run_dir / "wandb_id.txt").write_text(run.id)
+            run.define_metric("*", step_metric=data.progress_key)  # updates, offline
+        _log_hyperparams(trainer)
+
+
 class FitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--name", type=str, default="run", help="Run name; the run directory is runs/<name>-<time>.")
@@ -149,25 +204,22 @@ class FitCLI(LightningCLI):
             wandb_offline_unless_reachable()
             id_file = self.run_dir / "wandb_id.txt"
             wandb_id = id_file.read_text().strip() if id_file.exists() else None
-        wandb_logger = WandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
+        wandb_logger = DeferredWandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
                                    id=wandb_id, resume="allow" if wandb_id else None)
         # Lightning's CSV logger empties an existing file, so a resumed run writes a file of its own.
         csv_version = "csv" if self.resume_from is None else f"csv-resumed-{time.strftime('%Y%m%d-%H%M%S')}"
-        csv_logger = CSVLogger(str(self.run_dir), name="", version=csv_version)
+        csv_logger = DeferredCSVLogger(str(self.run_dir), name="", version=csv_version)
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
-        extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
-                                config["workflow"]],  # the workflow reads the health check of the same update
-                     plugins=[AtomicCheckpointIO()])
+        callbacks = [config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
+                     config["workflow"]]  # the workflow reads the health check of the same update
+        if not self.follower:
+            callbacks.insert(0, RunBookkeeping(self.run_dir, self.config_text, self.resume_from is not None, wandb_logger))
+        extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir), callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], enable_autolog_hparams=False)  # RunBookkeeping logs them
         if strategy is not None:
             extra["strategy"] = strategy
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
-        if not self.follower:
-            run = wandb_logger.experiment
-            if hasattr(run, "id") and isinstance(run.id, str):
-                (self.run_dir / "wandb_id.txt").write_text(run.id)
-                run.define_metric("*", step_metric=self.datamodule.progress_key)  # updates, offline
         if processes > 1 and not self.follower:  # the launcher's processes inherit these
             os.environ[RUN_DIR_VARIABLE] = str(self.run_dir)
             os.environ[RESUME_VARIABLE] = str(self.resume_from or "")
@@ -177,6 +229,8 @@ class FitCLI(LightningCLI):
         """The run directory and the checkpoint to resume, checked against this config; nothing written."""
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.config_text = self.parser.dump(self.config, skip_none=False)
+        if self.resume_from is not None and not Path(self.resume_from).exists():
+            no_checkpoint_yet(self.run_dir, self.resume_from)  # a run stopped before its first checkpoint
         if self.resume_from is not None and not config["force_resume"]:
             check_resume(self.run_dir, self.config_text)
         if self.resume_from is not None:
@@ -240,8 +294,6 @@ def main(args: list[str] | None = None) -> Path:
             trainer_defaults=dict(max_epochs=-1, devices=1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
-        if not cli.follower:
-            write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
         started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
     except SystemExit:

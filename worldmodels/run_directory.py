@@ -50,6 +50,21 @@ def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[
     return run, None
 
 
+def no_checkpoint_yet(run: Path, checkpoint: Path) -> None:
+    """A resume of a run stopped before its first checkpoint: one sentence, with how far it got (the
+    furthest env step its metrics name) when that is known. Raised before anything is written."""
+    if Path(checkpoint).name != "last.ckpt" or not (run / "config.yaml").is_file():
+        return  # not a run directory of fit's: the checkpoint loader names the missing file
+    reached = max((_steps_of(line, column) for csv in run.glob("csv*/metrics.csv")
+                   for header, *lines in [csv.read_text().splitlines() or [""]]
+                   if "env_steps" in header.split(",") for column in [header.split(",").index("env_steps")]
+                   for line in lines), default=float("-inf"))
+    where = (f"it was stopped at env step {int(reached)} or later, before its first checkpoint" if reached >= 0
+             else "it was stopped before its first checkpoint; how far it got is not recorded")
+    raise ConfigError(f"this run has no checkpoint yet ({where}); start it again without --ckpt_path "
+                      f"(--run_dir {run}).")
+
+
 def make_run_directory(run: Path) -> bool:
     """Create ``run`` (one sentence when it cannot be written); True when this call created it."""
     created = not run.exists()
