@@ -4,6 +4,8 @@
 
     kill_at_env_step N      SIGKILL when the N-th env step has been taken
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
+    sigterm_at_env_step N   SIGTERM at the N-th env step
+    sigint_in_startup 0     SIGINT (Ctrl-C) during start-up, once the new run directory is made and locked
     kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
     kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
     stop_in_checkpoint N    SIGSTOP (paused, to be continued by SIGCONT) as the N-th checkpoint file starts to be
@@ -27,13 +29,14 @@ fit_args = sys.argv[sys.argv.index("--") + 1:]
 from worldmodels import fit  # noqa: E402
 from worldmodels.training.experience import Experience  # noqa: E402
 
-if fault == "sigint_at_env_step":
+if fault in ("sigint_at_env_step", "sigint_in_startup"):
     # A terminal's Ctrl-C raises KeyboardInterrupt; a process started by a pytest-xdist worker inherits
     # SIGINT ignored, and Python then leaves it ignored: restore the terminal's behaviour.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-if fault in ("kill_at_env_step", "sigint_at_env_step"):
+if fault in ("kill_at_env_step", "sigint_at_env_step", "sigterm_at_env_step"):
     interact = Experience._interact
-    sig = signal.SIGKILL if fault == "kill_at_env_step" else signal.SIGINT
+    sig = {"kill_at_env_step": signal.SIGKILL, "sigint_at_env_step": signal.SIGINT,
+           "sigterm_at_env_step": signal.SIGTERM}[fault]
 
     def interact_then_fault(self, agent):
         taken = interact(self, agent)
@@ -42,6 +45,14 @@ if fault in ("kill_at_env_step", "sigint_at_env_step"):
         return taken
 
     Experience._interact = interact_then_fault
+elif fault == "sigint_in_startup":
+    take_lock = fit.take_lock
+
+    def lock_then_interrupt(run):
+        take_lock(run)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    fit.take_lock = lock_then_interrupt
 elif fault == "kill_at_update":
     from worldmodels.training import PeriodicCheckpoint
 

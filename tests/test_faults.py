@@ -5,7 +5,6 @@ counters and replay rows equal those of an uninterrupted run. Every bad input ge
 The runs are tests/configs/faults_catch.yaml (NDDQN on catch, 500 env steps, a checkpoint every 100);
 the faults are injected by tests/fault_injection.py. NaN injection is tests/test_guard.py's run."""
 
-import errno
 import os
 import shutil
 import subprocess
@@ -114,15 +113,26 @@ def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterr
         assert max(float(line.split(",")[column]) for line in lines[1:]) <= resumes_from
 
 
-def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_run_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize("fault, code", [("sigint_at_env_step", 130), ("sigterm_at_env_step", 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_exits_128_plus_the_signal_and_the_run_resumes(tmp_path, uninterrupted,
+                                                                                             fault, code):
     run_dir = tmp_path / "run"
-    stopped = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=("sigint_at_env_step", 333))
-    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    stopped = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=(fault, 333))
+    assert stopped.returncode == code, stopped.stderr[-2000:]
     assert "Interrupted: saved" in stopped.stdout
     assert state(run_dir)["counters"]["env_steps"] == 333
     resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert state(run_dir)["counters"]["updates"] == state(uninterrupted)["counters"]["updates"]
+
+
+def test_ctrl_c_during_start_up_exits_130_with_one_line_and_leaves_nothing(tmp_path):
+    stopped = run(tmp_path, *CONFIG, "--run_dir", str(tmp_path / "run"), fault=("sigint_in_startup", 0))
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    assert "interrupted (Ctrl-C) during start-up, before training began; nothing was written." in stopped.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flags, first_difference", [
@@ -203,16 +213,25 @@ def test_a_start_prints_no_dependency_noise(tmp_path):
         assert noise not in out, noise
 
 
-@pytest.mark.integration
-def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    def disk_full(obj, f, *args, **kwargs):
-        f.write(b"part of a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs), mounted for the test; skipped where mounting is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a tmpfs cannot be mounted here ({mounted.stderr.strip() or 'mount failed'})")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
 
-    monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(ConfigError, match="the disk is full"):
-        AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(2)}, tmp_path / "last.ckpt")
-    assert not list(tmp_path.iterdir())
+
+def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(small_disk):
+    (small_disk / "last.ckpt").write_bytes(b"the previous checkpoint")
+    # torch's own error on a disk that fills mid-write: "[enforce fail at inline_container.cc] unexpected pos"
+    with pytest.raises(ConfigError, match="could not be written \\(the disk is full\\).*previous checkpoint is intact"):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(1 << 20)}, small_disk / "last.ckpt")
+    assert [p.name for p in small_disk.iterdir()] == ["last.ckpt"]
+    assert (small_disk / "last.ckpt").read_bytes() == b"the previous checkpoint"
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):

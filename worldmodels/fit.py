@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -32,7 +33,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import (check_resume, make_run_directory, no_checkpoint_yet, remove_failed_start,
-                                       remove_stale_files, resolve_run, take_lock, trim_logs_after, write_config)
+                                       holds_lock, remove_stale_files, resolve_run, take_lock, trim_logs_after,
+                                       write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.compile import compile_agent
@@ -42,6 +44,7 @@ from worldmodels.training.validate import plan_processes, validate_precision, va
 # Rank 0 hands its run directory and checkpoint to the processes Lightning's launcher starts beside it
 # (they inherit its environment): their own resolution could name another directory (a new time stamp).
 RUN_DIR_VARIABLE, RESUME_VARIABLE = "WORLDMODELS_RUN_DIR", "WORLDMODELS_RESUME_FROM"
+CREATED_RUN_DIR: dict[str, Path] = {}  # the run directory this process made, once it holds its lock
 
 
 def wandb_offline_unless_reachable() -> None:
@@ -198,6 +201,8 @@ class FitCLI(LightningCLI):
         wandb_id = None
         if not self.follower:
             created = make_run_directory(self.run_dir)
+            if created:
+                CREATED_RUN_DIR["path"] = self.run_dir  # removed again if start-up is interrupted (once locked)
             take_lock(self.run_dir)  # one writer per run directory: a second one stops here, naming the first
             self.created_run_dir = created
             remove_stale_files(self.run_dir)
@@ -269,6 +274,21 @@ def check_resume_processes(checkpoint: Path, processes: int) -> None:
                           f"resume it with as many (trainer.devices x trainer.num_nodes = {saved}).")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler stopping the job), handled as Ctrl-C is: a checkpoint is saved and the
+    run exits 143 (128 + SIGTERM)."""
+
+
+def stop_on_sigterm() -> None:
+    """Raise ``Terminated`` on the first SIGTERM; later ones are ignored while the checkpoint is saved.
+    Lightning adds its own SIGTERM handler at fit and calls this one after it."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def config_error_in(error: BaseException) -> ConfigError | None:
     """The ConfigError behind ``error``, if any: jsonargparse wraps one raised by an agent's constructor
     in its own ValueError ("Does not validate against any of the Union subtypes")."""
@@ -285,6 +305,7 @@ def main(args: list[str] | None = None) -> Path:
     silence_dependency_noise()
     fast_cuda_kernels()
     cli, started = None, False
+    stop_on_sigterm()
     try:
         check_config_files(sys.argv[1:] if args is None else args)
         cli = FitCLI(
@@ -298,8 +319,16 @@ def main(args: list[str] | None = None) -> Path:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
     except SystemExit:
         if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.interrupted:
-            sys.exit(130)  # Lightning exits 1 after Ctrl-C; the shell's convention is 128 + SIGINT
+            # Lightning exits 1 after Ctrl-C; the shell's convention is 128 + the signal
+            sys.exit(143 if isinstance(sys.exc_info()[1].__context__, Terminated) else 130)
         raise
+    except KeyboardInterrupt as error:  # during start-up, before training began: nothing is kept
+        created = CREATED_RUN_DIR.get("path")
+        if created is not None and holds_lock(created):  # made by this process, and no other writes it
+            remove_failed_start(created)
+        what = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+        print(f"interrupted ({what}) during start-up, before training began; nothing was written.", file=sys.stderr)
+        sys.exit(143 if isinstance(error, Terminated) else 130)
     except Exception as error:
         cause = config_error_in(error)
         if cause is None:

@@ -106,6 +106,11 @@ def take_lock(run: Path) -> None:
     _held[Path(run)] = fd
 
 
+def holds_lock(run: Path) -> bool:
+    """Whether this process holds ``run``'s lock."""
+    return Path(run) in _held
+
+
 def describe_holder(content: str) -> str:
     """``"<pid> <host>"`` as words."""
     pid, _, host = content.partition(" ")
