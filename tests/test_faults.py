@@ -177,6 +177,26 @@ def test_a_run_uses_one_device_unless_told_otherwise(uninterrupted):
     assert yaml.safe_load((uninterrupted / "config.yaml").read_text())["trainer"]["devices"] == 1
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["--config", "nothing.yaml"], "config file nothing.yaml does not exist"),
+    (["--model.init_args.lrr", "1e-3"], "model.init_args.lrr is not an option of a flag or a config file "
+                                         "(did you mean model.init_args.lr?)"),
+    (["--dataa.total_env_steps", "300"], "dataa.total_env_steps is not an option of a flag or a config file "
+                                          "(did you mean data.total_env_steps?)"),
+    (["--config", "typo.yaml"], "data.total_env_step is not an option of a flag or a config file "
+                                "(did you mean data.total_env_steps?)"),
+    (["--model.init_args.lr", "-1e-4"], "model.lr positive"),  # read as a value, then refused as one
+], ids=["missing-config", "mistyped-flag", "mistyped-group", "mistyped-yaml-key", "negative-exponent"])
+def test_a_missing_config_or_a_mistyped_flag_or_key_is_one_sentence_with_the_closest_key(tmp_path, flags, expected):
+    (tmp_path / "typo.yaml").write_text("data:\n  total_env_step: 300\n")
+    done = run(tmp_path, *CONFIG, *flags)
+    line = one_sentence(done)
+    assert expected in line
+    if "not an option" in line or "does not exist" in line:
+        assert "--help" in line
+    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr  # not jsonargparse's usage
+
+
 def test_a_failed_start_removes_the_run_directory_it_created(tmp_path):
     line = one_sentence(run(tmp_path, *CONFIG, "--data.env.task", "pongg", "--run_dir", str(tmp_path / "run")))
     assert "pongg" in line and not (tmp_path / "run").exists()

@@ -101,7 +101,8 @@ def check_config_files(args: list[str]) -> None:
             continue
         path = Path(value)
         if not path.is_file():
-            continue  # jsonargparse names a missing file itself
+            raise ConfigError(f"config file {path} does not exist; pass a file such as configs/nddqn_atari.yaml "
+                              "(python -m worldmodels.fit --help lists the options).")
         try:
             content = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
@@ -163,7 +164,77 @@ class RunBookkeeping(L.Callback):
         _log_hyperparams(trainer)
 
 
+def values_that_look_like_flags(args: list[str]) -> list[str]:
+    """``--model.init_args.lr -1e-4``: argparse takes a value that starts with '-' for an option unless it
+    looks like a plain negative number (``-1e-4`` does not); join such a value to its flag."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i].startswith("--") and "=" not in args[i] and i + 1 < len(args) and args[i + 1].startswith("-"):
+            try:
+                float(args[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+                continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+HELP = "python -m worldmodels.fit --help lists the options"
+
+
+def parse_error_sentence(parser, message: str) -> str:
+    """jsonargparse's parse error as one sentence, with the closest valid key, instead of its usage dump."""
+    import difflib
+    import re
+
+    keys = sorted({o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")})
+    if found := re.search(r"unrecognized arguments: (\S+)", message):
+        wrong = found[1].split("=")[0].lstrip("-")
+    elif found := re.search(r"Group '([\w.]+)' does not accept option '(\w+)'", message):
+        wrong = f"{found[1]}.{found[2]}"
+    elif found := re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message):
+        wrong = f"model.init_args.{found[2]}"
+        keys = [f"model.init_args.{name}" for name in init_parameters(found[1])] or keys
+    else:
+        return f"{message.strip().splitlines()[0].rstrip(':')} ({HELP})."
+    close = difflib.get_close_matches(wrong, keys, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{wrong} is not an option of a flag or a config file{hint}; {HELP}."
+
+
+def init_parameters(class_path: str) -> list[str]:
+    """The constructor arguments of ``class_path`` and its bases (``model_free.Rainbow`` or a full path)."""
+    import importlib
+    import inspect
+
+    for path in (class_path, f"worldmodels.{class_path}"):
+        module, _, name = path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        names = []
+        for base in cls.__mro__:
+            if "__init__" in vars(base):
+                names += [p for p in inspect.signature(base.__init__).parameters if p not in ("self", "args", "kwargs")]
+        return sorted(set(names))
+    return []
+
+
 class FitCLI(LightningCLI):
+    def init_parser(self, **kwargs):
+        parser = super().init_parser(**kwargs)
+
+        def error(message, ex=None):
+            raise ConfigError(parse_error_sentence(parser, message))
+
+        parser.error = error  # one sentence and exit code 2 (main), not the 77-line usage
+        return parser
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--name", type=str, default="run", help="Run name; the run directory is runs/<name>-<time>.")
         parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (overrides the default).")
@@ -307,7 +378,8 @@ def main(args: list[str] | None = None) -> Path:
     cli, started = None, False
     stop_on_sigterm()
     try:
-        check_config_files(sys.argv[1:] if args is None else args)
+        args = values_that_look_like_flags(sys.argv[1:] if args is None else list(args))
+        check_config_files(args)
         cli = FitCLI(
             Agent, Experience, subclass_mode_model=True, run=False, args=args, save_config_callback=None,
             seed_everything_default=0, auto_configure_optimizers=False,
