@@ -403,3 +403,51 @@ def test_resuming_a_run_stopped_before_its_first_checkpoint_says_so_and_writes_n
     assert "this run has no checkpoint yet (it was stopped before its first checkpoint" in line
     assert "start it again without --ckpt_path" in line
     assert contents(run_dir) == before
+
+
+def test_a_replay_file_of_another_shape_is_one_sentence_naming_it(tmp_path, uninterrupted):
+    """A DMC replay file (3 channels of 64 x 64) under the name of one of this catch run's files (1 channel)."""
+    from worldmodels import dataset
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    target = sorted((run_dir / "replay").glob("rows-*.pt"))[1]
+    rows = torch.load(target, weights_only=True)
+    rows["frames"] = torch.zeros(len(rows["frames"]), 1, 3, 64, 64, dtype=torch.uint8)
+    torch.save(rows, target)
+    replay = Replay(2000, frame_stack=1, frame_channels=1)
+    with pytest.raises(ConfigError, match=f"replay file {target} holds frames of shape \\(1, 3, 64, 64\\)"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        dataset.info(run_dir)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("remove", "is not a run directory: it has no config.yaml"),
+    ("broken", "config.yaml is not valid YAML"),
+    ("no-data", "config.yaml has no data: section"),
+])
+def test_dataset_info_on_a_folder_that_is_not_a_run_is_one_sentence(tmp_path, uninterrupted, capsys, damage, expected):
+    from worldmodels import dataset
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    config = run_dir / "config.yaml"
+    if damage == "remove":
+        config.unlink()
+    else:
+        config.write_text("model: [unclosed\n" if damage == "broken" else "model: {class_path: x}\n")
+    with pytest.raises(SystemExit) as stopped:
+        dataset.main(["info", str(run_dir)])
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and expected in line
+
+
+def test_the_report_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    from worldmodels import benchmark
+
+    with pytest.raises(SystemExit) as stopped:
+        benchmark.main(["--out", str(tmp_path / "nothing"), "--report"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothing'} does not exist; pass the --out folder of a grid."

@@ -238,6 +238,8 @@ def run_grid(runs: list[Run], fit_args: list[str], executor, jobs: int, poll_s: 
 def report(out: Path) -> Path | None:
     from worldmodels.compare import compare
 
+    if not out.is_dir():
+        raise ConfigError(f"{out} does not exist; pass the --out folder of a grid.")
     runs = sorted(p.parent for p in out.glob(f"*/{FINAL_EVALUATION}"))
     if not runs:
         print(f"no run under {out} has finished yet; no report.")

@@ -73,14 +73,34 @@ def run_of(path: Path) -> Path:
     return run
 
 
+def run_config(run: Path) -> dict:
+    """The run's latest resolved config, or one sentence saying why ``run`` has none."""
+    path = latest_config(run)
+    if not path.is_file():
+        raise ConfigError(f"{run} is not a run directory: it has no config.yaml; pass a run directory written by "
+                          "worldmodels.fit.")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML ({str(error).splitlines()[0]}); it is not a config written by "
+                          "worldmodels.fit.") from None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ConfigError(f"{path} has no data: section; it is not a config written by worldmodels.fit.")
+    return config
+
+
 def open_dataset(path: Path) -> Dataset:
     from worldmodels.training import AtomicCheckpointIO  # the training package pulls in Lightning
     from worldmodels.training.experience import rank_zero_state
 
     run = run_of(path)
-    config = yaml.safe_load(latest_config(run).read_text())
+    config = run_config(run)
     data = config["data"]
-    env = EnvConfig(**data["env"]).resolved()
+    try:
+        env = EnvConfig(**data["env"]).resolved()
+    except (KeyError, TypeError) as error:
+        raise ConfigError(f"{latest_config(run)} has no usable data.env ({error}); it is not a config written by "
+                          "worldmodels.fit.") from None
     saved = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {})
     state, processes = rank_zero_state(saved).get("replay"), len(saved.get("ranks", [saved]))
     if state is None:
