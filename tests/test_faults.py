@@ -451,3 +451,40 @@ def test_the_report_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
         benchmark.main(["--out", str(tmp_path / "nothing"), "--report"])
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothing'} does not exist; pass the --out folder of a grid."
+
+
+@pytest.mark.parametrize("damage", ["zeroed-64k-block", "flipped-byte"])
+def test_a_checkpoint_whose_bytes_changed_is_refused_naming_it_and_the_previous_good_one(tmp_path, uninterrupted, damage):
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(uninterrupted / "checkpoints", checkpoints)
+    last = checkpoints / "last.ckpt"
+    data = bytearray(last.read_bytes())
+    assert len(data) > 3 * 65536
+    if damage == "zeroed-64k-block":
+        data[65536:2 * 65536] = bytes(65536)
+    else:
+        data[len(data) // 2] ^= 0x01
+    last.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=f"checkpoint {last} does not match the digest written with it.*no other "
+                                          "checkpoint of this run is kept"):
+        AtomicCheckpointIO().load_checkpoint(last)
+    shutil.copy(uninterrupted / "checkpoints" / "last.ckpt", checkpoints / "earlier.ckpt")
+    with pytest.raises(ConfigError, match=f"resume from {checkpoints / 'earlier.ckpt'}"):
+        AtomicCheckpointIO().load_checkpoint(last)
+
+
+def test_a_replay_file_of_another_run_under_a_matching_name_is_refused(tmp_path, uninterrupted):
+    from worldmodels.atomic import save_atomically
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    target = sorted((run_dir / "replay").glob("rows-*.pt"))[2]
+    rows = torch.load(target, weights_only=True)
+    assert rows["run"] == (run_dir / "run_id.txt").read_text().strip()
+    save_atomically({**rows, "run": "0123456789abcdef"}, target)  # the same rows, written by another run
+    replay = Replay(2000, frame_stack=1, frame_channels=1)
+    with pytest.raises(ConfigError, match=f"replay file {target} was written by another run \\(id 0123456789abcdef"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")
+    target.write_bytes(target.read_bytes()[:1000] + b"\0" + target.read_bytes()[1001:])
+    with pytest.raises(ConfigError, match=f"replay file {target} does not match the digest"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")

@@ -31,7 +31,7 @@ import yaml
 from worldmodels.envs import EnvConfig
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
-from worldmodels.run_directory import latest_config
+from worldmodels.run_directory import ensure_run_id, latest_config
 
 
 @dataclass
@@ -187,6 +187,7 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
             scores += [score for _, score, _ in step.finished_games]
     envs.close()
     out.mkdir(parents=True, exist_ok=True)
+    ensure_run_id(out)  # the replay files carry it, as a run's do
     replay.persist(out / "replay")
     AtomicCheckpointIO().save_checkpoint({"Experience": {"replay": replay.state_dict()}},
                                          out / "checkpoints" / "last.ckpt")

@@ -32,7 +32,7 @@ from lightning.pytorch.loggers.logger import DummyExperiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.run_directory import (check_resume, make_run_directory, no_checkpoint_yet, remove_failed_start,
+from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_directory, no_checkpoint_yet, remove_failed_start,
                                        holds_lock, remove_stale_files, resolve_run, take_lock, trim_logs_after,
                                        write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
@@ -276,6 +276,7 @@ class FitCLI(LightningCLI):
                 CREATED_RUN_DIR["path"] = self.run_dir  # removed again if start-up is interrupted (once locked)
             take_lock(self.run_dir)  # one writer per run directory: a second one stops here, naming the first
             self.created_run_dir = created
+            ensure_run_id(self.run_dir)  # its replay files carry it
             remove_stale_files(self.run_dir)
             wandb_offline_unless_reachable()
             id_file = self.run_dir / "wandb_id.txt"

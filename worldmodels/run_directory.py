@@ -135,6 +135,27 @@ def lock_holder(run: Path) -> str | None:
         os.close(fd)
 
 
+RUN_ID_FILE = "run_id.txt"
+
+
+def ensure_run_id(run: Path) -> str:
+    """The run's id, made at its start and kept in ``<run>/run_id.txt``: its replay files carry it, so a
+    file of another run is refused."""
+    path = Path(run) / RUN_ID_FILE
+    if not path.is_file():
+        import uuid
+
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+def run_id_of(run: Path) -> str | None:
+    path = Path(run) / RUN_ID_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
 def remove_stale_files(run: Path) -> None:
     """Half-written checkpoint files of a run that was killed while writing one."""
     for tmp in (run / "checkpoints").glob("*.tmp"):

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from worldmodels.atomic import save_atomically
+from worldmodels.atomic import save_atomically, verify
 from worldmodels.errors import ConfigError
+from worldmodels.run_directory import run_id_of
 
 _NAME = re.compile(r"rows-(\d+)-(\d+)\.pt$")
 
@@ -36,11 +37,25 @@ class Chunk:
     stop: int  # one past the last
 
     def load(self) -> dict:
+        """The file's rows, once its bytes match their digest and it names this run and its own rows."""
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            intact = verify(self.path)
+            rows = torch.load(self.path, map_location="cpu", weights_only=True) if intact is not False else None
         except Exception as error:
             raise ConfigError(f"replay file {self.path} cannot be read ({type(error).__name__}); it is corrupt: "
                               "start a new run, or resume from a copy of the run directory.") from None
+        if intact is False:
+            raise ConfigError(f"replay file {self.path} does not match the digest written with it (its bytes changed "
+                              "after it was written: a disk, copy or transfer fault); start a new run, or resume from "
+                              "a copy of the run directory.")
+        run = run_id_of(self.path.parent.parent)
+        if isinstance(rows, dict) and "run" in rows and run is not None and rows["run"] != run:
+            raise ConfigError(f"replay file {self.path} was written by another run (id {rows['run']}, this run is "
+                              f"{run}); remove it, or resume that run from its own directory.")
+        if isinstance(rows, dict) and "start" in rows and (rows["start"], rows["stop"]) != (self.start, self.stop):
+            raise ConfigError(f"replay file {self.path} holds rows {rows['start']}-{rows['stop']}, not the rows its "
+                              "name says; it was renamed: restore its name, or start a new run.")
+        return rows
 
 
 def chunks_in(directory: Path) -> list[Chunk]:
@@ -54,7 +69,8 @@ def chunks_in(directory: Path) -> list[Chunk]:
 def write_chunk(directory: Path, start: int, stop: int, rows: dict) -> Path:
     """Write rows ``start <= t < stop`` atomically: a crash leaves the previous files as they were."""
     path = directory / f"rows-{start:010d}-{stop:010d}.pt"
-    save_atomically(rows, path)
+    run = run_id_of(directory.parent)
+    save_atomically({**rows, "start": start, "stop": stop, **({"run": run} if run else {})}, path)
     return path
 
 
