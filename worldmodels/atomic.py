@@ -45,6 +45,7 @@ class _HashingWriter:
 
     def __init__(self, file):
         self.file, self.digest = file, hashlib.sha256()
+        self.name = file.name
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
