@@ -4,8 +4,12 @@
 
     kill_at_env_step N      SIGKILL when the N-th env step has been taken
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
+    sigterm_at_env_step N   SIGTERM at the N-th env step
+    sigint_in_startup 0     SIGINT (Ctrl-C) during start-up, once the new run directory is made and locked
     kill_in_checkpoint N    SIGKILL halfway through writing the N-th checkpoint file
     kill_in_replay_write N  SIGKILL halfway through writing the N-th replay chunk file
+    stop_in_checkpoint N    SIGSTOP (paused, to be continued by SIGCONT) as the N-th checkpoint file starts to be
+                            written: its replay file is on disk already, last.ckpt still holds the previous cursor
     kill_at_update N        SIGKILL when the N-th update is done (offline runs: their clock is the update count)
     save_on_resume 0        a resumed run saves <run>/checkpoints/restored.ckpt the moment its state is
                             restored (before its environments restart) and exits 0
@@ -25,13 +29,14 @@ fit_args = sys.argv[sys.argv.index("--") + 1:]
 from worldmodels import fit  # noqa: E402
 from worldmodels.training.experience import Experience  # noqa: E402
 
-if fault == "sigint_at_env_step":
+if fault in ("sigint_at_env_step", "sigint_in_startup"):
     # A terminal's Ctrl-C raises KeyboardInterrupt; a process started by a pytest-xdist worker inherits
     # SIGINT ignored, and Python then leaves it ignored: restore the terminal's behaviour.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-if fault in ("kill_at_env_step", "sigint_at_env_step"):
+if fault in ("kill_at_env_step", "sigint_at_env_step", "sigterm_at_env_step"):
     interact = Experience._interact
-    sig = signal.SIGKILL if fault == "kill_at_env_step" else signal.SIGINT
+    sig = {"kill_at_env_step": signal.SIGKILL, "sigint_at_env_step": signal.SIGINT,
+           "sigterm_at_env_step": signal.SIGTERM}[fault]
 
     def interact_then_fault(self, agent):
         taken = interact(self, agent)
@@ -40,6 +45,14 @@ if fault in ("kill_at_env_step", "sigint_at_env_step"):
         return taken
 
     Experience._interact = interact_then_fault
+elif fault == "sigint_in_startup":
+    take_lock = fit.take_lock
+
+    def lock_then_interrupt(run):
+        take_lock(run)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    fit.take_lock = lock_then_interrupt
 elif fault == "kill_at_update":
     from worldmodels.training import PeriodicCheckpoint
 
@@ -62,13 +75,15 @@ elif fault == "save_on_resume":
 
     Experience.begin_episodes = save_then_exit
 else:
-    suffix = "last.ckpt.tmp" if fault == "kill_in_checkpoint" else ".pt.tmp"
+    suffix = "last.ckpt.tmp" if fault in ("kill_in_checkpoint", "stop_in_checkpoint") else ".pt.tmp"
     save, calls = torch.save, [0]
 
     def save_then_die(obj, f, *args, **kwargs):
         if getattr(f, "name", "").endswith(suffix):
             calls[0] += 1
-            if calls[0] == n:
+            if calls[0] == n and fault == "stop_in_checkpoint":
+                os.kill(os.getpid(), signal.SIGSTOP)
+            elif calls[0] == n:
                 f.write(b"half a file")
                 f.flush()
                 os.kill(os.getpid(), signal.SIGKILL)

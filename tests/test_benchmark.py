@@ -69,6 +69,32 @@ def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(tmp_path):
     assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 600
 
 
+@pytest.mark.integration
+def test_a_killed_runner_run_again_never_starts_a_second_fit_on_a_run_still_being_written(tmp_path):
+    """kill -9 of the runner leaves its fit running (an orphan); the runner run again finds it through
+    the run's lock, does not start it a second time, and reports it once it has finished."""
+    out = tmp_path / "grid"
+    grid = ["--configs", CONFIGS[0], "--tasks", "catch", "--seeds", "0", "--out", str(out), "--poll", "0.5", "--",
+            "--data.total_env_steps", "600", "--data.warmup_steps", "200", "--evaluation.final_episodes", "3"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
+    runner = subprocess.Popen([sys.executable, "-m", "worldmodels.benchmark", *grid], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = out / "nddqn_catch-catch-s0"
+    deadline = time.time() + 300
+    while not (run / "config.yaml").exists():  # the fit has started (and taken its lock)
+        assert time.time() < deadline and runner.poll() is None, "the run did not start"
+        time.sleep(0.2)
+    runner.kill()  # kill -9 of the runner alone: its fit goes on
+    runner.wait()
+    again = benchmark(*grid, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "not started again" in again.stdout and "resuming" not in again.stdout
+    assert not list(run.glob("config-resumed-*.yaml")) and not list(run.glob("csv-resumed-*"))  # one fit wrote it
+    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 600
+    starts = sorted((int(p.name.split("-")[1]), int(p.name.split("-")[2][:-3])) for p in run.glob("replay/rows-*.pt"))
+    assert all(a[1] == b[0] for a, b in zip(starts, starts[1:])), starts  # no overlapping replay files
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--configs", "configs/nothing.yaml", "--tasks", "catch"], "nothing.yaml does not exist"),
     (["--configs", "configs/drq_atari.yaml", "--tasks", "boxingg"], "'boxingg' is not an Atari game"),

@@ -68,8 +68,8 @@ def test_the_processes_hold_identical_weights_after_their_updates(two_process_ru
 
 def test_only_the_first_process_writes_the_run_files(two_process_run):
     names = sorted(p.name for p in two_process_run.iterdir())
-    assert names == ["checkpoints", "config.yaml", "csv", "eval-final.json", "replay", "replay-rank1", "wandb",
-                     "wandb_id.txt"], names
+    assert names == ["checkpoints", "config.yaml", "csv", "eval-final.json", "replay", "replay-rank1", "run.lock",
+                     "run_id.txt", "wandb", "wandb_id.txt"], names
 
 
 def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(tmp_path):

@@ -5,7 +5,6 @@ counters and replay rows equal those of an uninterrupted run. Every bad input ge
 The runs are tests/configs/faults_catch.yaml (NDDQN on catch, 500 env steps, a checkpoint every 100);
 the faults are injected by tests/fault_injection.py. NaN injection is tests/test_guard.py's run."""
 
-import errno
 import os
 import shutil
 import subprocess
@@ -114,15 +113,26 @@ def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterr
         assert max(float(line.split(",")[column]) for line in lines[1:]) <= resumes_from
 
 
-def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_run_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize("fault, code", [("sigint_at_env_step", 130), ("sigterm_at_env_step", 143)],
+                         ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_exits_128_plus_the_signal_and_the_run_resumes(tmp_path, uninterrupted,
+                                                                                             fault, code):
     run_dir = tmp_path / "run"
-    stopped = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=("sigint_at_env_step", 333))
-    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    stopped = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=(fault, 333))
+    assert stopped.returncode == code, stopped.stderr[-2000:]
     assert "Interrupted: saved" in stopped.stdout
     assert state(run_dir)["counters"]["env_steps"] == 333
     resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert state(run_dir)["counters"]["updates"] == state(uninterrupted)["counters"]["updates"]
+
+
+def test_ctrl_c_during_start_up_exits_130_with_one_line_and_leaves_nothing(tmp_path):
+    stopped = run(tmp_path, *CONFIG, "--run_dir", str(tmp_path / "run"), fault=("sigint_in_startup", 0))
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    assert "interrupted (Ctrl-C) during start-up, before training began; nothing was written." in stopped.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("flags, first_difference", [
@@ -167,6 +177,26 @@ def test_a_run_uses_one_device_unless_told_otherwise(uninterrupted):
     assert yaml.safe_load((uninterrupted / "config.yaml").read_text())["trainer"]["devices"] == 1
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (["--config", "nothing.yaml"], "config file nothing.yaml does not exist"),
+    (["--model.init_args.lrr", "1e-3"], "model.init_args.lrr is not an option of a flag or a config file "
+                                         "(did you mean model.init_args.lr?)"),
+    (["--dataa.total_env_steps", "300"], "dataa.total_env_steps is not an option of a flag or a config file "
+                                          "(did you mean data.total_env_steps?)"),
+    (["--config", "typo.yaml"], "data.total_env_step is not an option of a flag or a config file "
+                                "(did you mean data.total_env_steps?)"),
+    (["--model.init_args.lr", "-1e-4"], "model.lr positive"),  # read as a value, then refused as one
+], ids=["missing-config", "mistyped-flag", "mistyped-group", "mistyped-yaml-key", "negative-exponent"])
+def test_a_missing_config_or_a_mistyped_flag_or_key_is_one_sentence_with_the_closest_key(tmp_path, flags, expected):
+    (tmp_path / "typo.yaml").write_text("data:\n  total_env_step: 300\n")
+    done = run(tmp_path, *CONFIG, *flags)
+    line = one_sentence(done)
+    assert expected in line
+    if "not an option" in line or "does not exist" in line:
+        assert "--help" in line
+    assert len(done.stderr.strip().splitlines()) <= 3, done.stderr  # not jsonargparse's usage
+
+
 def test_a_failed_start_removes_the_run_directory_it_created(tmp_path):
     line = one_sentence(run(tmp_path, *CONFIG, "--data.env.task", "pongg", "--run_dir", str(tmp_path / "run")))
     assert "pongg" in line and not (tmp_path / "run").exists()
@@ -203,16 +233,25 @@ def test_a_start_prints_no_dependency_noise(tmp_path):
         assert noise not in out, noise
 
 
-@pytest.mark.integration
-def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(tmp_path, monkeypatch):
-    def disk_full(obj, f, *args, **kwargs):
-        f.write(b"part of a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs), mounted for the test; skipped where mounting is not permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a tmpfs cannot be mounted here ({mounted.stderr.strip() or 'mount failed'})")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
 
-    monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(ConfigError, match="the disk is full"):
-        AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(2)}, tmp_path / "last.ckpt")
-    assert not list(tmp_path.iterdir())
+
+def test_a_full_disk_is_one_sentence_and_leaves_no_partial_file(small_disk):
+    (small_disk / "last.ckpt").write_bytes(b"the previous checkpoint")
+    # torch's own error on a disk that fills mid-write: "[enforce fail at inline_container.cc] unexpected pos"
+    with pytest.raises(ConfigError, match="could not be written \\(the disk is full\\).*previous checkpoint is intact"):
+        AtomicCheckpointIO().save_checkpoint({"weights": torch.ones(1 << 20)}, small_disk / "last.ckpt")
+    assert [p.name for p in small_disk.iterdir()] == ["last.ckpt"]
+    assert (small_disk / "last.ckpt").read_bytes() == b"the previous checkpoint"
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
@@ -260,3 +299,192 @@ def test_a_resumed_run_holds_every_weight_optimizer_state_generator_and_counter_
         assert restored["replay_priorities"]["admitted"] == saved["replay_priorities"]["admitted"] - 1
         changed.remove("/replay_priorities/admitted")
     assert changed == []
+
+
+def paused(process, timeout=300) -> bool:
+    """Wait until ``process`` has stopped itself (SIGSTOP: state T in /proc); False if it ended instead."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(f"/proc/{process.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def test_reading_a_run_as_a_dataset_while_it_writes_a_checkpoint_removes_nothing(tmp_path, uninterrupted):
+    """The writer is paused as it writes its checkpoint at env step 400: the replay file of rows up to 400
+    is on disk, last.ckpt still holds the cursor of 300. A reader (dataset info) opens the run then; the
+    writer continues and finishes, and its replay is the uninterrupted run's, row for row."""
+    import signal
+
+    run_dir = tmp_path / "run"
+    driver = [sys.executable, str(ROOT / "tests/fault_injection.py"), "stop_in_checkpoint", "4", "--"]
+    writer = subprocess.Popen([*driver, *CONFIG, "--run_dir", str(run_dir)], cwd=tmp_path,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert paused(writer), writer.communicate()[1][-2000:]
+        newest = sorted((run_dir / "replay").glob("rows-*.pt"))[-1]
+        assert state(run_dir)["replay"]["time"] <= int(newest.name.split("-")[1])  # written past the cursor
+        reader = subprocess.run([sys.executable, "-m", "worldmodels.dataset", "info", str(run_dir)], cwd=tmp_path,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+        assert reader.returncode == 0, reader.stderr[-2000:]
+        assert newest.exists()
+    finally:
+        writer.send_signal(signal.SIGCONT)
+    assert writer.wait(timeout=600) == 0, writer.stderr.read()[-3000:]
+    rows, reference = replay_rows(run_dir), replay_rows(uninterrupted)
+    assert rows.keys() == reference.keys()
+    for field in rows:
+        assert torch.equal(rows[field], reference[field]), field
+    assert state(run_dir)["counters"] == state(uninterrupted)["counters"]
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--data.total_env_steps", "520")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_two_writers_started_together_on_one_run_directory_one_stops_naming_the_other(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "worldmodels.fit", *CONFIG, "--data.total_env_steps", "210", "--run_dir", str(run_dir)]
+    writers = [subprocess.Popen(args, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = [(w.pid, w.returncode, err) for w in writers for _, err in [w.communicate(timeout=600)]]
+    assert sorted(code for _, code, _ in done) == [0, 2], [err[-2000:] for _, _, err in done]
+    (winner,), (loser,) = [d for d in done if d[1] == 0], [d for d in done if d[1] == 2]
+    assert "Traceback" not in loser[2]
+    (line,) = [l for l in loser[2].splitlines() if l.startswith("error:")]
+    assert f"is being written by another worldmodels.fit (pid {winner[0]} on host " in line
+    assert state(run_dir)["counters"]["env_steps"] == 210
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    from worldmodels.run_directory import lock_holder, take_lock
+
+    (tmp_path / "run.lock").write_text("999999999 elsewhere\n")  # its process is gone: the flock went with it
+    assert lock_holder(tmp_path) is None
+    take_lock(tmp_path)
+    assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
+    held = subprocess.run([sys.executable, "-c", "from worldmodels.run_directory import lock_holder; import sys; "
+                           f"print(lock_holder(sys.argv[1]))", str(tmp_path)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True)
+    assert held.stdout.strip().startswith(f"pid {os.getpid()} on host ")
+
+
+def contents(directory) -> dict:
+    """Every path under ``directory`` with the bytes of each file, but the lock's (it names the latest writer)."""
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else None for p in directory.rglob("*")
+            if p.name != "run.lock"}
+
+
+def test_a_failed_forced_resume_leaves_the_run_as_it_was_and_a_correct_resume_follows(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = contents(run_dir)
+    # Another image size under --force_resume: the networks' shapes differ, the checkpoint cannot load.
+    failed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--force_resume", "true",
+                 "--data.env.image_size", "36", "--data.total_env_steps", "520")
+    assert "has shape" in one_sentence(failed)
+    assert contents(run_dir) == before  # no config-resumed-*.yaml, CSV folder or W&B run of the failed attempt
+    resumed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", "--data.total_env_steps", "520")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [p.name for p in run_dir.glob("config-resumed-*.yaml")] == ["config-resumed-1.yaml"]
+    assert len(list(run_dir.glob("csv-resumed-*/metrics.csv"))) == 1
+    assert state(run_dir)["counters"]["env_steps"] == 520
+
+
+def test_resuming_a_run_stopped_before_its_first_checkpoint_says_so_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), fault=("kill_at_env_step", 50))
+    assert killed.returncode == -9 and not (run_dir / "checkpoints" / "last.ckpt").exists()
+    before = contents(run_dir)
+    line = one_sentence(run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last"))
+    assert "this run has no checkpoint yet (it was stopped before its first checkpoint" in line
+    assert "start it again without --ckpt_path" in line
+    assert contents(run_dir) == before
+
+
+def test_a_replay_file_of_another_shape_is_one_sentence_naming_it(tmp_path, uninterrupted):
+    """A DMC replay file (3 channels of 64 x 64) under the name of one of this catch run's files (1 channel)."""
+    from worldmodels import dataset
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    target = sorted((run_dir / "replay").glob("rows-*.pt"))[1]
+    rows = torch.load(target, weights_only=True)
+    rows["frames"] = torch.zeros(len(rows["frames"]), 1, 3, 64, 64, dtype=torch.uint8)
+    torch.save(rows, target)
+    replay = Replay(2000, frame_stack=1, frame_channels=1)
+    with pytest.raises(ConfigError, match=f"replay file {target} holds frames of shape \\(1, 3, 64, 64\\)"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        dataset.info(run_dir)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("remove", "is not a run directory: it has no config.yaml"),
+    ("broken", "config.yaml is not valid YAML"),
+    ("no-data", "config.yaml has no data: section"),
+])
+def test_dataset_info_on_a_folder_that_is_not_a_run_is_one_sentence(tmp_path, uninterrupted, capsys, damage, expected):
+    from worldmodels import dataset
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    config = run_dir / "config.yaml"
+    if damage == "remove":
+        config.unlink()
+    else:
+        config.write_text("model: [unclosed\n" if damage == "broken" else "model: {class_path: x}\n")
+    with pytest.raises(SystemExit) as stopped:
+        dataset.main(["info", str(run_dir)])
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and expected in line
+
+
+def test_the_report_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    from worldmodels import benchmark
+
+    with pytest.raises(SystemExit) as stopped:
+        benchmark.main(["--out", str(tmp_path / "nothing"), "--report"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothing'} does not exist; pass the --out folder of a grid."
+
+
+@pytest.mark.parametrize("damage", ["zeroed-64k-block", "flipped-byte"])
+def test_a_checkpoint_whose_bytes_changed_is_refused_naming_it_and_the_previous_good_one(tmp_path, uninterrupted, damage):
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(uninterrupted / "checkpoints", checkpoints)
+    last = checkpoints / "last.ckpt"
+    data = bytearray(last.read_bytes())
+    assert len(data) > 3 * 65536
+    if damage == "zeroed-64k-block":
+        data[65536:2 * 65536] = bytes(65536)
+    else:
+        data[len(data) // 2] ^= 0x01
+    last.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=f"checkpoint {last} does not match the checksum written with it.*no other "
+                                          "checkpoint of this run is kept"):
+        AtomicCheckpointIO().load_checkpoint(last)
+    shutil.copy(uninterrupted / "checkpoints" / "last.ckpt", checkpoints / "earlier.ckpt")
+    with pytest.raises(ConfigError, match=f"resume from {checkpoints / 'earlier.ckpt'}"):
+        AtomicCheckpointIO().load_checkpoint(last)
+
+
+def test_a_replay_file_of_another_run_under_a_matching_name_is_refused(tmp_path, uninterrupted):
+    from worldmodels.atomic import save_atomically
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    target = sorted((run_dir / "replay").glob("rows-*.pt"))[2]
+    rows = torch.load(target, weights_only=True)
+    assert rows["run"] == (run_dir / "run_id.txt").read_text().strip()
+    save_atomically({**rows, "run": "0123456789abcdef"}, target)  # the same rows, written by another run
+    replay = Replay(2000, frame_stack=1, frame_channels=1)
+    with pytest.raises(ConfigError, match=f"replay file {target} was written by another run \\(id 0123456789abcdef"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")
+    target.write_bytes(target.read_bytes()[:1000] + b"\0" + target.read_bytes()[1001:])
+    with pytest.raises(ConfigError, match=f"replay file {target} does not match the checksum"):
+        replay.load_state_dict(state(run_dir)["replay"], run_dir / "replay")

@@ -40,3 +40,17 @@ def test_a_run_whose_loss_turns_nan_stops_with_one_sentence_and_keeps_its_last_g
               "--run_dir", str(tmp_path / "off"))
     assert off.returncode == 0, off.stderr[-2000:]
     assert json.loads((tmp_path / "off" / "eval-final.json").read_text())["env_steps"] == 300
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("config, lr", [
+    ("tests/configs/nddqn_catch.yaml", ["--model.init_args.lr", "1e6"]),
+    ("tests/configs/dreamer_catch.yaml", ["--model.init_args.model_lr", "1e6", "--model.init_args.ac_lr", "1e6"]),
+], ids=["nddqn", "dreamerv3"])
+def test_nan_weights_stop_with_the_guards_sentence_before_a_health_check_meets_them(fit, tmp_path, config, lr):
+    # The smoke periods: a health check every 5 updates, the guard every 10; no evaluation in between.
+    done = fit("--config", config, "--config", "configs/smoke.yaml", *lr, "--evaluation.every_env_steps", "0",
+               "--run_dir", str(tmp_path / "run"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+    assert "became NaN or inf at update" in line and "(checked at update 5," in line

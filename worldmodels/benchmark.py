@@ -9,7 +9,9 @@ Each run is one ``fit`` process in ``<out>/<config>-<task>-s<seed>``, submitted 
 local executor on this machine (``--jobs`` at a time, one torch thread each), its SLURM executor on a
 cluster, through the same code. Re-running the same command skips finished runs (those with
 ``eval-final.json``, their evaluation at the end) and resumes interrupted ones from their last
-checkpoint. While it works it prints one line per run (state, env steps, last score); at the end, or
+checkpoint. A run whose directory is locked by a living ``fit`` (``<run>/run.lock``: one started by an
+earlier runner that was killed, or by hand) is not started again: its line says who holds it, and it
+is watched until that process ends, then finished or resumed. While it works it prints one line per run (state, env steps, last score); at the end, or
 with ``--report`` alone, it writes ``worldmodels.compare``'s table and plots into ``--out``, with the
 published Atari 100k columns.
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worldmodels.errors import ConfigError
+from worldmodels.run_directory import lock_holder
 from worldmodels.training.evaluation import FINAL_EVALUATION
 
 GRID_FILE = "grid.json"
@@ -105,6 +108,16 @@ class FitJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(FitJob(self.run, self.fit_args))
+
+
+class HeldElsewhere:
+    """A run another living ``fit`` is writing (its lock is held): watched, never started a second time."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def done(self) -> bool:
+        return lock_holder(self.run.directory) is None
 
 
 # ----------------------------------------------------------------------------- executors
@@ -194,12 +207,24 @@ def run_grid(runs: list[Run], fit_args: list[str], executor, jobs: int, poll_s: 
     while pending or active:
         while pending and len(active) < jobs:
             run = pending.pop(0)
+            holder = lock_holder(run.directory)
+            if holder is not None:  # a fit this runner did not start is writing it: watch, never start a second
+                print(status_line(run, "locked") + f"; written by {holder}, not started again", flush=True)
+                active[run.name] = (run, HeldElsewhere(run))
+                continue
             print(status_line(run, "resuming" if run.state() == "interrupted" else "starting"), flush=True)
             active[run.name] = (run, executor.submit(FitJob(run, fit_args)))
         time.sleep(poll_s)
         for name, (run, job) in list(active.items()):
             if job.done():
                 del active[name]
+                if isinstance(job, HeldElsewhere):  # its writer ended: done, or to be resumed by this runner
+                    if run.state() == "finished":
+                        outcome[name] = "finished"
+                        print(status_line(run, "finished"), flush=True)
+                    else:
+                        pending.append(run)
+                    continue
                 code = job.result()
                 outcome[name] = run.state() if code == 0 else f"failed ({code})"
                 print(status_line(run, outcome[name]) + ("" if code == 0 else f"; see {run.name}.log"), flush=True)
@@ -213,6 +238,8 @@ def run_grid(runs: list[Run], fit_args: list[str], executor, jobs: int, poll_s: 
 def report(out: Path) -> Path | None:
     from worldmodels.compare import compare
 
+    if not out.is_dir():
+        raise ConfigError(f"{out} does not exist; pass the --out folder of a grid.")
     runs = sorted(p.parent for p in out.glob(f"*/{FINAL_EVALUATION}"))
     if not runs:
         print(f"no run under {out} has finished yet; no report.")

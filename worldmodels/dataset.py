@@ -11,7 +11,8 @@ replay's cursor, plus ``collected.json`` (where it came from, the scores of the 
 
 A run directory written by ``worldmodels.fit`` keeps its replay in ``replay/`` (chunk files appended
 at each checkpoint) and the replay's cursor in ``checkpoints/last.ckpt``; together they are the
-dataset, rebuilt here exactly as a resume rebuilds it. ``info`` prints its rows, size, spaces and the
+dataset, rebuilt here as a resume rebuilds it, but read-only: files past the checkpoint's cursor
+(the run may be writing its next checkpoint) are ignored and nothing in the run is removed. ``info`` prints its rows, size, spaces and the
 episodes it holds with their returns (the stored rewards: clipped where the env preset clips them).
 """
 
@@ -30,7 +31,7 @@ import yaml
 from worldmodels.envs import EnvConfig
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
-from worldmodels.run_directory import latest_config
+from worldmodels.run_directory import ensure_run_id, latest_config
 
 
 @dataclass
@@ -72,14 +73,34 @@ def run_of(path: Path) -> Path:
     return run
 
 
+def run_config(run: Path) -> dict:
+    """The run's latest resolved config, or one sentence saying why ``run`` has none."""
+    path = latest_config(run)
+    if not path.is_file():
+        raise ConfigError(f"{run} is not a run directory: it has no config.yaml; pass a run directory written by "
+                          "worldmodels.fit.")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML ({str(error).splitlines()[0]}); it is not a config written by "
+                          "worldmodels.fit.") from None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ConfigError(f"{path} has no data: section; it is not a config written by worldmodels.fit.")
+    return config
+
+
 def open_dataset(path: Path) -> Dataset:
     from worldmodels.training import AtomicCheckpointIO  # the training package pulls in Lightning
     from worldmodels.training.experience import rank_zero_state
 
     run = run_of(path)
-    config = yaml.safe_load(latest_config(run).read_text())
+    config = run_config(run)
     data = config["data"]
-    env = EnvConfig(**data["env"]).resolved()
+    try:
+        env = EnvConfig(**data["env"]).resolved()
+    except (KeyError, TypeError) as error:
+        raise ConfigError(f"{latest_config(run)} has no usable data.env ({error}); it is not a config written by "
+                          "worldmodels.fit.") from None
     saved = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {})
     state, processes = rank_zero_state(saved).get("replay"), len(saved.get("ranks", [saved]))
     if state is None:
@@ -87,7 +108,7 @@ def open_dataset(path: Path) -> Dataset:
     # A run of several processes: its first process's replay (each held replay_capacity / processes).
     replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack, env.frame_channels,
                     stack_padding=env.stack_padding)
-    replay.load_state_dict(state, run / "replay")
+    replay.load_state_dict(state, run / "replay", read_only=True)  # the run may be writing: remove nothing
     return Dataset(replay, config, env)
 
 
@@ -166,6 +187,7 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
             scores += [score for _, score, _ in step.finished_games]
     envs.close()
     out.mkdir(parents=True, exist_ok=True)
+    ensure_run_id(out)  # the replay files carry it, as a run's do
     replay.persist(out / "replay")
     AtomicCheckpointIO().save_checkpoint({"Experience": {"replay": replay.state_dict()}},
                                          out / "checkpoints" / "last.ckpt")

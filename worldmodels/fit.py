@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,15 +22,19 @@ import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
+import lightning as L
 import torch
 import yaml
 
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers.utilities import _log_hyperparams
+from lightning.pytorch.loggers.logger import DummyExperiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels.errors import ConfigError
-from worldmodels.run_directory import (check_resume, make_run_directory, remove_failed_start, remove_stale_files,
-                                       resolve_run, write_config)
+from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_directory, no_checkpoint_yet, remove_failed_start,
+                                       holds_lock, remove_stale_files, resolve_run, take_lock, trim_logs_after,
+                                       write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.compile import compile_agent
@@ -39,6 +44,7 @@ from worldmodels.training.validate import plan_processes, validate_precision, va
 # Rank 0 hands its run directory and checkpoint to the processes Lightning's launcher starts beside it
 # (they inherit its environment): their own resolution could name another directory (a new time stamp).
 RUN_DIR_VARIABLE, RESUME_VARIABLE = "WORLDMODELS_RUN_DIR", "WORLDMODELS_RESUME_FROM"
+CREATED_RUN_DIR: dict[str, Path] = {}  # the run directory this process made, once it holds its lock
 
 
 def wandb_offline_unless_reachable() -> None:
@@ -95,7 +101,8 @@ def check_config_files(args: list[str]) -> None:
             continue
         path = Path(value)
         if not path.is_file():
-            continue  # jsonargparse names a missing file itself
+            raise ConfigError(f"config file {path} does not exist; pass a file such as configs/nddqn_atari.yaml "
+                              "(python -m worldmodels.fit --help lists the options).")
         try:
             content = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
@@ -105,7 +112,129 @@ def check_config_files(args: list[str]) -> None:
                               "write keys such as model:, data:, trainer: in it.")
 
 
+class Deferred:
+    """A logger that starts its experiment (the W&B run, the CSV folder) when ``RunBookkeeping`` says,
+    not when Lightning first looks at it (its set-up touches every logger's experiment before the
+    checkpoint is loaded): until then its experiment is Lightning's do-nothing one."""
+
+    started = False
+
+    @property
+    def experiment(self):
+        return super().experiment if self.started else DummyExperiment()
+
+
+class DeferredWandbLogger(Deferred, WandbLogger):
+    pass
+
+
+class DeferredCSVLogger(Deferred, CSVLogger):
+    pass
+
+
+class RunBookkeeping(L.Callback):
+    """What a start or a resume records in the run directory, written only once the checkpoint has loaded
+    and passed its checks (``Experience.train_dataloader``, which Lightning calls after every restore and
+    before the first env step, calls ``on_run_restored``), so that a failed resume leaves the directory
+    as it was: ``config.yaml`` or ``config-resumed-<n>.yaml``, the CSV rows an interrupted
+    attempt logged past the checkpoint dropped, the W&B run started (or continued) and its id kept, and
+    the hyperparameters logged."""
+
+    def __init__(self, run_dir: Path, config_text: str, resumed: bool, wandb_logger):
+        self.run_dir, self.config_text, self.resumed, self.wandb_logger = run_dir, config_text, resumed, wandb_logger
+
+    done = False
+
+    def on_run_restored(self, trainer) -> None:
+        if self.done:
+            return
+        self.done = True
+        for logger in trainer.loggers:
+            logger.started = True
+        if not trainer.is_global_zero:
+            return
+        write_config(self.run_dir, self.config_text, resumed=self.resumed)
+        data = trainer.datamodule
+        if self.resumed:
+            trim_logs_after(self.run_dir, data.progress, data.progress_key)
+        run = self.wandb_logger.experiment
+        if hasattr(run, "id") and isinstance(run.id, str):
+            (self.run_dir / "wandb_id.txt").write_text(run.id)
+            run.define_metric("*", step_metric=data.progress_key)  # updates, offline
+        _log_hyperparams(trainer)
+
+
+def values_that_look_like_flags(args: list[str]) -> list[str]:
+    """``--model.init_args.lr -1e-4``: argparse takes a value that starts with '-' for an option unless it
+    looks like a plain negative number (``-1e-4`` does not); join such a value to its flag."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i].startswith("--") and "=" not in args[i] and i + 1 < len(args) and args[i + 1].startswith("-"):
+            try:
+                float(args[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+                continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+HELP = "python -m worldmodels.fit --help lists the options"
+
+
+def parse_error_sentence(parser, message: str) -> str:
+    """jsonargparse's parse error as one sentence, with the closest valid key, instead of its usage dump."""
+    import difflib
+    import re
+
+    keys = sorted({o[2:] for a in parser._actions for o in a.option_strings if o.startswith("--")})
+    if found := re.search(r"unrecognized arguments: (\S+)", message):
+        wrong = found[1].split("=")[0].lstrip("-")
+    elif found := re.search(r"Group '([\w.]+)' does not accept option '(\w+)'", message):
+        wrong = f"{found[1]}.{found[2]}"
+    elif found := re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message):
+        wrong = f"model.init_args.{found[2]}"
+        keys = [f"model.init_args.{name}" for name in init_parameters(found[1])] or keys
+    else:
+        return f"{message.strip().splitlines()[0].rstrip(':')} ({HELP})."
+    close = difflib.get_close_matches(wrong, keys, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{wrong} is not an option of a flag or a config file{hint}; {HELP}."
+
+
+def init_parameters(class_path: str) -> list[str]:
+    """The constructor arguments of ``class_path`` and its bases (``model_free.Rainbow`` or a full path)."""
+    import importlib
+    import inspect
+
+    for path in (class_path, f"worldmodels.{class_path}"):
+        module, _, name = path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        names = []
+        for base in cls.__mro__:
+            if "__init__" in vars(base):
+                names += [p for p in inspect.signature(base.__init__).parameters if p not in ("self", "args", "kwargs")]
+        return sorted(set(names))
+    return []
+
+
 class FitCLI(LightningCLI):
+    def init_parser(self, **kwargs):
+        parser = super().init_parser(**kwargs)
+
+        def error(message, ex=None):
+            raise ConfigError(parse_error_sentence(parser, message))
+
+        parser.error = error  # one sentence and exit code 2 (main), not the 77-line usage
+        return parser
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--name", type=str, default="run", help="Run name; the run directory is runs/<name>-<time>.")
         parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (overrides the default).")
@@ -142,30 +271,32 @@ class FitCLI(LightningCLI):
             compile_agent(self.model)
         wandb_id = None
         if not self.follower:
-            self.created_run_dir = make_run_directory(self.run_dir)
+            created = make_run_directory(self.run_dir)
+            if created:
+                CREATED_RUN_DIR["path"] = self.run_dir  # removed again if start-up is interrupted (once locked)
+            take_lock(self.run_dir)  # one writer per run directory: a second one stops here, naming the first
+            self.created_run_dir = created
+            ensure_run_id(self.run_dir)  # its replay files carry it
             remove_stale_files(self.run_dir)
             wandb_offline_unless_reachable()
             id_file = self.run_dir / "wandb_id.txt"
             wandb_id = id_file.read_text().strip() if id_file.exists() else None
-        wandb_logger = WandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
+        wandb_logger = DeferredWandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
                                    id=wandb_id, resume="allow" if wandb_id else None)
         # Lightning's CSV logger empties an existing file, so a resumed run writes a file of its own.
         csv_version = "csv" if self.resume_from is None else f"csv-resumed-{time.strftime('%Y%m%d-%H%M%S')}"
-        csv_logger = CSVLogger(str(self.run_dir), name="", version=csv_version)
+        csv_logger = DeferredCSVLogger(str(self.run_dir), name="", version=csv_version)
         checkpoint = config["checkpoint"]
         checkpoint.dirpath = str(self.run_dir / "checkpoints")
-        extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir),
-                     callbacks=[config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
-                                config["workflow"]],  # the workflow reads the health check of the same update
-                     plugins=[AtomicCheckpointIO()])
+        callbacks = [config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
+                     config["workflow"]]  # the workflow reads the health check of the same update
+        if not self.follower:
+            callbacks.insert(0, RunBookkeeping(self.run_dir, self.config_text, self.resume_from is not None, wandb_logger))
+        extra = dict(logger=[wandb_logger, csv_logger], default_root_dir=str(self.run_dir), callbacks=callbacks,
+                     plugins=[AtomicCheckpointIO()], enable_autolog_hparams=False)  # RunBookkeeping logs them
         if strategy is not None:
             extra["strategy"] = strategy
         trainer = super().instantiate_trainer(**{**kwargs, **extra})
-        if not self.follower:
-            run = wandb_logger.experiment
-            if hasattr(run, "id") and isinstance(run.id, str):
-                (self.run_dir / "wandb_id.txt").write_text(run.id)
-                run.define_metric("*", step_metric=self.datamodule.progress_key)  # updates, offline
         if processes > 1 and not self.follower:  # the launcher's processes inherit these
             os.environ[RUN_DIR_VARIABLE] = str(self.run_dir)
             os.environ[RESUME_VARIABLE] = str(self.resume_from or "")
@@ -175,6 +306,8 @@ class FitCLI(LightningCLI):
         """The run directory and the checkpoint to resume, checked against this config; nothing written."""
         self.run_dir, self.resume_from = resolve_run(config["name"], config["run_dir"], config["ckpt_path"])
         self.config_text = self.parser.dump(self.config, skip_none=False)
+        if self.resume_from is not None and not Path(self.resume_from).exists():
+            no_checkpoint_yet(self.run_dir, self.resume_from)  # a run stopped before its first checkpoint
         if self.resume_from is not None and not config["force_resume"]:
             check_resume(self.run_dir, self.config_text)
         if self.resume_from is not None:
@@ -213,6 +346,21 @@ def check_resume_processes(checkpoint: Path, processes: int) -> None:
                           f"resume it with as many (trainer.devices x trainer.num_nodes = {saved}).")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler stopping the job), handled as Ctrl-C is: a checkpoint is saved and the
+    run exits 143 (128 + SIGTERM)."""
+
+
+def stop_on_sigterm() -> None:
+    """Raise ``Terminated`` on the first SIGTERM; later ones are ignored while the checkpoint is saved.
+    Lightning adds its own SIGTERM handler at fit and calls this one after it."""
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def config_error_in(error: BaseException) -> ConfigError | None:
     """The ConfigError behind ``error``, if any: jsonargparse wraps one raised by an agent's constructor
     in its own ValueError ("Does not validate against any of the Union subtypes")."""
@@ -229,8 +377,10 @@ def main(args: list[str] | None = None) -> Path:
     silence_dependency_noise()
     fast_cuda_kernels()
     cli, started = None, False
+    stop_on_sigterm()
     try:
-        check_config_files(sys.argv[1:] if args is None else args)
+        args = values_that_look_like_flags(sys.argv[1:] if args is None else list(args))
+        check_config_files(args)
         cli = FitCLI(
             Agent, Experience, subclass_mode_model=True, run=False, args=args, save_config_callback=None,
             seed_everything_default=0, auto_configure_optimizers=False,
@@ -238,14 +388,20 @@ def main(args: list[str] | None = None) -> Path:
             trainer_defaults=dict(max_epochs=-1, devices=1, enable_checkpointing=False, enable_progress_bar=False,
                                   num_sanity_val_steps=0, log_every_n_steps=50, enable_model_summary=False),
         )
-        if not cli.follower:
-            write_config(cli.run_dir, cli.config_text, resumed=cli.resume_from is not None)
         started = True
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.resume_from)
     except SystemExit:
         if cli is not None and getattr(cli, "trainer", None) is not None and cli.trainer.interrupted:
-            sys.exit(130)  # Lightning exits 1 after Ctrl-C; the shell's convention is 128 + SIGINT
+            # Lightning exits 1 after Ctrl-C; the shell's convention is 128 + the signal
+            sys.exit(143 if isinstance(sys.exc_info()[1].__context__, Terminated) else 130)
         raise
+    except KeyboardInterrupt as error:  # during start-up, before training began: nothing is kept
+        created = CREATED_RUN_DIR.get("path")
+        if created is not None and holds_lock(created):  # made by this process, and no other writes it
+            remove_failed_start(created)
+        what = "SIGTERM" if isinstance(error, Terminated) else "Ctrl-C"
+        print(f"interrupted ({what}) during start-up, before training began; nothing was written.", file=sys.stderr)
+        sys.exit(143 if isinstance(error, Terminated) else 130)
     except Exception as error:
         cause = config_error_in(error)
         if cause is None:

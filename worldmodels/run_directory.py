@@ -4,11 +4,15 @@
     <run>/config-resumed-<n>.yaml  the config of its n-th resume
     <run>/checkpoints/last.ckpt    weights, optimizers, counters and RNG states (no replay)
     <run>/replay/rows-*.pt         the replay, appended at each checkpoint (worldmodels/replay/chunks.py)
+    <run>/run.lock                 the process writing the run (pid and host), locked with flock while it lives
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -46,6 +50,21 @@ def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[
     return run, None
 
 
+def no_checkpoint_yet(run: Path, checkpoint: Path) -> None:
+    """A resume of a run stopped before its first checkpoint: one sentence, with how far it got (the
+    furthest env step its metrics name) when that is known. Raised before anything is written."""
+    if Path(checkpoint).name != "last.ckpt" or not (run / "config.yaml").is_file():
+        return  # not a run directory of fit's: the checkpoint loader names the missing file
+    reached = max((_steps_of(line, column) for csv in run.glob("csv*/metrics.csv")
+                   for header, *lines in [csv.read_text().splitlines() or [""]]
+                   if "env_steps" in header.split(",") for column in [header.split(",").index("env_steps")]
+                   for line in lines), default=float("-inf"))
+    where = (f"it was stopped at env step {int(reached)} or later, before its first checkpoint" if reached >= 0
+             else "it was stopped before its first checkpoint; how far it got is not recorded")
+    raise ConfigError(f"this run has no checkpoint yet ({where}); start it again without --ckpt_path "
+                      f"(--run_dir {run}).")
+
+
 def make_run_directory(run: Path) -> bool:
     """Create ``run`` (one sentence when it cannot be written); True when this call created it."""
     created = not run.exists()
@@ -58,6 +77,83 @@ def make_run_directory(run: Path) -> bool:
         raise ConfigError(f"the run directory {run} cannot be written ({error.strerror or error}); "
                           "pass a writable --run_dir.") from None
     return created
+
+
+LOCK_FILE = "run.lock"
+_held: dict[Path, int] = {}  # run directory -> the descriptor whose flock this process holds
+
+
+def take_lock(run: Path) -> None:
+    """Become the one writer of ``run``: an exclusive ``flock`` on ``<run>/run.lock``, which then holds
+    this process's pid and host. The kernel drops the lock when the process ends however it ends (kill
+    -9 included), so a lock left by a dead process is taken over. Held by a living process: one
+    sentence naming it."""
+    path = run / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the processes a run starts
+    for attempt in range(20):  # a reader (lock_holder) holds it for an instant
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            time.sleep(0.05)
+    else:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"the run directory {run} is being written by another worldmodels.fit ({describe_holder(holder)}); "
+                          "wait for it to end or stop it, then resume with --ckpt_path last.")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    _held[Path(run)] = fd
+
+
+def holds_lock(run: Path) -> bool:
+    """Whether this process holds ``run``'s lock."""
+    return Path(run) in _held
+
+
+def describe_holder(content: str) -> str:
+    """``"<pid> <host>"`` as words."""
+    pid, _, host = content.partition(" ")
+    return f"pid {pid} on host {host}" if host else content
+
+
+def lock_holder(run: Path) -> str | None:
+    """Who holds ``run``'s lock ("pid N on host H"), or None when no living process does."""
+    path = Path(run) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return describe_holder(os.read(fd, 200).decode(errors="replace").strip() or "unknown")
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+RUN_ID_FILE = "run_id.txt"
+
+
+def ensure_run_id(run: Path) -> str:
+    """The run's id, made at its start and kept in ``<run>/run_id.txt``: its replay files carry it, so a
+    file of another run is refused."""
+    path = Path(run) / RUN_ID_FILE
+    if not path.is_file():
+        import uuid
+
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+def run_id_of(run: Path) -> str | None:
+    path = Path(run) / RUN_ID_FILE
+    return path.read_text().strip() if path.is_file() else None
 
 
 def remove_stale_files(run: Path) -> None:

@@ -6,7 +6,9 @@ Each checkpoint appends one file with the rows written since the previous one,
 costs the new rows and not the capacity. A resumed run reads back the files that cover its window
 ``[max(0, time - rows), time)``. Files are written to ``.tmp`` and renamed, before the checkpoint that
 counts on them; a file that starts at or after the checkpoint's cursor was written by a run that died
-before its checkpoint and is removed. Files wholly older than the window are removed when a newer one
+before its checkpoint and is removed by that run's own resume; a reader (a dataset, ``clean=False``)
+reads only the files the cursor covers, ignores newer and half-written ones and removes nothing: the
+run may be writing its next checkpoint at that moment. Files wholly older than the window are removed when a newer one
 is written, so the log holds about one replay's worth of rows.
 
 TorchRL's LazyMemmapStorage is not used for this: it is a ring overwritten in place, so after a crash
@@ -21,8 +23,9 @@ from pathlib import Path
 
 import torch
 
-from worldmodels.atomic import save_atomically
+from worldmodels.atomic import save_atomically, verify
 from worldmodels.errors import ConfigError
+from worldmodels.run_directory import run_id_of
 
 _NAME = re.compile(r"rows-(\d+)-(\d+)\.pt$")
 
@@ -34,11 +37,25 @@ class Chunk:
     stop: int  # one past the last
 
     def load(self) -> dict:
+        """The file's rows, once its bytes match their checksum and it names this run and its own rows."""
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
+            intact = verify(self.path)
+            rows = torch.load(self.path, map_location="cpu", weights_only=True) if intact is not False else None
         except Exception as error:
             raise ConfigError(f"replay file {self.path} cannot be read ({type(error).__name__}); it is corrupt: "
                               "start a new run, or resume from a copy of the run directory.") from None
+        if intact is False:
+            raise ConfigError(f"replay file {self.path} does not match the checksum written with it (its bytes changed "
+                              "after it was written: a disk, copy or transfer fault); start a new run, or resume from "
+                              "a copy of the run directory.")
+        run = run_id_of(self.path.parent.parent)
+        if isinstance(rows, dict) and "run" in rows and run is not None and rows["run"] != run:
+            raise ConfigError(f"replay file {self.path} was written by another run (id {rows['run']}, this run is "
+                              f"{run}); remove it, or resume that run from its own directory.")
+        if isinstance(rows, dict) and "start" in rows and (rows["start"], rows["stop"]) != (self.start, self.stop):
+            raise ConfigError(f"replay file {self.path} holds rows {rows['start']}-{rows['stop']}, not the rows its "
+                              "name says; it was renamed: restore its name, or start a new run.")
+        return rows
 
 
 def chunks_in(directory: Path) -> list[Chunk]:
@@ -52,7 +69,8 @@ def chunks_in(directory: Path) -> list[Chunk]:
 def write_chunk(directory: Path, start: int, stop: int, rows: dict) -> Path:
     """Write rows ``start <= t < stop`` atomically: a crash leaves the previous files as they were."""
     path = directory / f"rows-{start:010d}-{stop:010d}.pt"
-    save_atomically(rows, path)
+    run = run_id_of(directory.parent)
+    save_atomically({**rows, "start": start, "stop": stop, **({"run": run} if run else {})}, path)
     return path
 
 
@@ -70,15 +88,20 @@ def drop_before(directory: Path, oldest: int) -> None:
     _remove_partial_files(directory)
 
 
-def window(directory: Path, oldest: int, time: int) -> list[Chunk]:
-    """The files covering ``[oldest, time)`` in order, after removing files written past ``time`` by a
-    run that died before its next checkpoint; one sentence when they do not cover it exactly (files
-    follow each other without gap or overlap: each starts where the previous one stopped)."""
-    for chunk in chunks_in(directory):
-        if chunk.start >= time:
-            chunk.path.unlink()
-    _remove_partial_files(directory)
-    needed = [c for c in chunks_in(directory) if c.stop > oldest]
+def window(directory: Path, oldest: int, time: int, clean: bool = True) -> list[Chunk]:
+    """The files covering ``[oldest, time)`` in order; one sentence when they do not cover it exactly
+    (files follow each other without gap or overlap: each starts where the previous one stopped).
+
+    ``clean`` (the run's own resume, under its lock) first removes files written past ``time`` by a run
+    that died before its next checkpoint, and half-written ``.tmp`` files. A reader passes
+    ``clean=False``: files past ``time`` are ignored (a running writer's next checkpoint may count on
+    them) and nothing is removed."""
+    if clean:
+        for chunk in chunks_in(directory):
+            if chunk.start >= time:
+                chunk.path.unlink()
+        _remove_partial_files(directory)
+    needed = [c for c in chunks_in(directory) if c.stop > oldest and c.start < time]
     covered = (bool(needed) and needed[0].start <= oldest and needed[-1].stop == time
                and all(a.stop == b.start for a, b in zip(needed, needed[1:])))
     if oldest == time or covered:

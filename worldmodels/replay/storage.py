@@ -187,8 +187,9 @@ class Replay:
                 "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
                 "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict, directory: Path | None = None) -> None:
-        """Restore the cursor and read the window's rows back from ``directory``."""
+    def load_state_dict(self, state: dict, directory: Path | None = None, read_only: bool = False) -> None:
+        """Restore the cursor and read the window's rows back from ``directory``. ``read_only``: a reader
+        of another run's replay (a dataset), which removes nothing there (``chunks.window``)."""
         if (state["rows"], state["num_envs"]) != (self.rows, self.num_envs):
             raise ConfigError(
                 f"the checkpoint's replay has {state['rows']} rows x {state['num_envs']} envs but this run has "
@@ -204,11 +205,26 @@ class Replay:
         else:
             if directory is None:
                 raise ConfigError("this checkpoint keeps its replay in the run directory; resume it with --run_dir.")
-            for chunk in chunks.window(Path(directory), self.oldest, self.time):
+            shape = None  # (envs, channels, height, width) of the frames, from the first file
+            for chunk in chunks.window(Path(directory), self.oldest, self.time, clean=not read_only):
                 rows = chunk.load()
+                frames = rows.get("frames") if isinstance(rows, dict) else None
+                found = tuple(frames.shape[1:]) if torch.is_tensor(frames) and frames.dim() == 5 else None
+                shape = shape or found
+                if found is None or found[:2] != (self.num_envs, self.frame_channels) or found != shape:
+                    expected = f"{self.num_envs} env(s) x {self.frame_channels} channel(s)" + (
+                        f" x {shape[2]}x{shape[3]} pixels" if shape else "")
+                    raise ConfigError(f"replay file {chunk.path} holds frames of shape {found or 'unknown'} (envs, "
+                                      f"channels, height, width) where this run's replay holds {expected}; it belongs "
+                                      "to another run: remove it, or resume that run from its own directory.")
                 skip = max(0, self.oldest - chunk.start)  # rows already overwritten in the ring
-                self._put_rows(chunk.start + skip, {"frames": rows["frames"][skip:],
-                                                    "steps": {k: v[skip:] for k, v in rows["steps"].items()}})
+                try:
+                    self._put_rows(chunk.start + skip, {"frames": frames[skip:],
+                                                        "steps": {k: v[skip:] for k, v in rows["steps"].items()}})
+                except (KeyError, RuntimeError, ValueError, TypeError) as error:
+                    raise ConfigError(f"replay file {chunk.path} does not fit this run's replay ({type(error).__name__}); "
+                                      "it belongs to another run: remove it, or resume that run from its own "
+                                      "directory.") from None
             self._persisted = self.time
         self._mark_interrupted_episodes()
 

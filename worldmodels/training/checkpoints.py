@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from worldmodels.atomic import save_atomically
+from worldmodels.atomic import save_atomically, verify
 from worldmodels.errors import ConfigError
 
 
@@ -24,6 +24,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         if not Path(path).is_file():
             raise ConfigError(f"checkpoint {path} does not exist; pass the path of a .ckpt file or --ckpt_path last.")
+        if verify(Path(path)) is False:
+            others = [p for p in sorted(Path(path).parent.glob("*.ckpt")) if p != Path(path) and verify(p)]
+            instead = (f"resume from {others[0]} (--ckpt_path {others[0]}), which is intact," if others
+                       else "no other checkpoint of this run is kept:")
+            raise ConfigError(f"checkpoint {path} does not match the checksum written with it (its bytes changed after "
+                              f"it was written: a disk, copy or transfer fault); {instead} or start a new run.")
         try:
             # weights_only: unpickling may build only tensors, Python primitives and the allow-list, so a
             # checkpoint from elsewhere cannot run code.

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.training.distributed import gather_objects, rank_seed, share_of
+from worldmodels.training.guard import check_finite_first
 from worldmodels.run_directory import latest_config
 from worldmodels.scores import atari_100k_game, human_normalized
 
@@ -151,6 +152,7 @@ class Evaluation(L.Callback):
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         steps = trainer.datamodule.progress
         if self.every_env_steps and steps // self.every_env_steps > max(self._done_at, 0) // self.every_env_steps:
+            check_finite_first(trainer, agent)  # a policy of NaN weights is not played
             self._evaluate(trainer, agent)
 
     def on_train_end(self, trainer, agent) -> None:

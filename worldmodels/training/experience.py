@@ -157,6 +157,9 @@ class Experience(L.LightningDataModule):
     def train_dataloader(self):
         # Not ``self``: Lightning saves the state of a stateful loader in its loop state, which would
         # put the replay's state into the checkpoint a second time.
+        for callback in self.trainer.callbacks if self.trainer is not None else ():
+            if hasattr(callback, "on_run_restored"):  # Lightning asks for the loader once every restore is done
+                callback.on_run_restored(self.trainer)
         return _Batches(self)
 
     @property

@@ -5,7 +5,9 @@ Every agent passes its training metrics through ``Agent.log_scalars`` on every u
 they are written); the agent folds each tensor's finiteness into a flag that stays on the device, with
 the first update at which each metric went bad, so checking costs no host sync per step. The
 ``NumericalGuard`` callback reads the flags every ``every_updates`` updates and, before any checkpoint
-of that update is written, stops the run with one sentence (``NonFiniteError``: exit code 2).
+of that update is written, stops the run with one sentence (``NonFiniteError``: exit code 2). The
+health check and the evaluation ask it first (``check_finite_first``): they would otherwise be the first
+to meet the NaN, in an error of their own.
 """
 
 from __future__ import annotations
@@ -74,3 +76,12 @@ class NumericalGuard(L.Callback):
                 f"{metric} became NaN or inf at update {update} (checked at update {updates}, env step "
                 f"{trainer.datamodule.counters.env_steps}); the run stopped and kept its last good checkpoint: "
                 "lower the learning rate or check the inputs, or set guard.enabled false to train on.")
+
+
+def check_finite_first(trainer, agent) -> None:
+    """Before a computation on the weights outside the update (a health check, an evaluation): the guard's
+    check, so that non-finite weights stop the run with the guard's sentence, whatever its period, and
+    not with the error of an eigendecomposition or a sampler fed NaN."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, NumericalGuard) and callback.enabled:
+            callback.check(trainer, agent)

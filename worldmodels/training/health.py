@@ -29,6 +29,7 @@ from worldmodels.diagnostics.health import discounted_returns, effective_horizon
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
 from worldmodels.training.distributed import this_process_only
+from worldmodels.training.guard import check_finite_first
 
 HELD_TRANSITIONS = 256
 
@@ -188,6 +189,7 @@ class Health(L.Callback):
             return
         if self.every_updates and updates % self.every_updates == 0 and updates != self._done_at:
             self._done_at = updates
+            check_finite_first(trainer, agent)  # NaN weights: the guard's sentence, not eigvalsh's error
             self.check(trainer, agent)
 
     def check(self, trainer, agent) -> dict[str, float]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import numpy as np
 
-from worldmodels.run_directory import trim_logs_after
-from worldmodels.training.experience import rank_zero_state
 
 
 def logs_this_step(trainer: L.Trainer) -> bool:
@@ -28,12 +24,6 @@ class LogCounters(L.Callback):
     against ``env_steps``). Games that ended are logged at once, straight to the loggers, so that
     none is dropped between Lightning's logging intervals: ``train/episode_return`` (true score) and
     ``train/episode_length`` (agent steps)."""
-
-    def on_load_checkpoint(self, trainer, agent, checkpoint) -> None:
-        counters = rank_zero_state(checkpoint.get(type(trainer.datamodule).__name__, {})).get("counters")
-        if counters is not None:
-            key = trainer.datamodule.progress_key
-            trim_logs_after(Path(trainer.default_root_dir), counters[key], key)
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
         data = trainer.datamodule
