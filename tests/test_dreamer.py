@@ -173,7 +173,8 @@ def test_reward_and_critic_heads_start_at_zero():
     assert torch.allclose(agent.critic.value(feat), torch.zeros(5), atol=1e-6)
 
 
-# The 2023 paper's table of model sizes (Hafner et al. 2023; ../shared/REFERENCE.md): GRU units, CNN multiplier,
+# The 2023 paper's table of model sizes (Hafner et al. 2023, "Mastering Diverse Domains
+# through World Models", arXiv 2301.04104v1, Table of model sizes): GRU units, CNN multiplier,
 # dense hidden units, MLP layers. XS is not in the paper (the ports' 256/24/256x1).
 PAPER_SIZES = {"XS": (256, 24, 256, 1), "S": (512, 32, 512, 2), "M": (1024, 48, 640, 3), "L": (2048, 64, 768, 4),
                "XL": (4096, 96, 1024, 5)}

@@ -121,7 +121,8 @@ def test_interval_on_fixed_data_with_a_fixed_seed_matches_a_plain_loop():
 def test_the_shipped_table_gives_the_papers_aggregates_over_the_26_games():
     games = list(ATARI_100K_SCORES)
     assert len(published_scores()) == 26
-    # As the papers print them (REFERENCE.md): DrQ(eps) 100 runs 0.465 / 0.313, DrQ 0.357 / 0.268, DER 0.285 /
+    # As the papers print them (Agarwal et al. 2021, arXiv 2108.13264; Kostrikov et al. 2020, arXiv 2004.13649;
+    # van Hasselt et al. 2019, arXiv 1906.05243; Cetin et al. 2022, arXiv 2207.00986; Schwarzer et al. 2021): DrQ(eps) 100 runs 0.465 / 0.313, DrQ 0.357 / 0.268, DER 0.285 /
     # 0.161, A-LIX 0.753 / 0.411, SPR 0.704 / 0.415 (mean / median human-normalised score).
     for column, mean, median in [("drq_eps_mean", 0.465, 0.313), ("drq_paper", 0.357, 0.268), ("der", 0.285, 0.161),
                                  ("alix", 0.753, 0.411), ("spr_paper", 0.704, 0.415)]:

@@ -5,7 +5,7 @@
 On DreamerV3's parameter lists at ``--size`` (world model, actor, critic: the three optimizers that
 ``configure_optimizers`` makes, with random gradients), times per update:
 
-    laprop  three LaProp steps          the loop below (the implementation before issue 14) vs
+    laprop  three LaProp steps          the loop below (a plain per-parameter LaProp) vs
                                         worldmodels.training.optim.LaProp (foreach)
     agc     adaptive gradient clipping  of the three lists: loop vs adaptive_clip_grad_
     ema     the slow critic's EMA       loop of lerp_ vs worldmodels.nets.ema.ema_update_
@@ -34,7 +34,7 @@ from worldmodels.training.optim import LaProp, adaptive_clip_grad_
 
 
 class LoopLaProp(torch.optim.Optimizer):
-    """The per-parameter loop LaProp replaced in issue 14, kept here as the peer."""
+    """LaProp as a per-parameter loop, the peer of the foreach implementation."""
 
     def __init__(self, params, lr: float = 4e-5, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-20,
                  warmup: int = 1000):
@@ -63,7 +63,7 @@ class LoopLaProp(torch.optim.Optimizer):
 
 @torch.no_grad()
 def loop_adaptive_clip_grad_(params, clip: float, pmin: float = 1e-3) -> torch.Tensor:
-    """The per-tensor loop adaptive_clip_grad_ replaced in issue 14."""
+    """Adaptive gradient clipping as a per-tensor loop, the peer of adaptive_clip_grad_."""
     params = [p for p in params if p.grad is not None]
     grad_norms = [torch.linalg.vector_norm(p.grad) for p in params]
     for p, grad_norm in zip(params, grad_norms):

@@ -7,7 +7,8 @@ with its random shift and beside A-LIX, on a small sparse-reward task, with the 
     python tools/self_overfitting.py --plot-only  # redraw the figure and table from the runs on disk
     python tools/self_overfitting.py -- --seed_everything 1   # extra flags go to every fit run
 
-The paper (Cetin et al.; ../shared/seeds/000_*.txt) finds that without augmentation the encoder
+The paper (Cetin et al. 2022, "Stabilizing Off-Policy Deep Reinforcement Learning from Pixels",
+arXiv 2207.00986) finds that without augmentation the encoder
 overfits its own TD targets: the encoder becomes sensitive to high-frequency detail, the critic's
 gradient on the last feature map turns discontinuous (ND score up), the critic converges to a
 degenerate solution (which srank would show as collapsed features) and the return collapses;

@@ -37,7 +37,8 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# The PlaNet benchmark's action repeat per task, which the DrQ paper uses (REFERENCE.md, DrQ).
+# The PlaNet benchmark's action repeat per task, which the DrQ paper uses (Kostrikov et al.,
+# arXiv 2004.13649, appendix; Hafner et al., PlaNet, arXiv 1811.04551).
 PLANET_ACTION_REPEAT = {"cartpole-swingup": 8, "finger-spin": 2, "walker-walk": 2, "cheetah-run": 4,
                         "reacher-easy": 4, "ball_in_cup-catch": 4}
 

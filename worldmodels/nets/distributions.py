@@ -41,7 +41,8 @@ def make_bins(num_bins: int = 255, low: float = -20.0, high: float = 20.0, space
     ``space="symlog"`` (default, the 2023 reference code and sheeprl): linspace(low, high) and values are
     symlog'ed before encoding. ``space="raw"`` (the paper's formula and the 2024 code): symexp of that grid,
     values encoded as they are. The two agree on the bins' positions but interpolate differently between
-    them; REFERENCE.md asks for the 2023 code's form, whose Atari 100k result independent ports reproduce.
+    them; the default is the 2023 code's form (danijar/dreamerv3 v1, 2023), whose Atari 100k result independent ports
+    reproduce.
     """
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
