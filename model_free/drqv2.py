@@ -28,7 +28,7 @@ from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
 from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
 from worldmodels.nets.ema import ema_update_
-from worldmodels.regularizers import LocalSignalMixing, dr3_penalty, gradient_recording_off, random_shift
+from worldmodels.regularizers import LocalSignalMixing, LossTerms, dr3_penalty, gradient_recording_off, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -199,16 +199,15 @@ class DrQv2(Agent):
         """One critic (and encoder) step. ``next_h_grad``: f(s') with its graph, for DR3's gradient
         into the encoder (``next_h`` is used when None)."""
         critic_loss, parts = self.critic_loss(h, action, reward, discount, next_h, stddev)
-        loss, metrics = critic_loss, {}
-        if self.hparams.dr3_coef > 0:
-            phi_next = self.critic.features(next_h if next_h_grad is None else next_h_grad, parts["next_action"])
-            metrics["train/dr3_dot"] = dr3_penalty(parts["phi"], phi_next)
-            loss = critic_loss + self.hparams.dr3_coef * metrics["train/dr3_dot"]
+        terms = LossTerms(critic_loss)  # the regularisers the options switch on
+        next_h_dr3 = next_h if next_h_grad is None else next_h_grad
+        terms.add("dr3_dot", self.hparams.dr3_coef,
+                  lambda: dr3_penalty(parts["phi"], self.critic.features(next_h_dr3, parts["next_action"])))
         encoder_opt.zero_grad(), critic_opt.zero_grad()
-        self.manual_backward(loss)
+        self.manual_backward(terms.loss)
         critic_opt.step(), encoder_opt.step()
         return {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
-                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **metrics}
+                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **terms.metrics}
 
     def update_actor(self, h, stddev, actor_opt) -> dict:
         """h is detached: the actor's loss trains the actor alone (its gradient on the critic is

@@ -37,7 +37,7 @@ from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
 from worldmodels.nets import (ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support,
                               noise_forced, quantile_huber_loss)
-from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, cql_penalty,
+from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, LossTerms, cql_penalty,
                                       dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -301,16 +301,11 @@ class Rainbow(Agent):
         loss_per_sample, target_value = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
         weight = batch.get("weight")
         td_loss = loss_per_sample.mean() if weight is None else (weight * loss_per_sample).mean()
-        loss = td_loss
-        if h.dr3_coef > 0:
-            dr3_dot = dr3_penalty(phi, phi_next)
-            loss = loss + h.dr3_coef * dr3_dot
-        if h.cql_alpha > 0:
-            cql = cql_penalty(self.q_values(logits), action)
-            loss = loss + h.cql_alpha * cql
-        if h.vib_beta > 0:
-            vib_kl = kl.mean()
-            loss = loss + h.vib_beta * vib_kl
+        terms = LossTerms(td_loss)  # the regularisers the options switch on, in the order they join the loss
+        terms.add("dr3_dot", h.dr3_coef, lambda: dr3_penalty(phi, phi_next))
+        terms.add("cql_penalty", h.cql_alpha, lambda: cql_penalty(self.q_values(logits), action))
+        terms.add("vib_kl", h.vib_beta, lambda: kl.mean())
+        loss = terms.loss
 
         optimizers = self.optimizers()
         optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
@@ -329,12 +324,7 @@ class Rainbow(Agent):
             metrics["train/grad_norm"] = grad_norm
         if weight is not None:
             metrics["train/is_weight_mean"] = weight.mean()
-        if h.dr3_coef > 0:
-            metrics["train/dr3_dot"] = dr3_dot
-        if h.cql_alpha > 0:
-            metrics["train/cql_penalty"] = cql
-        if h.vib_beta > 0:
-            metrics["train/vib_kl"] = vib_kl
+        metrics.update(terms.metrics)
         if h.alix:
             metrics.update(self.adapt_strength())
         self.log_scalars(metrics)

@@ -7,6 +7,7 @@ Agent-agnostic: they act on (B, C, H, W) tensors and hold no agent state.
 from worldmodels.regularizers.alix import AdaptiveStrength, LocalSignalMixing, gradient_recording_off
 from worldmodels.regularizers.cql import cql_continuous_penalty, cql_lagrange_terms, cql_penalty
 from worldmodels.regularizers.dr3 import dr3_penalty
+from worldmodels.regularizers.terms import LossTerms
 from worldmodels.regularizers.vib import GaussianBottleneck, gaussian_kl_to_standard
 from worldmodels.regularizers.augment import (
     RandomShift,
@@ -22,6 +23,7 @@ __all__ = [
     "AdaptiveStrength",
     "GaussianBottleneck",
     "LocalSignalMixing",
+    "LossTerms",
     "RandomShift",
     "cql_continuous_penalty",
     "cql_lagrange_terms",
