@@ -46,11 +46,12 @@ import torch.distributions as D
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.health import critic_health, nd_under, training_mode
+from model_free.critic_health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, delta_orthogonal_init, orthogonal_init
 from worldmodels.nets.ema import ema_update_
+from worldmodels.nets.twin_q import TwinQ, mlp
 from worldmodels.regularizers import LossTerms, cql_continuous_penalty, cql_lagrange_terms, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -114,38 +115,10 @@ def latent_penalty(h: torch.Tensor) -> torch.Tensor:
     return (0.5 * h.pow(2).sum(1)).mean()
 
 
-def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        layers += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(hidden, out_dim)).apply(orthogonal_init)
-
-
 # ---------------------------------------------------------------------- networks
 # The convolutions' initialisation (``conv_init``): DrQ's code (denisyarats/drq utils.py weight_init,
 # commit dd040f1) and SAC+AE's (denisyarats/pytorch_sac_ae sac_ae.py weight_init, commit 7fa560e).
 CONV_INITS = {"orthogonal": orthogonal_init, "delta_orthogonal": delta_orthogonal_init}
-
-class Critic(nn.Module):
-    """Conv encoder + Trunk, then twin Q MLPs on (features, action). ``init``: the encoder's."""
-
-    def __init__(self, spec: EnvSpec, feature_dim: int, hidden: int, depth: int, init=orthogonal_init):
-        super().__init__()
-        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
-        self.trunk = Trunk(self.encoder.out_dim, feature_dim)
-        self.q1, self.q2 = (mlp(feature_dim + spec.action_dim, hidden, depth, 1) for _ in range(2))
-
-    def forward(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.values(self.features(conv, action))
-
-    def features(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate features phi(s, a) of each Q MLP (its last hidden layer): (B, hidden) twice."""
-        x = torch.cat([self.trunk(conv), action], -1)
-        return self.q1[:-1](x), self.q2[:-1](x)
-
-    def values(self, phi: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q1[-1](phi[0]).squeeze(-1), self.q2[-1](phi[1]).squeeze(-1)
-
 
 class Actor(nn.Module):
     """Own Trunk on the (detached) conv features, MLP to mean and log-std of a tanh-squashed Gaussian."""
@@ -154,7 +127,7 @@ class Actor(nn.Module):
                  log_std_bounds: tuple[float, float]):
         super().__init__()
         self.trunk = Trunk(conv_dim, feature_dim)
-        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim)
+        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim, orthogonal_init)
         self.log_std_bounds = log_std_bounds
 
     def forward(self, conv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,7 +226,8 @@ class SAC(Agent):
             agent = "SAC+AE (model.decoder)" if h.decoder else "DrQ (SAC)"
             raise ConfigError(f"{agent} needs a continuous action space; pick a DMC task or the reach test task.")
         init = CONV_INITS[h.conv_init]
-        self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth, init)
+        encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
+        self.critic = TwinQ(encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth, encoder=encoder)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
                            (h.log_std_min, h.log_std_max))
@@ -500,7 +474,7 @@ class SAC(Agent):
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:
-        """See ``model_free.health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
+        """See ``model_free.critic_health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
         features; the DR3 dot pairs (s, a) with (s', a' ~ pi(s')). The figures on clean
         observations, the augmentation gap under DrQ's shift, the TD loss (K, M shifts) and its ND
         score as in training, all shifts from a generator seeded the same at every check."""
