@@ -38,8 +38,8 @@ from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
 from worldmodels.nets import (ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support,
                               noise_forced, quantile_huber_loss)
-from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, LossTerms, alix_dual_step,
-                                      cql_penalty, dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
+from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, LossTerms,
+                                      alix_dual_step, cql_penalty, dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
 from worldmodels.training.optim import TFRMSprop
@@ -147,7 +147,8 @@ class Rainbow(Agent):
             the scalar Huber loss, so an alpha there weighs that much less against the TD loss).
         vib_beta: weight of a variational information bottleneck on the penultimate features (0: none):
             the heads read a Gaussian sample of them (its mean when acting), beta x its KL to N(0, I) is
-            added to the loss (``worldmodels.regularizers.vib``; against overfitting, Kumar et al. 2021, arXiv:2109.10813).
+            added to the loss (``worldmodels.regularizers.vib``; against overfitting: Kumar et al. 2021,
+            arXiv:2109.10813).
     """
 
     several_backward_passes = False  # one loss, one backward: DDP's reducer waits for every weight

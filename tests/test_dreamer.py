@@ -348,7 +348,8 @@ def test_the_actor_loss_is_reinforce_on_scaled_lambda_returns_with_discounted_we
     torch.nn.init.zeros_(actor.net[-1].bias)
     critic = Critic(feat_dim, units=8, layers=1)
     actor_loss, _, metrics = behavior_losses(world_model, actor, critic, ReturnScale(), rssm.initial(5),
-                                             torch.ones(5), BehaviorConfig(horizon=3, gamma=0.9, lam=0.5, entropy_coef=0.1))
+                                             torch.ones(5),
+                                             BehaviorConfig(horizon=3, gamma=0.9, lam=0.5, entropy_coef=0.1))
     assert metrics["actor/return_scale"].item() == 1.0
     assert metrics["imagined/return"].item() == pytest.approx((1.6525 + 1.45 + 1.0) / 3, abs=1e-5)
     assert actor_loss.item() == pytest.approx(0.807863, abs=1e-5)

@@ -118,8 +118,8 @@ def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
 
     def critic_loss(scale):
         torch.manual_seed(1)  # the same imagined trajectories for both
-        return behavior_losses(*args, ReturnScale(), start, torch.ones(B * T), BehaviorConfig(horizon=3, repval_scale=scale),
-                               replay=replay)
+        config = BehaviorConfig(horizon=3, repval_scale=scale)
+        return behavior_losses(*args, ReturnScale(), start, torch.ones(B * T), config, replay=replay)
 
     _, without, _ = critic_loss(0.0)
     _, with_repval, metrics = critic_loss(0.3)

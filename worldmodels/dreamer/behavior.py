@@ -50,7 +50,8 @@ def lambda_return(reward: torch.Tensor, keep: torch.Tensor, boot: torch.Tensor, 
     ret, out = boot.select(dim, -1), []
     for t in reversed(range(reward.shape[dim] - 1)):
         c = at(chain, t + 1)
-        ret = reward.select(dim, t + 1) + gamma * keep.select(dim, t + 1) * ((1 - c) * boot.select(dim, t + 1) + c * ret)
+        ret = reward.select(dim, t + 1) + gamma * keep.select(dim, t + 1) * (
+            (1 - c) * boot.select(dim, t + 1) + c * ret)
         out.append(ret)
     return torch.stack(out[::-1], dim)
 
@@ -235,7 +236,8 @@ def imag_loss(imagined: Imagined, actor: Actor, critic: Critic, returns_scale: R
         with torch.no_grad():
             value = torch.cat([critic.decode(critic_logits), critic.value(feat[-1:])], 0)
     reward = imagined.reward
-    returns = lambda_return(torch.cat([reward[:1], reward], 0), cont, value, config.lam, gamma)  # (H, N); index 0 unused
+    # (H, N): R_0..R_{H-1}, reward[t] read as r_t, so reward is padded at t = 0 (never read)
+    returns = lambda_return(torch.cat([reward[:1], reward], 0), cont, value, config.lam, gamma)
     weight = (torch.cumprod(gamma * cont, 0) / gamma).detach()[:-1]
 
     scale = returns_scale.update(returns)

@@ -61,7 +61,8 @@ class DrQEncoder(nn.Module):
     CONVS = 4
 
     def __init__(self, in_channels: int, image_size: int = 84, shift: float = -0.5,
-                 mixing: Callable[[bool], nn.Module] | None = None, init: Callable[[nn.Module], None] = orthogonal_init):
+                 mixing: Callable[[bool], nn.Module] | None = None,
+                 init: Callable[[nn.Module], None] = orthogonal_init):
         super().__init__()
         layers: list[nn.Module] = [PixelScale(shift)]
         for i in range(self.CONVS):
