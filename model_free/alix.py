@@ -1,5 +1,6 @@
-"""A-LIX (Cetin et al., 2022): DrQ-v2 without image augmentation, with adaptive local signal
-mixing after every conv + ReLU of the encoder (settings: ../shared/REFERENCE.md).
+"""A-LIX (Cetin et al. 2022, "Stabilizing Off-Policy Deep Reinforcement Learning from Pixels",
+arXiv:2207.00986): DrQ-v2 without image augmentation, with adaptive local signal mixing after every
+conv + ReLU of the encoder.
 
     encoder:  conv, ReLU, mix_S, conv, ReLU, mix_S, conv, ReLU, mix_S, conv, ReLU, mix_S
               mix_S: replicate pad, bilinear resample at one random shift in [-2.5 S, 2.5 S] px per axis;
@@ -13,7 +14,7 @@ One S is shared by the four layers and tuned from the last one, which alone reco
 from __future__ import annotations
 
 from model_free.drqv2 import DrQv2
-from worldmodels.regularizers import AdaptiveStrength, LocalSignalMixing
+from worldmodels.regularizers import AdaptiveStrength, LocalSignalMixing, alix_dual_step
 
 
 class ALIX(DrQv2):
@@ -31,25 +32,16 @@ class ALIX(DrQv2):
         super().__init__(augment=augment, **kwargs)
 
     def mixing_factory(self):
+        """One layer after every conv + ReLU of the encoder, sharing one S; only the last layer records
+        the gradient S is tuned from."""
         h = self.hparams
         self.alix_strength = AdaptiveStrength(h.alix_init, h.alix_target_nd, h.alix_lr, tuple(h.alix_betas))
-        records = iter([False, False, False, True])  # only the last layer tunes S
-        return lambda: LocalSignalMixing(self.alix_strength, h.alix_max_shift, record_gradient=next(records))
-
-    @property
-    def last_mixing(self) -> LocalSignalMixing:
-        return [m for m in self.encoder.modules() if isinstance(m, LocalSignalMixing)][-1]
+        return lambda last: LocalSignalMixing(self.alix_strength, h.alix_max_shift, record_gradient=last)
 
     def configure_optimizers(self):
         # S's Adam goes with the others so that Lightning checkpoints and restores its moments;
         # only AdaptiveStrength.update steps it.
         return super().configure_optimizers() + [self.alix_strength.make_optimizer()]
 
-    def adapt_strength(self) -> dict:
-        """One dual step on S from the last layer's recorded critic-loss gradient."""
-        nd = self.alix_strength.update_from(self.last_mixing)
-        metrics = {"train/alix_s": self.alix_strength.value}
-        return metrics if nd is None else {**metrics, "train/nd_score": nd}
-
     def update_critic(self, *args) -> dict:
-        return {**super().update_critic(*args), **self.adapt_strength()}
+        return {**super().update_critic(*args), **alix_dual_step(self.alix_strength, self.encoder)}

@@ -1,5 +1,6 @@
-"""DrQ-v2 (Yarats et al., 2021): DDPG from pixels with random-shift augmentation, as
-facebookresearch/drqv2 does it (settings: ../shared/REFERENCE.md).
+"""DrQ-v2 (Yarats et al. 2021, "Mastering Visual Continuous Control: Improved Data-Augmented Reinforcement
+Learning", arXiv:2107.09645): DDPG from pixels with random-shift augmentation, as facebookresearch/drqv2
+(drqv2.py) does it.
 
     for each env step:   a = clamp(mu(f(s)) + N(0, sigma(t)^2)), sigma(t) = linear(1.0, 0.1, 500k); store the frame
     every 2 env steps:   sample (s, a, R^(3), gamma^m, s') with frame stack 3
@@ -22,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.health import critic_health, nd_under, training_mode
+from model_free.critic_health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
 from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
 from worldmodels.nets.ema import ema_update_
-from worldmodels.regularizers import LocalSignalMixing, dr3_penalty, gradient_recording_off, random_shift
+from worldmodels.nets.twin_q import TwinQ, mlp
+from worldmodels.regularizers import LocalSignalMixing, LossTerms, dr3_penalty, gradient_recording_off, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -54,17 +56,11 @@ def stddev_at(schedule: str | float | list[float], step: float) -> float:
         return linear_schedule(*map(float, match.groups()), step)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, out_dim))
-
-
 class Actor(nn.Module):
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int):
         super().__init__()
         self.trunk = Trunk(repr_dim, feature_dim)
-        self.policy = mlp(feature_dim, hidden, action_dim)
-        self.policy.apply(orthogonal_init)
+        self.policy = mlp(feature_dim, hidden, 2, action_dim, orthogonal_init)
 
     def forward(self, h: torch.Tensor, stddev: float) -> TruncatedNormal:
         mu = self.mean_action(h)
@@ -73,25 +69,6 @@ class Actor(nn.Module):
     def mean_action(self, h: torch.Tensor) -> torch.Tensor:
         """mu(h) in [-1, 1], the policy's deterministic part."""
         return torch.tanh(self.policy(self.trunk(h)))
-
-
-class Critic(nn.Module):
-    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int):
-        super().__init__()
-        self.trunk = Trunk(repr_dim, feature_dim)
-        self.q1, self.q2 = mlp(feature_dim + action_dim, hidden, 1), mlp(feature_dim + action_dim, hidden, 1)
-        self.q1.apply(orthogonal_init), self.q2.apply(orthogonal_init)
-
-    def forward(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.values(self.features(h, action))
-
-    def features(self, h: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate features phi(s, a) of each Q MLP (its last hidden layer): (B, hidden) twice."""
-        x = torch.cat([self.trunk(h), action], dim=-1)
-        return self.q1[:-1](x), self.q2[:-1](x)
-
-    def values(self, phi: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q1[-1](phi[0]).squeeze(-1), self.q2[-1](phi[1]).squeeze(-1)
 
 
 class DrQv2(Agent):
@@ -130,7 +107,7 @@ class DrQv2(Agent):
         h = self.hparams
         self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=-0.5, mixing=self.mixing_factory())
         self.actor = Actor(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden)
-        self.critic = Critic(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden)
+        self.critic = TwinQ(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, init_heads="both")
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
     def replay_view(self) -> TransitionView:
@@ -199,16 +176,15 @@ class DrQv2(Agent):
         """One critic (and encoder) step. ``next_h_grad``: f(s') with its graph, for DR3's gradient
         into the encoder (``next_h`` is used when None)."""
         critic_loss, parts = self.critic_loss(h, action, reward, discount, next_h, stddev)
-        loss, metrics = critic_loss, {}
-        if self.hparams.dr3_coef > 0:
-            phi_next = self.critic.features(next_h if next_h_grad is None else next_h_grad, parts["next_action"])
-            metrics["train/dr3_dot"] = dr3_penalty(parts["phi"], phi_next)
-            loss = critic_loss + self.hparams.dr3_coef * metrics["train/dr3_dot"]
+        terms = LossTerms(critic_loss)  # the regularisers the options switch on
+        next_h_dr3 = next_h if next_h_grad is None else next_h_grad
+        terms.add("dr3_dot", self.hparams.dr3_coef,
+                  lambda: dr3_penalty(parts["phi"], self.critic.features(next_h_dr3, parts["next_action"])))
         encoder_opt.zero_grad(), critic_opt.zero_grad()
-        self.manual_backward(loss)
+        self.manual_backward(terms.loss)
         critic_opt.step(), encoder_opt.step()
         return {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
-                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **metrics}
+                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **terms.metrics}
 
     def update_actor(self, h, stddev, actor_opt) -> dict:
         """h is detached: the actor's loss trains the actor alone (its gradient on the critic is
@@ -222,7 +198,7 @@ class DrQv2(Agent):
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:
-        """See ``model_free.health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
+        """See ``model_free.critic_health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
         features; the DR3 dot pairs (s, a) with (s', a'), a' the target's clipped-noise action.
         Q, features and the augmentation gap (DrQ-v2's random shift, also for A-LIX, which trains
         without it) in evaluation mode (no A-LIX mixing); the TD loss and its ND score as in

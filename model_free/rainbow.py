@@ -1,5 +1,6 @@
 """One value-based learner for Atari from pixels, configured the way Dopamine's JAX FullRainbowAgent is
-(its gin presets behind the published Atari 100k numbers: ../shared/REFERENCE.md). Each published
+(google/dopamine, dopamine/jax/agents/full_rainbow/full_rainbow_agent.py, with the gin presets of
+dopamine/labs/atari_100k/configs behind the published Atari 100k numbers). Each published
 agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (configs/*_atari.yaml).
 
     for each env step:   act epsilon-greedily (noisy nets: with fresh weight noise, epsilon 0); store the frame
@@ -30,15 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.health import critic_health, nd_under, training_mode
-from model_free.targets import linearly_decaying_epsilon
+from model_free.critic_health import critic_health, nd_under, training_mode
+from model_free.exploration import linearly_decaying_epsilon
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
 from worldmodels.nets import (ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support,
                               noise_forced, quantile_huber_loss)
-from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, cql_penalty,
-                                      dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
+from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, LossTerms,
+                                      alix_dual_step, cql_penalty, dr3_penalty, drq_atari_augment, gradient_recording_off, random_shift)
 from worldmodels.replay import PrioritizedTransitionView, TransitionView
 from worldmodels.training import Agent, EnvSpec
 from worldmodels.training.optim import TFRMSprop
@@ -146,7 +147,8 @@ class Rainbow(Agent):
             the scalar Huber loss, so an alpha there weighs that much less against the TD loss).
         vib_beta: weight of a variational information bottleneck on the penultimate features (0: none):
             the heads read a Gaussian sample of them (its mean when acting), beta x its KL to N(0, I) is
-            added to the loss (``worldmodels.regularizers.vib``; Kumar's talk, against overfitting).
+            added to the loss (``worldmodels.regularizers.vib``; against overfitting: Kumar et al. 2021,
+            arXiv:2109.10813).
     """
 
     several_backward_passes = False  # one loss, one backward: DDP's reducer waits for every weight
@@ -226,10 +228,6 @@ class Rainbow(Agent):
             if isinstance(layer, (NoisyLinear, LocalSignalMixing)):
                 layer.stream = self.noise_stream
 
-    @property
-    def target_net(self) -> QNetwork:
-        return self.q if self.sync_every == 1 else self.q_target
-
     def replay_view(self) -> TransitionView:
         return self.view
 
@@ -292,7 +290,7 @@ class Rainbow(Agent):
     # ------------------------------------------------------------------ learning
     def training_step(self, batch, batch_idx):
         h = self.hparams
-        obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
+        obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
         action = batch["action"]
         phi, kl = self.q.features_and_kl(self.q.encoder(obs))
         logits = self.q.logits(phi)  # (B, A, atoms)
@@ -301,16 +299,11 @@ class Rainbow(Agent):
         loss_per_sample, target_value = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
         weight = batch.get("weight")
         td_loss = loss_per_sample.mean() if weight is None else (weight * loss_per_sample).mean()
-        loss = td_loss
-        if h.dr3_coef > 0:
-            dr3_dot = dr3_penalty(phi, phi_next)
-            loss = loss + h.dr3_coef * dr3_dot
-        if h.cql_alpha > 0:
-            cql = cql_penalty(self.q_values(logits), action)
-            loss = loss + h.cql_alpha * cql
-        if h.vib_beta > 0:
-            vib_kl = kl.mean()
-            loss = loss + h.vib_beta * vib_kl
+        terms = LossTerms(td_loss)  # the regularisers the options switch on, in the order they join the loss
+        terms.add("dr3_dot", h.dr3_coef, lambda: dr3_penalty(phi, phi_next))
+        terms.add("cql_penalty", h.cql_alpha, lambda: cql_penalty(self.q_values(logits), action))
+        terms.add("vib_kl", h.vib_beta, lambda: kl.mean())
+        loss = terms.loss
 
         optimizers = self.optimizers()
         optimizer = optimizers[0] if isinstance(optimizers, list) else optimizers
@@ -329,18 +322,14 @@ class Rainbow(Agent):
             metrics["train/grad_norm"] = grad_norm
         if weight is not None:
             metrics["train/is_weight_mean"] = weight.mean()
-        if h.dr3_coef > 0:
-            metrics["train/dr3_dot"] = dr3_dot
-        if h.cql_alpha > 0:
-            metrics["train/cql_penalty"] = cql
-        if h.vib_beta > 0:
-            metrics["train/vib_kl"] = vib_kl
-        if h.alix:
-            metrics.update(self.adapt_strength())
+        metrics.update(terms.metrics)
+        if h.alix:  # one dual step on S from the A-LIX layer's recorded gradient of the TD loss
+            metrics.update(alix_dual_step(self.alix_strength, self.q.encoder))
         self.log_scalars(metrics)
 
-    def augmented(self, obs: torch.Tensor) -> torch.Tensor:
-        """DrQ: each call draws its own crop and intensity, so s and s' are augmented independently."""
+    def update_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """s or s' as the update reads it: under ``augment``, DrQ's augmentation, each call drawing its own
+        crop and intensity (so s and s' are augmented independently); else as it is."""
         return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else obs
 
     def next_state_logits(self, next_obs: torch.Tensor):
@@ -406,13 +395,6 @@ class Rainbow(Agent):
             self.q_target.load_state_dict(self.q.state_dict())
             self.target_equals_online = True
 
-    def adapt_strength(self) -> dict:
-        """One dual step on S from the A-LIX layer's recorded gradient of the TD loss."""
-        mixing = next(m for m in self.q.encoder.modules() if isinstance(m, LocalSignalMixing))
-        nd = self.alix_strength.update_from(mixing)
-        metrics = {"train/alix_s": self.alix_strength.value}
-        return metrics if nd is None else {**metrics, "train/nd_score": nd}
-
     # ------------------------------------------------------------------ checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -426,13 +408,13 @@ class Rainbow(Agent):
             self.view.load_state_dict(checkpoint["replay_priorities"])
 
     # ------------------------------------------------------------------ health
-    def augment(self, obs: torch.Tensor) -> torch.Tensor:
+    def health_augmentation(self, obs: torch.Tensor) -> torch.Tensor:
         """The augmentation health compares Q under: DrQ's own, else DrQ-v2's random shift (pad 4),
         the common yardstick for agents trained without one."""
         return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else random_shift(obs, 4)
 
     def health(self, batch) -> dict[str, torch.Tensor | float]:
-        """See ``model_free.health``. Q, features and the augmentation gap in evaluation mode (no
+        """See ``model_free.critic_health``. Q, features and the augmentation gap in evaluation mode (no
         noise, no A-LIX mixing); the TD loss and its ND score as in training (augmentation, noise, mixing)."""
         action = batch["action"]
         rows = torch.arange(len(action), device=action.device)
@@ -442,9 +424,10 @@ class Rainbow(Agent):
             phi = self.q.features_from_encoded(encoded)
             q = self.q_values(self.q.logits(phi))[rows, action]
             out = critic_health(q, phi, self.q.features(batch["next_obs"]), encoded, batch)
-            out["augmentation_gap"] = augmentation_gap(q_of(self.augment(batch["obs"])), q_of(self.augment(batch["obs"])))
+            shifted = lambda: self.health_augmentation(batch["obs"])
+            out["augmentation_gap"] = augmentation_gap(q_of(shifted()), q_of(shifted()))
         with training_mode(self):
-            obs, next_obs = self.augmented(batch["obs"]), self.augmented(batch["next_obs"])
+            obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
             feature_map = self.q.encoder.feature_map(obs)
             phi = self.q.features_from_encoded(self.q.encoder.from_feature_map(feature_map))
             chosen = self.q.logits(phi)[rows, action]

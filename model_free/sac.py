@@ -46,12 +46,13 @@ import torch.distributions as D
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.health import critic_health, nd_under, training_mode
+from model_free.critic_health import critic_health, nd_under, training_mode
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, delta_orthogonal_init, orthogonal_init
 from worldmodels.nets.ema import ema_update_
-from worldmodels.regularizers import cql_continuous_penalty, cql_lagrange_terms, dr3_penalty, random_shift
+from worldmodels.nets.twin_q import TwinQ, mlp
+from worldmodels.regularizers import LossTerms, cql_continuous_penalty, cql_lagrange_terms, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -114,38 +115,10 @@ def latent_penalty(h: torch.Tensor) -> torch.Tensor:
     return (0.5 * h.pow(2).sum(1)).mean()
 
 
-def mlp(in_dim: int, hidden: int, depth: int, out_dim: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(depth):
-        layers += [nn.Linear(in_dim if i == 0 else hidden, hidden), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(hidden, out_dim)).apply(orthogonal_init)
-
-
 # ---------------------------------------------------------------------- networks
 # The convolutions' initialisation (``conv_init``): DrQ's code (denisyarats/drq utils.py weight_init,
 # commit dd040f1) and SAC+AE's (denisyarats/pytorch_sac_ae sac_ae.py weight_init, commit 7fa560e).
 CONV_INITS = {"orthogonal": orthogonal_init, "delta_orthogonal": delta_orthogonal_init}
-
-class Critic(nn.Module):
-    """Conv encoder + Trunk, then twin Q MLPs on (features, action). ``init``: the encoder's."""
-
-    def __init__(self, spec: EnvSpec, feature_dim: int, hidden: int, depth: int, init=orthogonal_init):
-        super().__init__()
-        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
-        self.trunk = Trunk(self.encoder.out_dim, feature_dim)
-        self.q1, self.q2 = (mlp(feature_dim + spec.action_dim, hidden, depth, 1) for _ in range(2))
-
-    def forward(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.values(self.features(conv, action))
-
-    def features(self, conv: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate features phi(s, a) of each Q MLP (its last hidden layer): (B, hidden) twice."""
-        x = torch.cat([self.trunk(conv), action], -1)
-        return self.q1[:-1](x), self.q2[:-1](x)
-
-    def values(self, phi: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.q1[-1](phi[0]).squeeze(-1), self.q2[-1](phi[1]).squeeze(-1)
-
 
 class Actor(nn.Module):
     """Own Trunk on the (detached) conv features, MLP to mean and log-std of a tanh-squashed Gaussian."""
@@ -154,7 +127,7 @@ class Actor(nn.Module):
                  log_std_bounds: tuple[float, float]):
         super().__init__()
         self.trunk = Trunk(conv_dim, feature_dim)
-        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim)
+        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim, orthogonal_init)
         self.log_std_bounds = log_std_bounds
 
     def forward(self, conv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,7 +226,8 @@ class SAC(Agent):
             agent = "SAC+AE (model.decoder)" if h.decoder else "DrQ (SAC)"
             raise ConfigError(f"{agent} needs a continuous action space; pick a DMC task or the reach test task.")
         init = CONV_INITS[h.conv_init]
-        self.critic = Critic(spec, h.feature_dim, h.hidden, h.depth, init)
+        encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
+        self.critic = TwinQ(encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth, encoder=encoder)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
                            (h.log_std_min, h.log_std_max))
@@ -405,43 +379,21 @@ class SAC(Agent):
         obs = self.augmented_if(batch["obs"], m)
         critic_loss, parts = self.critic_loss(obs, next_obs, batch, alpha)
         q1, q2, target = parts["q1"], parts["q2"], parts["target"]
-        loss = critic_loss
-        if h.dr3_coef > 0:  # the first shift of s and of s', through the online critic
-            b = batch["obs"].shape[0]
-            phi = tuple(f[:b] for f in parts["phi"])
-            phi_next = self.critic.features(self.critic.encoder(next_obs[:b]), parts["next_action"][:b])
-            dr3_dot = dr3_penalty(phi, phi_next)
-            loss = critic_loss + h.dr3_coef * dr3_dot
-        if h.cql_alpha > 0:  # on the first shift of s
-            b = batch["obs"].shape[0]
-            twins = self.twin_cql_penalties(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b],
-                                            (q1[:b], q2[:b]))
-            cql = sum(twins)
-            if self.lagrange:  # alpha' steps first, on the penalty before the critic's step (cql.py lines 270-278)
-                cql_term, alpha_prime_loss, alpha_prime = cql_lagrange_terms(
-                    self.log_alpha_prime, [h.cql_alpha * p for p in twins], h.cql_target_action_gap)
-                alpha_prime_opt = extra_opts[-1]
-                alpha_prime_opt.zero_grad()
-                self.manual_backward(alpha_prime_loss)
-                alpha_prime_opt.step()
-                loss = loss + cql_term
-            else:
-                loss = loss + h.cql_alpha * cql
+        b = batch["obs"].shape[0]  # DR3 and CQL read the first shift of s (and of s')
+        terms = LossTerms(critic_loss)  # the regularisers the options switch on, in the order they join the loss
+        terms.add("dr3_dot", h.dr3_coef, lambda: self.dr3_dot(parts, next_obs[:b], b))
+        if h.cql_alpha > 0:
+            self.add_cql(terms, parts, b, extra_opts[-1] if self.lagrange else None)
         critic_opt.zero_grad()
-        self.manual_backward(loss)
+        self.manual_backward(terms.loss)
         critic_opt.step()
         metrics = {"train/critic_loss": critic_loss, "train/q1_mean": q1.mean(), "train/q2_mean": q2.mean(),
                    "train/target_q_mean": target.mean(), "train/alpha": alpha}
-        if h.dr3_coef > 0:
-            metrics["train/dr3_dot"] = dr3_dot
-        if h.cql_alpha > 0:
-            metrics["train/cql_penalty"] = cql
-        if self.lagrange:
-            metrics.update({"train/alpha_prime": alpha_prime, "train/alpha_prime_loss": alpha_prime_loss})
+        metrics.update(terms.metrics)
 
         if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
             cloning = self.counters.updates < h.policy_eval_start  # the loop counts update 1 before its step
-            actor_loss, log_prob = self.actor_loss(obs[: batch["obs"].shape[0]], alpha,
+            actor_loss, log_prob = self.actor_loss(obs[:b], alpha,
                                                    batch["action"].float() if cloning else None)
             actor_opt.zero_grad()
             self.manual_backward(actor_loss)  # also leaves gradients on the critic's heads: zeroed before its step
@@ -458,6 +410,32 @@ class SAC(Agent):
         if h.decoder:
             metrics.update(self.update_decoder(batch["obs"], *ae_opts))
         self.log_scalars(metrics)
+
+    def dr3_dot(self, parts: dict, next_obs: torch.Tensor, b: int) -> torch.Tensor:
+        """DR3's phi(s_1, a) . phi(s'_1, a'_1): the first shift of s and of s' (``next_obs``), both
+        through the online critic."""
+        phi = tuple(f[:b] for f in parts["phi"])
+        phi_next = self.critic.features(self.critic.encoder(next_obs), parts["next_action"][:b])
+        return dr3_penalty(phi, phi_next)
+
+    def add_cql(self, terms: LossTerms, parts: dict, b: int, alpha_prime_opt=None) -> None:
+        """CQL(H) on the first shift of s: the twins' summed penalty P, logged, and cql_alpha * P in the
+        critic's loss; under the Lagrange variant, sum_i alpha' (cql_alpha * P_i - tau) after alpha'
+        has taken its own step, on the penalty before the critic's step (cql.py lines 270-278)."""
+        h = self.hparams
+        twins = self.twin_cql_penalties(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b],
+                                        (parts["q1"][:b], parts["q2"][:b]))
+        cql = sum(twins)
+        if not self.lagrange:
+            terms.add_weighted("cql_penalty", cql, h.cql_alpha * cql)
+            return
+        cql_term, alpha_prime_loss, alpha_prime = cql_lagrange_terms(
+            self.log_alpha_prime, [h.cql_alpha * p for p in twins], h.cql_target_action_gap)
+        alpha_prime_opt.zero_grad()
+        self.manual_backward(alpha_prime_loss)
+        alpha_prime_opt.step()
+        terms.add_weighted("cql_penalty", cql, cql_term)
+        terms.metrics.update({"train/alpha_prime": alpha_prime, "train/alpha_prime_loss": alpha_prime_loss})
 
     def cql_penalty(self, conv: torch.Tensor, next_conv: torch.Tensor, q_data: tuple[torch.Tensor, torch.Tensor]
                     ) -> torch.Tensor:
@@ -496,7 +474,7 @@ class SAC(Agent):
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:
-        """See ``model_free.health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
+        """See ``model_free.critic_health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
         features; the DR3 dot pairs (s, a) with (s', a' ~ pi(s')). The figures on clean
         observations, the augmentation gap under DrQ's shift, the TD loss (K, M shifts) and its ND
         score as in training, all shifts from a generator seeded the same at every check."""

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from worldmodels.dreamer import DreamerV3
-from worldmodels.dreamer.behavior import ReturnScale, lambda_returns
+from worldmodels.dreamer.behavior import BehaviorConfig, ReturnScale, lambda_return
 from worldmodels.dreamer.rssm import RSSM, bounded_action
 from worldmodels.dreamer.world_model import SIZES, categorical_kl, kl_balance
 from worldmodels.nets.dreamer_blocks import ConvEncoder, init_weights_, mlp
@@ -22,14 +22,14 @@ def test_lambda_returns_on_a_three_step_example_with_a_terminal():
     # R_2 = r_3 + g c_3 ((1-l) v_3 + l R_3) = 3 + 0.9 * (0.5*6 + 0.5*6) = 8.4
     # R_1 = r_2 + g c_2 (...) = 2 + 0 = 2
     # R_0 = r_1 + g c_1 ((1-l) v_1 + l R_1) = 1 + 0.9 * (0.5*4 + 0.5*2) = 3.7
-    returns = lambda_returns(reward, cont, value, gamma, lam)
+    returns = lambda_return(reward, cont, value, lam, gamma)
     assert returns.tolist() == pytest.approx([3.7, 2.0, 8.4])
 
 
 def test_lambda_one_is_the_discounted_monte_carlo_return_and_lambda_zero_the_td_target():
     reward, cont, value = torch.tensor([0.0, 1.0, 1.0]), torch.ones(3), torch.tensor([0.0, 10.0, 20.0])
-    assert lambda_returns(reward, cont, value, 0.5, 1.0)[0] == pytest.approx(1 + 0.5 * (1 + 0.5 * 20))
-    assert lambda_returns(reward, cont, value, 0.5, 0.0)[0] == pytest.approx(1 + 0.5 * 10)
+    assert lambda_return(reward, cont, value, 1.0, 0.5)[0] == pytest.approx(1 + 0.5 * (1 + 0.5 * 20))
+    assert lambda_return(reward, cont, value, 0.0, 0.5)[0] == pytest.approx(1 + 0.5 * 10)
 
 
 def test_return_scale_tracks_the_ema_of_the_5th_to_95th_percentile_range_and_never_goes_below_one():
@@ -349,7 +349,8 @@ def test_the_actor_loss_is_reinforce_on_scaled_lambda_returns_with_discounted_we
     torch.nn.init.zeros_(actor.net[-1].bias)
     critic = Critic(feat_dim, units=8, layers=1)
     actor_loss, _, metrics = behavior_losses(world_model, actor, critic, ReturnScale(), rssm.initial(5),
-                                             torch.ones(5), horizon=3, gamma=0.9, lam=0.5, entropy_coef=0.1)
+                                             torch.ones(5),
+                                             BehaviorConfig(horizon=3, gamma=0.9, lam=0.5, entropy_coef=0.1))
     assert metrics["actor/return_scale"].item() == 1.0
     assert metrics["imagined/return"].item() == pytest.approx((1.6525 + 1.45 + 1.0) / 3, abs=1e-5)
     assert actor_loss.item() == pytest.approx(0.807863, abs=1e-5)
@@ -396,7 +397,7 @@ def test_continuous_actors_learn_through_the_imagined_dynamics_and_discrete_ones
                                   continue_head=lambda feat: torch.full((*feat.shape[:-1], 1), 10.0))
     actor = Actor(12, 2, discrete=discrete, units=8, layers=1)
     actor_loss, _, _ = behavior_losses(world_model, actor, Critic(12, units=8, layers=1), ReturnScale(),
-                                       rssm.initial(4), torch.ones(4), horizon=3)
+                                       rssm.initial(4), torch.ones(4), BehaviorConfig(horizon=3))
     actor_loss.backward()
     assert actor.net[0].weight.grad.abs().sum() > 0
     through_dynamics = rssm.img_in[0].weight.grad

@@ -9,7 +9,7 @@ from test_learning import logged
 from torch import nn
 
 from worldmodels.dreamer import DreamerV3
-from worldmodels.dreamer.behavior import ReturnScale, behavior_losses, replay_returns
+from worldmodels.dreamer.behavior import BehaviorConfig, ReturnScale, behavior_losses, lambda_return
 from worldmodels.dreamer.rssm import State
 from worldmodels.errors import ConfigError
 from worldmodels.training import EnvSpec
@@ -56,7 +56,7 @@ def test_adaptive_clipping_bounds_each_gradient_by_a_fraction_of_its_parameter_n
     assert zero.grad.tolist() == pytest.approx([3e-4, 0.0])
 
 
-def test_replay_returns_bootstrap_from_the_imagined_returns_and_stop_at_terminals_and_episode_ends():
+def test_replayed_lambda_returns_bootstrap_from_the_imagined_returns_and_stop_at_terminals_and_episode_ends():
     # One sequence of 5 steps; reward[t] arrives with step t. Step 2 is terminal (and last), step 3
     # starts a new episode.
     reward = torch.tensor([[0.0, 1.0, 2.0, 0.0, 4.0]])
@@ -69,10 +69,10 @@ def test_replay_returns_bootstrap_from_the_imagined_returns_and_stop_at_terminal
     # R_2 = r_3 + g ((1 - l) boot_3 + l R_3) = 0 + 0.5 * (0.2 * 40 + 0.8 * 29) = 15.6  (masked in the loss)
     # R_1 = r_2 + g * 0 (step 2 is terminal) = 2
     # R_0 = r_1 + g ((1 - l) boot_1 + l R_1) = 1 + 0.5 * (0.2 * 20 + 0.8 * 2) = 3.8
-    returns = replay_returns(reward, terminal, last, boot, gamma, lam)
+    returns = lambda_return(reward, (~terminal).float(), boot, lam * (~last).float(), gamma, dim=1)
     assert returns.tolist() == [pytest.approx([3.8, 2.0, 15.6, 29.0])]
     # A last step that is not terminal (a time limit) bootstraps from the imagined return alone.
-    truncated = replay_returns(reward, torch.zeros_like(terminal), last, boot, gamma, lam)
+    truncated = lambda_return(reward, torch.ones(reward.shape), boot, lam * (~last).float(), gamma, dim=1)
     assert truncated[0, 1].item() == pytest.approx(2 + 0.5 * 30)
 
 
@@ -118,7 +118,8 @@ def test_replay_value_loss_trains_the_critic_on_the_replayed_states():
 
     def critic_loss(scale):
         torch.manual_seed(1)  # the same imagined trajectories for both
-        return behavior_losses(*args, ReturnScale(), start, torch.ones(B * T), 3, replay=replay, repval_scale=scale)
+        config = BehaviorConfig(horizon=3, repval_scale=scale)
+        return behavior_losses(*args, ReturnScale(), start, torch.ones(B * T), config, replay=replay)
 
     _, without, _ = critic_loss(0.0)
     _, with_repval, metrics = critic_loss(0.3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from worldmodels.dreamer import DreamerV3
-from worldmodels.dreamer.behavior import ReturnScale, behavior_losses, imagine
+from worldmodels.dreamer.behavior import BehaviorConfig, ReturnScale, behavior_losses, imagine
 from worldmodels.dreamer.world_model import categorical_kl
 from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.replay import Replay
@@ -141,7 +141,7 @@ def test_dr3_adds_its_coefficient_times_the_feature_dot_of_consecutive_imagined_
     def losses(dr3_coef):
         torch.manual_seed(1)  # the same imagined trajectory each time
         return behavior_losses(agent.world_model, agent.actor, agent.critic, ReturnScale(), start, torch.ones(n),
-                               horizon, dr3_coef=dr3_coef)
+                               BehaviorConfig(horizon=horizon, dr3_coef=dr3_coef))
 
     _, plain, metrics = losses(0.0)
     _, regularised, metrics_dr3 = losses(coef)

@@ -9,7 +9,7 @@ from torch import nn
 from model_free import ALIX, DrQv2
 from model_free.drqv2 import drqv2_critic_target, stddev_at
 from worldmodels.errors import ConfigError
-from worldmodels.regularizers import LocalSignalMixing
+from worldmodels.regularizers import LocalSignalMixing, alix_dual_step, tuned_layer
 from worldmodels.training import EnvSpec
 
 SPEC = EnvSpec((3, 32, 32), 3, action_dim=2)  # encoder output 32 x 9 x 9
@@ -147,7 +147,7 @@ def test_alix_strength_rises_when_the_gradient_is_rougher_than_the_target_and_fa
     else:  # a gentle ramp: neighbours nearly agree, ND close to 0
         planted = (1.0 + 0.01 * torch.arange(h * w, dtype=torch.float32)).view(1, h, w).expand(c, h, w)
     features.backward(planted.expand(4, c, h, w).reshape(4, -1))
-    metrics = agent.adapt_strength()
+    metrics = alix_dual_step(agent.alix_strength, agent.encoder)
     nd = metrics["train/nd_score"].item()
     assert (nd > 0.535) if direction > 0 else (nd < 0.1)
     # Adam's first step is lr * sign(gradient), gradient = target_nd - nd: S moves by exactly 2e-3.
@@ -159,7 +159,7 @@ def test_alix_training_step_tunes_s_from_the_critic_gradient_and_logs_it():
     assert len(agent.optimizers()) == 4  # S's own Adam travels with the others (and their checkpoints)
     assert not agent.hparams.augment
     agent.training_step(batch(), 0)
-    assert agent.last_mixing.last_gradient().shape == (4, *agent.encoder.feature_shape)
+    assert tuned_layer(agent.encoder).last_gradient().shape == (4, *agent.encoder.feature_shape)
     assert {"train/alix_s", "train/nd_score"} <= set(agent.logged)
     # S moves by Adam's first step, 2e-3, up when the critic gradient's ND was above the target, down below.
     direction = 1 if float(agent.logged["train/nd_score"]) > agent.hparams.alix_target_nd else -1

@@ -186,7 +186,7 @@ def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation
     assert final["episodes"] == 1 and final["name"] == Path(config).stem
 
 
-# Every model-free agent's health figures (model_free/health.py), checked every 5 updates in smoke.yaml.
+# Every model-free agent's health figures (model_free/critic_health.py), checked every 5 updates in smoke.yaml.
 MODEL_FREE_HEALTH = [f"health/{name}" for name in (
     "q_mean", "mc_return_mean", "mc_return_ms", "q_overestimation", "mc_coverage", "critic_srank", "encoder_srank",
     "critic_feature_dot", "td_loss", "nd_score", "augmentation_gap")]

@@ -12,7 +12,7 @@ import torch
 from functools import partial
 
 from model_free import DrQv2, Rainbow, SAC
-from model_free.health import nd_under
+from model_free.critic_health import nd_under
 from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot, nd_score,
                                      overestimation, srank)
 from worldmodels.regularizers import dr3_penalty

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from model_free import Rainbow
-from model_free.targets import linearly_decaying_epsilon
+from model_free.exploration import linearly_decaying_epsilon
 from worldmodels.errors import ConfigError
 from worldmodels.nets import (NatureCNN, NoisyLinear, categorical_projection, make_support, noise_forced,
                               quantile_huber_loss)
@@ -386,7 +386,7 @@ def test_a_target_synced_every_update_gives_the_same_loss_and_gradients_as_a_sep
     torch.manual_seed(0)
     fast = Rainbow(**PRESETS[preset])
     fast.build(ATARI)
-    assert fast.target_net is fast.q  # the shortcut: one pass of s' serves argmax and evaluation
+    assert not hasattr(fast, "q_target")  # the shortcut: one pass of s' serves argmax and evaluation
     # The straightforward computation: a target net copied from the online net, its own pass of s'.
     slow = Rainbow(**{**PRESETS[preset], "target_update_period": 2})
     slow.build(ATARI)

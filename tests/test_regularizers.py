@@ -12,7 +12,6 @@ from worldmodels.regularizers import (
     cql_penalty,
     AdaptiveStrength,
     LocalSignalMixing,
-    RandomShift,
     drq_atari_augment,
     random_shift,
     sample_shifts,
@@ -79,14 +78,6 @@ def test_sampled_shifts_cover_zero_to_two_pad_and_replay_with_seed():
     assert set(shifts.flatten().tolist()) == set(range(9))
     again = sample_shifts(4000, pad=4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(shifts, again)
-
-
-def test_random_shift_layer_active_only_in_training():
-    x = distinct_image(b=16, h=8, w=8)
-    layer = RandomShift(pad=4)
-    assert layer.eval()(x) is x
-    torch.manual_seed(0)
-    assert not torch.equal(layer.train()(x), x)
 
 
 # ---------------------------------------------------------------- drq_atari_augment (DrQ, Dopamine)

@@ -1,7 +1,7 @@
 """Training-health quantities from the source documents, as pure functions of tensors.
 
 Each one is a number the literature watches to tell a learner that is about to fail from one that
-is merely slow (see /work/shared/REFERENCE.md, "Diagnostics from the source documents"):
+is merely slow:
 
 - ``srank``: effective rank of a feature matrix (Kumar et al. 2021, "Implicit
   Under-Parameterization Inhibits Data-Efficient Deep RL"): bootstrapped TD targets make the

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 
 from worldmodels.diagnostics.health import feature_dot, overestimation, srank
 from worldmodels.diagnostics.open_loop import open_loop_video
-from worldmodels.dreamer.behavior import Actor, Critic, ReturnScale, behavior_losses
+from worldmodels.dreamer.behavior import Actor, BehaviorConfig, Critic, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State
 from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
 from worldmodels.errors import ConfigError
@@ -152,6 +153,11 @@ class DreamerV3(Agent):
         return action, (latent, action)
 
     # ------------------------------------------------------------------ learning
+    @property
+    def behavior_config(self) -> BehaviorConfig:
+        h = self.hparams
+        return BehaviorConfig(h.horizon, h.gamma, h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef, h.repval_scale)
+
     def sequence_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(first, action vectors) of a replayed (B, T) batch as the RSSM reads them."""
         first = batch["first"].clone()
@@ -174,8 +180,8 @@ class DreamerV3(Agent):
         start = State(*(x.detach().flatten(0, 1) for x in post))
         start_cont = (~batch["terminal"]).float().flatten()
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
-            self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, h.horizon, h.gamma,
-            h.lam, h.entropy_coef, h.slow_reg, h.dr3_coef, batch, h.repval_scale, diagnostics=self.logs_now())
+            self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, self.behavior_config,
+            batch, diagnostics=self.logs_now())
         actor_opt.zero_grad()
         self.manual_backward(actor_loss)
         metrics["actor/grad_norm"] = self.clip_gradients_(self.actor.parameters(), h.ac_clip)
@@ -242,12 +248,12 @@ class DreamerV3(Agent):
         same_episode = ~batch["first"][:, 1:]  # pairs (t, t+1) that do not cross an episode start
         out["critic_feature_dot"] = feature_dot(phi[:, :-1][same_episode], phi[:, 1:][same_episode])
 
-        h = self.hparams
         start = State(*(x.flatten(0, 1) for x in post))
-        # A copy of the return normaliser: its EMA would otherwise move with every check.
+        # A copy of the return normaliser: its EMA would otherwise move with every check. The critic's extra
+        # terms (DR3, the replay-value loss) are off: td_loss does not depend on them.
         _, _, imagined = behavior_losses(self.world_model, self.actor, self.critic, copy.deepcopy(self.returns_scale),
-                                         start, (~batch["terminal"]).float().flatten(), h.horizon, h.gamma, h.lam,
-                                         h.entropy_coef, h.slow_reg)
+                                         start, (~batch["terminal"]).float().flatten(),
+                                         dataclasses.replace(self.behavior_config, dr3_coef=0.0, repval_scale=0.0))
         out["td_loss"] = imagined["critic/td_loss"]
         return out
 

@@ -9,13 +9,19 @@ From every posterior state of the batch, imagine H = 15 steps with the actor, th
               - 3e-4 * w * H[pi]
     critic    -w * [ log p_v(sg(R)) + log p_v(sg(v_slow)) ]   two-hot; v_slow an EMA (0.02) of the critic
               + dr3 * mean_t phi(s_t) . phi(s_{t+1})          optional DR3 (off by default)
-              + repval * replay-value loss                    optional, the 2024 spec's (see replay_returns)
+              + repval * replay-value loss                    optional, the 2024 spec's (see repl_loss)
 Continue flags c are the mode of the continue head, as in the reference code. phi are the critic's
 penultimate features; DR3 pairs consecutive states of the imagined trajectory, the states the critic
 trains on (every pair, unweighted).
+
+As in the reference code (danijar/dreamerv3 8fa35f8, dreamerv3/agent.py), ``imag_loss`` trains the actor
+and the critic on the imagined rollout and ``repl_loss`` the critic on the replayed sequences, both
+with returns from one ``lambda_return``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,32 +35,25 @@ from worldmodels.nets.ema import ema_update_
 from worldmodels.training.distributed import cat_over_ranks
 
 
-def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float,
-                   lam: float) -> torch.Tensor:
-    """R_t for t = 0..H-1 from (H+1, ...) rewards, continue flags and values, where reward[t] and
-    cont[t] are predicted at state t (so r_{t+1} is reward[t+1]); the recursion ends with R_H = v_H."""
-    last = value[-1]
-    out = []
-    for t in reversed(range(reward.shape[0] - 1)):
-        last = reward[t + 1] + gamma * cont[t + 1] * ((1 - lam) * value[t + 1] + lam * last)
-        out.append(last)
-    return torch.stack(out[::-1])
+def lambda_return(reward: torch.Tensor, keep: torch.Tensor, boot: torch.Tensor, chain: float | torch.Tensor,
+                  gamma: float, dim: int = 0) -> torch.Tensor:
+    """The lambda-return along ``dim``, for imagined and replayed trajectories alike (danijar/dreamerv3
+    8fa35f8, dreamerv3/agent.py ``lambda_return``, which serves both its ``imag_loss`` and ``repl_loss``):
 
+        R_T = boot_T
+        R_t = r_{t+1} + gamma keep_{t+1} ((1 - c_{t+1}) boot_{t+1} + c_{t+1} R_{t+1})
 
-def replay_returns(reward: torch.Tensor, terminal: torch.Tensor, last: torch.Tensor, boot: torch.Tensor,
-                   gamma: float, lam: float) -> torch.Tensor:
-    """The 2024 spec's lambda-returns along replayed (B, T) sequences, bootstrapped from ``boot``, the
-    imagined lambda-return from each replayed state (the critic is not read directly):
-        R_{T-1} = boot_{T-1}
-        R_t = r_{t+1} + gamma (1 - terminal_{t+1}) ((1 - c) boot_{t+1} + c R_{t+1}),  c = lam (1 - last_{t+1})
-    so a return never runs past an episode's last step. Returns R_0..R_{T-2}, (B, T-1)."""
-    keep, chain = (~terminal).float(), lam * (~last).float()
-    ret, out = boot[:, -1], []
-    for t in reversed(range(reward.shape[1] - 1)):
-        c = chain[:, t + 1]
-        ret = reward[:, t + 1] + gamma * keep[:, t + 1] * ((1 - c) * boot[:, t + 1] + c * ret)
+    reward[t] and keep[t] (the continue flag, 0 past a terminal) arrive with step t; ``boot`` is the value
+    the return falls back on; ``chain`` c is lambda, or a tensor like ``reward`` that is 0 where a
+    trajectory ends (the return then bootstraps from ``boot`` alone). Returns R_0..R_{T-1} along ``dim``."""
+    at = lambda x, t: x.select(dim, t) if torch.is_tensor(x) else x
+    ret, out = boot.select(dim, -1), []
+    for t in reversed(range(reward.shape[dim] - 1)):
+        c = at(chain, t + 1)
+        ret = reward.select(dim, t + 1) + gamma * keep.select(dim, t + 1) * (
+            (1 - c) * boot.select(dim, t + 1) + c * ret)
         out.append(ret)
-    return torch.stack(out[::-1], 1)
+    return torch.stack(out[::-1], dim)
 
 
 class ReturnScale(nn.Module):
@@ -170,69 +169,131 @@ def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State
     return stack_states(states, 0), torch.stack(actions, 0), outs
 
 
-def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
-                    start_cont: torch.Tensor, horizon: int = 15, gamma: float = 1 - 1 / 333, lam: float = 0.95,
-                    entropy_coef: float = 3e-4, slow_reg: float = 1.0, dr3_coef: float = 0.0,
-                    replay: dict[str, torch.Tensor] | None = None,
-                    repval_scale: float = 0.0, diagnostics: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states);
-    without ``diagnostics`` the metrics are the two losses alone (updates whose metrics are not logged).
-    With ``repval_scale`` the critic also learns the replay returns of the (B, T) sequences whose
-    posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags."""
-    # REINFORCE needs no gradient through the imagined dynamics: imagine without building that graph.
-    backprop = not actor.discrete
-    with torch.set_grad_enabled(backprop):
+@dataclass(frozen=True)
+class BehaviorConfig:
+    """The actor-critic's settings (defaults: the 2023 spec, danijar/dreamerv3 8fa35f8 configs.yaml).
+        horizon, gamma, lam: imagined steps, discount, lambda of the returns.
+        entropy_coef: the actor's entropy bonus. slow_reg: weight of the slow critic's regulariser.
+        dr3_coef: DR3 on the critic's penultimate features of consecutive imagined states (0: off).
+        repval_scale: weight of the 2024 spec's replay-value loss (0: off)."""
+
+    horizon: int = 15
+    gamma: float = 1 - 1 / 333
+    lam: float = 0.95
+    entropy_coef: float = 3e-4
+    slow_reg: float = 1.0
+    dr3_coef: float = 0.0
+    repval_scale: float = 0.0
+
+
+@dataclass
+class Imagined:
+    """A rollout of the actor in the world model from N start states: features s_0..s_H (H+1, N, F),
+    actions a_0..a_{H-1} and the actor's raw outputs at s_0..s_{H-1}, predicted rewards r_1..r_H (H, N)
+    and continue flags c_0..c_H (H+1, N), c_0 the true flag of the start."""
+
+    feat: torch.Tensor
+    actions: torch.Tensor
+    actor_out: torch.Tensor
+    reward: torch.Tensor
+    cont: torch.Tensor
+
+
+def rollout(world_model, actor: Actor, start: State, start_cont: torch.Tensor, horizon: int) -> Imagined:
+    """Imagine ``horizon`` steps. REINFORCE (discrete actions) needs no gradient through the imagined
+    dynamics, so their graph is only built for continuous actions (backprop through the model)."""
+    with torch.set_grad_enabled(not actor.discrete):
         traj, actions, actor_out = imagine(world_model.rssm, actor, start, horizon)
         feat = traj.features()  # (H+1, N, F)
         reward = world_model.reward(feat[1:])  # r_{t+1} for t = 0..H-1
         cont = (world_model.continue_head(feat[1:]).squeeze(-1) > 0).float()  # mode of the Bernoulli
         cont = torch.cat([start_cont[None], cont], 0)
+    return Imagined(feat, actions, actor_out, reward, cont)
+
+
+def actor_objective(discrete: bool, policy, actions: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """What the actor maximises at each step: log pi(a|s) sg(advantage) for discrete actions (REINFORCE),
+    the advantage itself for continuous ones (its gradient flows through the imagined dynamics)."""
+    if discrete:
+        return policy.log_prob(actions.detach()) * advantage.detach()
+    return advantage
+
+
+def imag_loss(imagined: Imagined, actor: Actor, critic: Critic, returns_scale: ReturnScale, config: BehaviorConfig,
+              diagnostics: bool) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """The actor's and the critic's losses on an imagined rollout (the reference's ``imag_loss``), the
+    tensors ``repl_loss`` reads (returns, critic logits and slow values at s_0..s_{H-1}), and metrics."""
+    feat, cont, gamma = imagined.feat, imagined.cont, config.gamma
     critic_feat = feat[:-1].detach()
     critic_phi = critic.features(critic_feat)  # with gradient, for the critic's loss
     critic_logits = critic.head(critic_phi)
-    dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1)) if dr3_coef or diagnostics else None
-    if backprop:
+    dr3 = None
+    if config.dr3_coef or diagnostics:
+        dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1))
+    if not actor.discrete:
         value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
     else:
         with torch.no_grad():
             value = torch.cat([critic.decode(critic_logits), critic.value(feat[-1:])], 0)
-    returns = lambda_returns(torch.cat([reward[:1], reward], 0), cont, value, gamma, lam)  # (H, N); index 0 unused
+    reward = imagined.reward
+    # (H, N): R_0..R_{H-1}, reward[t] read as r_t, so reward is padded at t = 0 (never read)
+    returns = lambda_return(torch.cat([reward[:1], reward], 0), cont, value, config.lam, gamma)
     weight = (torch.cumprod(gamma * cont, 0) / gamma).detach()[:-1]
 
     scale = returns_scale.update(returns)
     advantage = (returns - value[:-1]) / scale
-    policy = actor.dist(actor_out)
+    policy = actor.dist(imagined.actor_out)
     entropy = policy.entropy()
-    if actor.discrete:
-        objective = policy.log_prob(actions.detach()) * advantage.detach()
-    else:
-        objective = advantage  # gradients flow through the imagined dynamics into the actor
-    actor_loss = -(weight * (objective + entropy_coef * entropy)).mean()
+    objective = actor_objective(actor.discrete, policy, imagined.actions, advantage)
+    actor_loss = -(weight * (objective + config.entropy_coef * entropy)).mean()
 
     with torch.no_grad():
         slow_target = critic.value(critic_feat, slow=True)
     td_loss = critic.logits_loss(critic_logits, returns)  # against the lambda-returns
-    critic_loss = (weight * (td_loss + slow_reg * critic.logits_loss(critic_logits, slow_target))).mean()
-    if dr3_coef:  # skipped at 0, so the default loss is exactly the 2023 one
-        critic_loss = critic_loss + dr3_coef * dr3
-    if repval_scale:
-        # The critic at the starts (imagined step 0) is the critic at the replayed states. Unlike the
-        # 2024 code, whose single optimizer lets this loss reach the world model, the features are
-        # stopped here: our world model has already taken its step.
-        shape = replay["reward"].shape
-        target = replay_returns(replay["reward"], replay["terminal"], replay["last"],
-                                returns[0].detach().view(shape), gamma, lam)
-        logits, slow = critic_logits[0].view(*shape, -1)[:, :-1], slow_target[0].view(shape)[:, :-1]
-        per_step = critic.logits_loss(logits, target) + slow_reg * critic.logits_loss(logits, slow)
-        repval = ((~replay["last"][:, :-1]).float() * per_step).mean()
-        critic_loss = critic_loss + repval_scale * repval
+    critic_loss = (weight * (td_loss + config.slow_reg * critic.logits_loss(critic_logits, slow_target))).mean()
+    if config.dr3_coef:  # skipped at 0, so the default loss is exactly the 2023 one
+        critic_loss = critic_loss + config.dr3_coef * dr3
+    outs = {"returns": returns, "critic_logits": critic_logits, "slow_target": slow_target}
     if not diagnostics:
-        return actor_loss, critic_loss, {"actor/loss": actor_loss, "critic/loss": critic_loss}
-    metrics = {"actor/loss": actor_loss, "actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
-               "critic/loss": critic_loss, "critic/value": value.mean(), "critic/td_loss": (weight * td_loss).mean(),
+        return actor_loss, critic_loss, outs, {}
+    metrics = {"actor/entropy": entropy.mean(), "actor/advantage": advantage.mean(),
+               "critic/value": value.mean(), "critic/td_loss": (weight * td_loss).mean(),
                "critic/feature_dot": dr3, "imagined/return": returns.mean(),
                "imagined/reward": reward.mean(), "imagined/continue": cont[1:].mean(),
                "actor/return_scale": scale, "actor/return_low": returns_scale.low, "actor/return_high": returns_scale.high}
-    if repval_scale:
-        metrics["critic/replay_value_loss"] = repval
-    return actor_loss, critic_loss, metrics
+    return actor_loss, critic_loss, outs, metrics
+
+
+def repl_loss(replay: dict[str, torch.Tensor], outs: dict, critic: Critic, config: BehaviorConfig) -> torch.Tensor:
+    """The 2024 spec's replay-value loss (the reference's ``repl_loss``): the critic at the replayed (B, T)
+    states learns their lambda-returns, bootstrapped from the imagined return of each state (the critic
+    is not read directly) and cut at episode ends, with the slow critic's regulariser. The imagined
+    rollouts started at these states, so step 0 of ``imag_loss``'s tensors is the critic there. Unlike
+    the 2024 code, whose single optimizer lets this loss reach the world model, the features are
+    stopped here: our world model has already taken its step."""
+    shape = replay["reward"].shape
+    boot = outs["returns"][0].detach().view(shape)
+    target = lambda_return(replay["reward"], (~replay["terminal"]).float(), boot,
+                           config.lam * (~replay["last"]).float(), config.gamma, dim=1)
+    logits = outs["critic_logits"][0].view(*shape, -1)[:, :-1]
+    slow = outs["slow_target"][0].view(shape)[:, :-1]
+    per_step = critic.logits_loss(logits, target) + config.slow_reg * critic.logits_loss(logits, slow)
+    return ((~replay["last"][:, :-1]).float() * per_step).mean()
+
+
+def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
+                    start_cont: torch.Tensor, config: BehaviorConfig = BehaviorConfig(),
+                    replay: dict[str, torch.Tensor] | None = None,
+                    diagnostics: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states);
+    without ``diagnostics`` the metrics are the two losses alone (updates whose metrics are not logged).
+    With ``config.repval_scale`` the critic also learns the replay returns of the (B, T) sequences whose
+    posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags."""
+    imagined = rollout(world_model, actor, start, start_cont, config.horizon)
+    actor_loss, critic_loss, outs, metrics = imag_loss(imagined, actor, critic, returns_scale, config, diagnostics)
+    if config.repval_scale:
+        repval = repl_loss(replay, outs, critic, config)
+        critic_loss = critic_loss + config.repval_scale * repval
+        if diagnostics:
+            metrics["critic/replay_value_loss"] = repval
+    return actor_loss, critic_loss, {"actor/loss": actor_loss, "critic/loss": critic_loss, **metrics}

@@ -80,9 +80,6 @@ class WorldModel(nn.Module):
     def reward(self, feat: torch.Tensor) -> torch.Tensor:
         return two_hot_decode(self.reward_head(feat), self.bins, self.space)
 
-    def continue_prob(self, feat: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.continue_head(feat).squeeze(-1))
-
     def decode(self, feat: torch.Tensor) -> torch.Tensor:
         """Predicted image in [-0.5, 0.5] space."""
         return self.decoder(feat)

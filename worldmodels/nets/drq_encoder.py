@@ -1,7 +1,7 @@
 """The DrQ / DrQ-v2 / A-LIX pixel encoder: four 3x3 convolutions of 32 channels (the first with
 stride 2), ReLU, flattened: 32 x 35 x 35 = 39200 features at 84x84. DrQ scales pixels to [0, 1],
 DrQ-v2 and A-LIX centre them (``shift=-0.5``). ``mixing`` puts a layer (A-LIX's local signal
-mixing) after every conv + ReLU."""
+mixing) after every conv + ReLU: it is called once per conv with whether that conv is the last."""
 
 from __future__ import annotations
 
@@ -58,17 +58,20 @@ def delta_orthogonal_init(module: nn.Module) -> None:
 class DrQEncoder(nn.Module):
     """``init``: applied to every layer (``orthogonal_init``; SAC+AE: ``delta_orthogonal_init``)."""
 
+    CONVS = 4
+
     def __init__(self, in_channels: int, image_size: int = 84, shift: float = -0.5,
-                 mixing: Callable[[], nn.Module] | None = None, init: Callable[[nn.Module], None] = orthogonal_init):
+                 mixing: Callable[[bool], nn.Module] | None = None,
+                 init: Callable[[nn.Module], None] = orthogonal_init):
         super().__init__()
         layers: list[nn.Module] = [PixelScale(shift)]
-        for i in range(4):
+        for i in range(self.CONVS):
             layers += [nn.Conv2d(in_channels if i == 0 else 32, 32, 3, stride=2 if i == 0 else 1), nn.ReLU()]
             if mixing is not None:
-                layers.append(mixing())
+                layers.append(mixing(i == self.CONVS - 1))
         self.convs = nn.Sequential(*layers)
         self.apply(init)
-        side = (image_size - 3) // 2 + 1 - 6
+        side = (image_size - 3) // 2 + 1 - 2 * (self.CONVS - 1)
         self.out_dim = 32 * side * side
         self.feature_shape = (32, side, side)
 

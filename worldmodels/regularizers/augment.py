@@ -9,7 +9,6 @@ so augmentation can run on the replay batch before the float conversion.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def take_shifted(x: torch.Tensor, dim: int, offset: torch.Tensor) -> torch.Tensor:
@@ -101,16 +100,3 @@ def drq_atari_augment(x: torch.Tensor, pad: int = 4, intensity_scale: float = 0.
         x = random_shift(x, pad, shifts=shifts)
     return x * intensity_factors(x.shape[0], intensity_scale, generator, x.device).to(x.dtype)
 
-
-class RandomShift(nn.Module):
-    """``random_shift`` as a layer: active in training mode, identity in eval mode (acting)."""
-
-    def __init__(self, pad: int = 4):
-        super().__init__()
-        self.pad = pad
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return random_shift(x, self.pad) if self.training and self.pad > 0 else x
-
-    def extra_repr(self) -> str:
-        return f"pad={self.pad}"

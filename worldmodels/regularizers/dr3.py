@@ -8,7 +8,7 @@ values go with feature co-adaptation, rank collapse and poor returns. DR3 cancel
 
 with phi the online network's penultimate features, a the replayed action and a' the action the
 TD target uses at s' (DQN: features of s and s'; actor-critic: the critic's features of (s', a' ~ pi)).
-REFERENCE.md gives about 0.03 for discrete-action offline Q-learning (unverified).
+The paper (arXiv:2112.04716) tunes the coefficient per domain; it is off unless a config sets it.
 """
 
 from __future__ import annotations

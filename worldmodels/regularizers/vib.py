@@ -1,11 +1,13 @@
-"""A variational information bottleneck on a network's penultimate features, the regulariser Kumar's
-talk (seed 002) suggests against overfitting in conservative offline RL:
+"""A variational information bottleneck (Alemi et al. 2017, "Deep Variational Information Bottleneck",
+arXiv:1612.00410) on a network's penultimate features, the regulariser Kumar et al. 2021 ("A Workflow for
+Offline Model-Free Robotic Reinforcement Learning", arXiv:2109.10813) suggest against overfitting in
+conservative offline RL:
 
     min L_CQL + beta E_s[ KL( N(phi_m(s), diag phi_Sigma(s)) || N(0, I) ) ]
 
 The features phi become a Gaussian: two linear heads give its mean and log-variance, the layers after
 it read a sample (reparameterised, so gradients reach both heads) while training and the mean when
-acting or evaluating. The talk gives the objective, not the architecture; the heads are ours.
+acting or evaluating. The workflow paper gives the objective, not the architecture; the heads are ours.
 """
 
 from __future__ import annotations

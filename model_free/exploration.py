@@ -1,4 +1,4 @@
-"""Exploration schedules shared by the value-based agents."""
+"""The epsilon-greedy schedule of the value-based learner (model_free/rainbow.py), as Dopamine writes it."""
 
 from __future__ import annotations
 

@@ -9,13 +9,13 @@ discontinuity (ND) of the last layer's feature gradient near a target.
 Typical use in an agent (one S shared by all layers, tuned from the last one)::
 
     strength = AdaptiveStrength()
-    mixes = [LocalSignalMixing(strength, record_gradient=False) for _ in range(3)]
-    last = LocalSignalMixing(strength)            # encoder: conv, ReLU, mix, ..., conv, ReLU, last
-    ...                                           # after moving the agent to its device:
+    mixing = lambda last: LocalSignalMixing(strength, record_gradient=last)
+    encoder = DrQEncoder(channels, mixing=mixing)  # conv, ReLU, mix, ..., conv, ReLU, mix (the last records)
+    ...                                            # after moving the agent to its device:
     strength.make_optimizer()
     ...
     critic_loss.backward()
-    strength.update(nd_score(last.last_gradient()))   # or strength.update_from(last)
+    metrics = alix_dual_step(strength, encoder)    # S <- Adam step on (target_nd - nd), clamped to [0, 1]
 """
 
 from __future__ import annotations
@@ -157,6 +157,20 @@ class LocalSignalMixing(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_shift={self.max_shift}, per_sample={self.per_sample}"
+
+
+def tuned_layer(encoder: nn.Module) -> LocalSignalMixing:
+    """The mixing layer S is tuned from: the encoder's last, the one that records its gradient."""
+    return [m for m in encoder.modules() if isinstance(m, LocalSignalMixing)][-1]
+
+
+def alix_dual_step(strength: AdaptiveStrength, encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """A-LIX's dual step on S (Cetin et al. 2022, arXiv:2207.00986), after the critic's backward:
+    from the ND score of the gradient ``encoder``'s last mixing layer recorded. Returns the figures to log:
+    S after the step and the ND score it read (absent when the layer recorded nothing)."""
+    nd = strength.update_from(tuned_layer(encoder))
+    metrics = {"train/alix_s": strength.value}
+    return metrics if nd is None else {**metrics, "train/nd_score": nd}
 
 
 @contextmanager
