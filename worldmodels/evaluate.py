@@ -24,6 +24,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import latest_config
 from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
@@ -32,7 +33,7 @@ from worldmodels.training.evaluation import evaluation_record
 
 def checkpoint_path(path: Path) -> Path:
     """The checkpoint itself, or a run directory's ``checkpoints/last.ckpt``."""
-    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    ckpt = run_files.last_checkpoint(path) if path.is_dir() else path
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint {ckpt} does not exist; pass a run's checkpoints/<name>.ckpt file.")
     return ckpt

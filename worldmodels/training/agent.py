@@ -21,7 +21,7 @@ from worldmodels.nets.draws import DeviceStream
 from worldmodels.training.counters import Counters
 from worldmodels.training.distributed import gather_objects, rank, rank_seed
 from worldmodels.training.guard import FiniteWatch
-from worldmodels.training.log_counters import logs_this_step
+from worldmodels.training.log_cadence import logs_this_step
 from worldmodels.training.spec import EnvSpec
 
 

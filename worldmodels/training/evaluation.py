@@ -16,7 +16,9 @@ from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.training.distributed import gather_objects, rank_seed, share_of
 from worldmodels.training.guard import check_finite_first
 from worldmodels.run_directory import latest_config
-from worldmodels.scores import atari_100k_game, human_normalized
+from worldmodels.analysis.scores import atari_100k_game, human_normalized
+from worldmodels import run_files
+from worldmodels.run_files import FINAL_EVALUATION
 
 
 def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_steps: int | None = None,
@@ -78,9 +80,6 @@ def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, 
         "human_normalized": human_normalized(game, mean) if game else None,
         "env": asdict(env_config),
     }
-
-
-FINAL_EVALUATION = "eval-final.json"
 
 
 class Evaluation(L.Callback):
@@ -174,7 +173,7 @@ class Evaluation(L.Callback):
         run_config.setdefault("model", {}).setdefault("class_path", f"{type(agent).__module__}.{type(agent).__name__}")
         data = trainer.datamodule
         record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, data.counters, scores, seed,
-                                   self.max_steps, run_dir / "checkpoints" / "last.ckpt", run_dir, cut_short)
+                                   self.max_steps, run_files.last_checkpoint(run_dir), run_dir, cut_short)
         (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2) + "\n")
 
     def state_dict(self) -> dict:

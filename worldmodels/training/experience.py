@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.training.counters import Counters
@@ -139,7 +140,7 @@ class Experience(L.LightningDataModule):
         random.seed(self.rank_seed)
 
     def _open_dataset(self) -> Replay:
-        from worldmodels.dataset import describe_actions, open_dataset
+        from worldmodels.replay.dataset import describe_actions, open_dataset
 
         data = open_dataset(Path(self.dataset))
         for what, mine, its in [("observations", self.spec.obs_shape, data.obs_shape),
@@ -165,7 +166,7 @@ class Experience(L.LightningDataModule):
     @property
     def replay_log(self) -> Path:
         """Where checkpoints append the replay's rows: ``<run>/replay`` (the trainer's root is the run)."""
-        return Path(self.trainer.default_root_dir) / ("replay" if self.rank == 0 else f"replay-rank{self.rank}")
+        return Path(self.trainer.default_root_dir) / run_files.replay_of_rank(self.rank)
 
     # ----------------------------------------------------------------- the loop
     def __iter__(self):
@@ -364,11 +365,6 @@ class _Batches:
 
     def __iter__(self):
         return iter(self.experience)
-
-
-def rank_zero_state(state: dict) -> dict:
-    """The first process's part of a saved ``Experience`` state (the whole state of a one-process run)."""
-    return state["ranks"][0] if "ranks" in state else state
 
 
 def global_numpy_state() -> tuple:

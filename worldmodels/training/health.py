@@ -25,6 +25,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from worldmodels import run_files
 from worldmodels.diagnostics.health import discounted_returns, effective_horizon
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
@@ -229,7 +230,7 @@ class Health(L.Callback):
             clock = "update" if data.offline else "env step"
             line = f"health warning at {clock} {data.progress}: {message}"
             print(line, flush=True)
-            with open(Path(trainer.default_root_dir) / "health_warnings.txt", "a") as file:
+            with open(Path(trainer.default_root_dir) / run_files.HEALTH_WARNINGS, "a") as file:
                 file.write(line + "\n")
             for logger in trainer.loggers:
                 if hasattr(logger, "log_text"):

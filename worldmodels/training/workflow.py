@@ -26,6 +26,7 @@ from pathlib import Path
 
 import lightning as L
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 
 VERDICTS = {"fine": 0, "overfitting": 1, "underfitting": 2}
@@ -120,7 +121,7 @@ class Workflow(L.Callback):
         verdict, new_peak, figures = self.monitor.observe(metrics["q_mean"], metrics["td_loss"], metrics["mc_return_ms"])
         run = Path(trainer.default_root_dir)
         if new_peak:
-            trainer.save_checkpoint(run / "checkpoints" / "early_stop.ckpt", weights_only=False)
+            trainer.save_checkpoint(run_files.checkpoints_dir(run) / run_files.EARLY_STOP_CHECKPOINT, weights_only=False)
         for logger in trainer.loggers:
             logger.log_metrics({**{f"workflow/{k}": v for k, v in figures.items()}, "updates": updates,
                                 "env_steps": data.counters.env_steps}, step=trainer.global_step)
@@ -129,13 +130,13 @@ class Workflow(L.Callback):
         self.verdict = verdict
         if verdict == "overfitting" and self.early_stop:
             print(f"workflow: stopping early at update {updates}; the policy of the dataset-Q's peak is "
-                  f"{run / 'checkpoints' / 'early_stop.ckpt'}", flush=True)
+                  f"{run_files.checkpoints_dir(run) / run_files.EARLY_STOP_CHECKPOINT}", flush=True)
             trainer.should_stop = True
 
     def _say(self, trainer, run: Path, updates: int, verdict: str) -> None:
         line = f"update {updates}: {verdict}: {REMEDIES[verdict]}"
         print(f"workflow: {line}", flush=True)
-        with open(run / "workflow.txt", "a") as file:
+        with open(run / run_files.WORKFLOW_LOG, "a") as file:
             file.write(line + "\n")
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):
