@@ -29,6 +29,7 @@ from worldmodels import run_files
 from worldmodels.diagnostics.health import discounted_returns, effective_horizon
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
+from worldmodels.training.agent import Agent
 from worldmodels.training.distributed import this_process_only
 from worldmodels.training.guard import check_finite_first
 
@@ -69,8 +70,8 @@ def return_to_go(replay: Replay, t: torch.Tensor, env: torch.Tensor, gamma: floa
     return returns[0].reshape(t.shape), (ended[0] | whole_horizon).reshape(t.shape)
 
 
-def agent_discount(agent) -> float:
-    gamma = getattr(agent, "hparams", {}).get("gamma", getattr(agent.replay_view(), "gamma", None))
+def agent_discount(agent: Agent) -> float:
+    gamma = agent.discount
     if gamma is None:
         raise ConfigError(f"{type(agent).__name__} declares no discount (hparams 'gamma'), which the health "
                           "diagnostics need for the Monte-Carlo return; set health.every_updates to 0.")
