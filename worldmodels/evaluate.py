@@ -28,6 +28,7 @@ from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import latest_config
 from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
+from worldmodels.training.clock import RunClock
 from worldmodels.training.evaluation import evaluation_record
 
 
@@ -102,7 +103,9 @@ def load_agent(ckpt: Path, seed: int = 0, device: str = "cpu") -> TrainedAgent:
     agent.load_state_dict(checkpoint["state_dict"])
     saved = checkpoint.get(type(data).__qualname__, {}).get("counters")
     counters = Counters(**saved) if saved else None
-    agent.attach_loop(counters or Counters(), data.warmup_steps)  # schedules read the env steps trained for
+    clock = RunClock(data.total_env_steps, data.warmup_steps)
+    clock.counters = counters or Counters()
+    agent.attach_loop(clock)  # schedules read the env steps trained for
     return TrainedAgent(agent.to(device), data, config, counters)
 
 

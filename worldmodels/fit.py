@@ -38,6 +38,7 @@ from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_dir
                                        write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
+from worldmodels.training.clock import LoopCallback
 from worldmodels.training.compile import compile_agent
 from worldmodels.training.distributed import started_beside_rank_zero
 from worldmodels.training.validate import plan_processes, validate_precision, validate_start
@@ -133,7 +134,7 @@ class DeferredCSVLogger(Deferred, CSVLogger):
     pass
 
 
-class RunBookkeeping(L.Callback):
+class RunBookkeeping(LoopCallback):
     """What a start or a resume records in the run directory, written only once the checkpoint has loaded
     and passed its checks (``Experience.train_dataloader``, which Lightning calls after every restore and
     before the first env step, calls ``on_run_restored``), so that a failed resume leaves the directory
@@ -155,13 +156,13 @@ class RunBookkeeping(L.Callback):
         if not trainer.is_global_zero:
             return
         write_config(self.run_dir, self.config_text, resumed=self.resumed)
-        data = trainer.datamodule
+        clock = self.clock
         if self.resumed:
-            trim_logs_after(self.run_dir, data.progress, data.progress_key)
+            trim_logs_after(self.run_dir, clock.progress, clock.progress_key)
         run = self.wandb_logger.experiment
         if hasattr(run, "id") and isinstance(run.id, str):
             (self.run_dir / run_files.WANDB_ID).write_text(run.id)
-            run.define_metric("*", step_metric=data.progress_key)  # updates, offline
+            run.define_metric("*", step_metric=clock.progress_key)  # updates, offline
         _log_hyperparams(trainer)
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
+from worldmodels.training.clock import RunClock
 from worldmodels.training.counters import Counters
 from worldmodels.training.distributed import gather_objects, rank, rank_seed
 from worldmodels.training.guard import FiniteWatch
@@ -48,8 +49,7 @@ class Agent(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.updates_per_env_step = updates_per_env_step
-        self.counters = Counters()  # the loop's own counters, once attached: schedules read env_steps
-        self.warmup_steps = 0  # the loop's random warm-up, once attached: exploration schedules start after it
+        self.clock = RunClock()  # the loop's, once attached: schedules read its env steps and warm-up
         self.spec: EnvSpec | None = None
         self.finite_watch = FiniteWatch()
 
@@ -100,9 +100,20 @@ class Agent(L.LightningModule):
         return {}
 
     # -------------------------------------------------------------- shared helpers
-    def attach_loop(self, counters: Counters, warmup_steps: int) -> None:
-        """Called by the loop: schedules (epsilon, stddev) run on its counters."""
-        self.counters, self.warmup_steps = counters, warmup_steps
+    def attach_loop(self, clock: RunClock) -> None:
+        """Called by the loop: schedules (epsilon, stddev) run on its clock."""
+        self.clock = clock
+
+    @property
+    def counters(self) -> Counters:
+        """The run's counters (``clock.counters``): env steps for exploration schedules, updates for
+        target syncs and logging cadences."""
+        return self.clock.counters
+
+    @property
+    def warmup_steps(self) -> int:
+        """The loop's random warm-up: exploration schedules start after it."""
+        return self.clock.warmup_steps
 
     @contextmanager
     def acting(self):

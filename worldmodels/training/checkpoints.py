@@ -10,6 +10,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from worldmodels import run_files
 from worldmodels.checkpoint_file import read_checkpoint, write_checkpoint
+from worldmodels.training.clock import LoopCallback
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,14 +28,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Path(path).unlink(missing_ok=True)
 
 
-class PeriodicCheckpoint(L.Callback):
+class PeriodicCheckpoint(LoopCallback):
     """Saves ``<dirpath>/last.ckpt`` every ``every_env_steps`` (warm-up included; updates in an offline
     run, after the update), when training ends,
     and when it is interrupted by Ctrl-C, with the agent, optimizers, counters, RNG states and the
     replay's cursor (the data module appends the new replay rows to ``<run>/replay`` as it is saved).
 
     Args:
-        every_env_steps: save each time this many more env steps have been taken.
+        every_env_steps: save each time this many more env steps have been taken; in an offline run
+            (``data.dataset``), each time this many more updates have been made: the run's clock
+            (``RunClock.progress``) counts updates there, and the option keeps its name for existing configs.
         dirpath: directory of the checkpoint (set by ``worldmodels.fit`` to ``<run_dir>/checkpoints``).
     """
 
@@ -47,19 +50,19 @@ class PeriodicCheckpoint(L.Callback):
         return Path(self.dirpath or run_files.CHECKPOINTS) / run_files.LAST_CHECKPOINT
 
     def _save(self, trainer: L.Trainer) -> None:
-        self._saved_at = trainer.datamodule.progress
+        self._saved_at = self.clock.progress
         trainer.save_checkpoint(self.path, weights_only=False)  # the whole training state
 
     def on_env_steps(self, trainer) -> None:
-        """Called by ``Experience`` after every environment step, warm-up included."""
+        """After every environment step, warm-up included (``worldmodels.training.loop``)."""
         self._save_if_due(trainer)
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        if trainer.datamodule.offline:  # the clock is the update count, complete once the update is
+        if self.clock.offline:  # the clock is the update count, complete once the update is
             self._save_if_due(trainer)
 
     def _save_if_due(self, trainer) -> None:
-        now = trainer.datamodule.progress
+        now = self.clock.progress
         if self.every_env_steps and now // self.every_env_steps > self._saved_at // self.every_env_steps:
             self._save(trainer)
 
