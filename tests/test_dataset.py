@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from test_replay import fill
-from worldmodels.dataset import episodes, info, main, open_dataset
+from worldmodels.dataset import info, main
+from worldmodels.replay.dataset import episodes, open_dataset
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.training import AtomicCheckpointIO

@@ -1,4 +1,4 @@
-"""``worldmodels.evaluate`` and ``worldmodels.compare`` on what real runs leave on disk: two tiny runs
+"""``worldmodels.evaluate`` and ``worldmodels.analysis.compare`` on what real runs leave on disk: two tiny runs
 of different agents on the catch test task, and hand-written Atari runs whose aggregates are worked
 out by hand."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT, run_fit
-from worldmodels.compare import compare, mean_curve
-from worldmodels.compare import main as compare_main
+from worldmodels.analysis.compare import compare, mean_curve
+from worldmodels.analysis.compare import main as compare_main
 from worldmodels.evaluate import evaluate, load_agent
 from worldmodels.evaluate import main as evaluate_main
 
@@ -209,7 +209,7 @@ def test_compare_flags_returns_of_evaluation_games_cut_short(tmp_path):
 
 
 def published_csv_row(game: str) -> dict[str, str]:
-    """The shipped table's row of ``game``, read as text (not through worldmodels.published)."""
+    """The shipped table's row of ``game``, read as text (not through worldmodels.analysis.published)."""
     with (ROOT / "worldmodels" / "data" / "atari100k_published.csv").open(newline="") as f:
         return next(row for row in csv.DictReader(f) if row["game"] == game)
 

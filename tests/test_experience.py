@@ -19,15 +19,15 @@ class ScriptedAgent(ConstantPolicy):
         super().__init__(action=0)
         self.updates_per_env_step, self.warmup_burst = updates_per_env_step, warmup_burst
 
-    def attach_loop(self, counters, warmup_steps):
-        self.counters = counters
+    def attach_loop(self, clock):
+        self.clock = clock
 
     def replay_view(self):
         agent = self
 
         class View:
             def sample(self, replay):
-                return agent.counters.env_steps
+                return agent.clock.counters.env_steps
 
         return View()
 

@@ -17,7 +17,7 @@ from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effec
                                      overestimation, srank)
 from worldmodels.regularizers import dr3_penalty
 from worldmodels.replay import Replay, TransitionView
-from worldmodels.training import Agent, Counters, EnvSpec, Health
+from worldmodels.training import Agent, EnvSpec, Health, RunClock
 from worldmodels.training.health import (ND_STRETCH_CHECKS, ND_TARGET, OVERESTIMATION_GROWTH_CHECKS, HealthMonitor,
                                          return_to_go)
 
@@ -273,12 +273,14 @@ class Recorder:
 
 def test_the_callback_logs_health_prints_a_warning_once_and_keeps_the_random_state(tmp_path, capsys):
     replay = trajectory_replay()
-    counters = Counters()
+    clock = RunClock()
+    counters = clock.counters
     recorder = Recorder()
-    data = SimpleNamespace(replay=replay, counters=counters, offline=False, progress_key="env_steps", progress=0)
+    data = SimpleNamespace(replay=replay)
     trainer = SimpleNamespace(datamodule=data, loggers=[recorder], default_root_dir=str(tmp_path), global_step=0,
-                              global_rank=0)
+                              global_rank=0, callbacks=[])
     agent, health = PlantedCollapse(), Health(every_updates=2)
+    health.attach_clock(clock)
     for update in range(1, 7):
         counters.updates = update
         state = torch.get_rng_state()

@@ -2,9 +2,11 @@
 
 import csv
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from worldmodels.envs import EnvConfig, make_env
 
@@ -41,7 +43,7 @@ def trivial_world_model_losses(run_dir) -> tuple[float, float]:
     entropy of the mean two-hot target; bins: 255 from -20 to 20 in symlog space, encoded here)."""
     import torch
 
-    from worldmodels.dataset import open_dataset
+    from worldmodels.replay.dataset import open_dataset
 
     replay = open_dataset(run_dir).replay
     t = torch.arange(replay.oldest, replay.time)
@@ -73,15 +75,8 @@ def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int
     return learned, random, image, reward
 
 
-# The value-based learner's published presets (configs/*_atari.yaml) on catch.
-DISCRETE_AGENTS = {
-    "DQN": ["--config", "tests/configs/dqn_catch.yaml"],
-    "NDDQN": [],
-    "DrQ(eps)": ["--model.init_args.augment", "true", "--model.init_args.epsilon_train", "0.01",
-                 "--model.init_args.epsilon_eval", "0.001"],
-    "DER": ["--config", "tests/configs/der_catch.yaml"],
-    "A-LIX-Atari": ["--config", "tests/configs/alix_atari_catch.yaml"],
-}
+# The value-based learner's published presets (configs/*_atari.yaml) on catch: tests/configs/learning_runs.yaml.
+DISCRETE_AGENTS = yaml.safe_load((Path(__file__).parent / "configs" / "learning_runs.yaml").read_text())["discrete"]
 
 
 MINUTES = {"A-LIX-Atari": 3.5, "DQN": 3.0}  # of one core, where above the module's 2.5

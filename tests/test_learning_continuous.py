@@ -2,8 +2,11 @@
 few minutes on one core (the discrete agents' counterpart is tests/test_learning.py). Each config
 says what it changes from the published settings and why."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 from test_learning import dreamer_learning_run, final_eval_return, random_policy_return, trivial_world_model_losses
 
 from worldmodels.envs import EnvConfig
@@ -28,12 +31,8 @@ REACH = EnvConfig("test", "reach", image_size=24, grayscale=False)
 # evaluation seeds (python -m worldmodels.evaluate --episodes 400 --seed 16300+s):
 #   DrQ-v2  -24.08 / -27.62 / -25.46 (pass mark -29.6)
 #   A-LIX   -26.88 / -24.18 / -26.72 (pass mark -29.6)
-AGENTS = [  # the longest first (tests/conftest.py schedules the longest tests first)
-    ("A-LIX", "tests/configs/alix_reach.yaml", 3.0),
-    ("DrQ-v2", "tests/configs/drqv2_reach.yaml", 3.0),
-    ("SAC+AE", "tests/configs/sacae_reach.yaml", 5.0),
-    ("DrQ", "tests/configs/drq_reach.yaml", 10.0),
-]
+AGENTS = [tuple(run) for run in  # tests/configs/learning_runs.yaml, the longest first
+          yaml.safe_load((Path(__file__).parent / "configs" / "learning_runs.yaml").read_text())["continuous"]]
 
 
 @pytest.mark.parametrize("agent, config, margin", AGENTS, ids=[a[0] for a in AGENTS])

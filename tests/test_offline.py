@@ -92,7 +92,8 @@ def test_cql_without_a_dataset_stops_with_one_sentence(tmp_path):
 def test_collect_plays_a_checkpoints_policy_into_a_dataset_an_offline_run_can_train_from(dataset, tmp_path):
     import json
 
-    from worldmodels.dataset import collect, episodes, open_dataset
+    from worldmodels.dataset import collect
+    from worldmodels.replay.dataset import episodes, open_dataset
 
     out = collect(dataset, steps=70, out=tmp_path / "played", epsilon=1.0, seed=3)
     record = json.loads((out / "collected.json").read_text())

@@ -1,6 +1,6 @@
 """The offline workflow plot reads the runs' logged series (resumes included) and their verdicts."""
 
-from worldmodels.offline_plot import plot, verdicts
+from worldmodels.analysis.offline_plot import plot, verdicts
 
 
 def write_run(run, rows: list[str], resumed: list[str] = (), workflow: str = ""):

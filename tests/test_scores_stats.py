@@ -7,9 +7,9 @@ import pytest
 
 from worldmodels.envs.atari import ale_id
 from worldmodels.errors import ConfigError
-from worldmodels.published import drq_eps_band, published_hns, published_scores
-from worldmodels.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
-from worldmodels.stats import (aggregate_mean, aggregate_median, interquartile_mean,
+from worldmodels.analysis.published import drq_eps_band, published_hns, published_scores
+from worldmodels.analysis.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
+from worldmodels.analysis.stats import (aggregate_mean, aggregate_median, interquartile_mean,
                                stratified_bootstrap_interval)
 
 

@@ -1,12 +1,11 @@
 """The offline workflow's verdicts on planted dataset-Q and TD-error curves, worked out by hand."""
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from worldmodels.errors import ConfigError
-from worldmodels.training import Counters, Workflow
+from worldmodels.training import RunClock, Workflow
 from worldmodels.training.workflow import WorkflowMonitor
 
 
@@ -64,20 +63,21 @@ class Trainer:
     def __init__(self, root: Path):
         self.health = Health()
         self.callbacks = [self.health]
-        self.datamodule = SimpleNamespace(offline=True, counters=Counters())
+        self.clock = RunClock(offline=True)  # what the loop hands its callbacks
         self.default_root_dir, self.loggers, self.global_step, self.should_stop = str(root), [], 0, False
         self.saved: list[tuple[str, int]] = []
 
     def save_checkpoint(self, path, weights_only=False):
-        self.saved.append((Path(path).name, self.datamodule.counters.updates))
+        self.saved.append((Path(path).name, self.clock.counters.updates))
 
     def check(self, updates: int, q: float, td: float):
-        self.datamodule.counters.updates = updates
+        self.clock.counters.updates = updates
         self.health.last = (updates, {"q_mean": q, "td_loss": td, "mc_return_ms": 1.0})
 
 
 def test_overfitting_keeps_the_checkpoint_of_the_peak_writes_the_verdicts_and_stops_when_asked(tmp_path):
     trainer, workflow = Trainer(tmp_path), Workflow(falls=2, early_stop=True)
+    workflow.attach_clock(trainer.clock)
     for updates, q in [(100, 0.1), (200, 0.4), (300, 0.3), (400, 0.2)]:
         trainer.check(updates, q, 0.1 / updates)
         workflow.on_train_batch_end(trainer, None, None, None, 0)
@@ -91,7 +91,8 @@ def test_overfitting_keeps_the_checkpoint_of_the_peak_writes_the_verdicts_and_st
 
 def test_an_online_run_gets_no_verdict_unless_asked(tmp_path):
     trainer, workflow = Trainer(tmp_path), Workflow()
-    trainer.datamodule.offline = False
+    workflow.attach_clock(trainer.clock)
+    trainer.clock.offline = False
     trainer.check(100, 0.1, 1.0)
     workflow.on_train_batch_end(trainer, None, None, None, 0)
     assert not (tmp_path / "workflow.txt").exists() and not trainer.saved

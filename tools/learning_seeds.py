@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=1 python tools/learning_seeds.py --seeds 1 2 --out ~/runs/learning_seeds
 
-Runs each learning test's exact ``fit`` command (tests/test_learning.py, tests/test_learning_continuous.py)
+Runs each learning test's exact ``fit`` command (tests/test_learning.py, tests/test_learning_continuous.py;
+their runs are listed in tests/configs/learning_runs.yaml)
 with ``--seed_everything <seed>``, one at a time, each into ``<out>/<agent>-s<seed>``; a run that has
 already written its final evaluation is skipped, so the command resumes after an interruption. Prints
 and writes ``<out>/learning_seeds.md``: each agent's final evaluation return per seed, the random
@@ -18,11 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+import yaml
 
-from test_learning import DISCRETE_AGENTS  # noqa: E402
-from test_learning_continuous import AGENTS as CONTINUOUS_AGENTS  # noqa: E402
+from worldmodels import run_files
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING_RUNS = yaml.safe_load((ROOT / "tests" / "configs" / "learning_runs.yaml").read_text())  # the tests' runs, as data
+DISCRETE_AGENTS, CONTINUOUS_AGENTS = LEARNING_RUNS["discrete"], LEARNING_RUNS["continuous"]
 
 # (agent, fit arguments, pass mark: margin over the random policy's return, the random policy's return
 # as the tests compute it: catch -0.77 over 300 games at 44 px, reach about -33)
@@ -33,12 +36,12 @@ RUNS += [(f"{name} (reach)", ["--config", config], margin) for name, config, mar
 
 
 def final_return(run_dir: Path) -> float | None:
-    path = run_dir / "csv" / "metrics.csv"
+    path = run_dir / run_files.FIRST_CSV / run_files.METRICS_CSV
     if not path.is_file():
         return None
     with path.open(newline="") as f:
         values = [float(r["eval/return_mean"]) for r in csv.DictReader(f) if r.get("eval/return_mean")]
-    return values[-1] if values and (run_dir / "eval-final.json").is_file() else None
+    return values[-1] if values and (run_dir / run_files.FINAL_EVALUATION).is_file() else None
 
 
 def main() -> None:

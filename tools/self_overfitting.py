@@ -126,7 +126,7 @@ def read_seconds(run_dir: Path) -> tuple[float, float] | None:
 
 # ----------------------------------------------------------------------------- reading and plotting
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
-    path = run_dir / "csv" / "metrics.csv"
+    path = run_dir / run_files.FIRST_CSV / run_files.METRICS_CSV
     if not path.is_file():
         return []
     with path.open(newline="") as f:

@@ -12,7 +12,7 @@ cluster, through the same code. Re-running the same command skips finished runs 
 checkpoint. A run whose directory is locked by a living ``fit`` (``<run>/run.lock``: one started by an
 earlier runner that was killed, or by hand) is not started again: its line says who holds it, and it
 is watched until that process ends, then finished or resumed. While it works it prints one line per run (state, env steps, last score); at the end, or
-with ``--report`` alone, it writes ``worldmodels.compare``'s table and plots into ``--out``, with the
+with ``--report`` alone, it writes ``worldmodels.analysis.compare``'s table and plots into ``--out``, with the
 published Atari 100k columns.
 
 Fit flags after ``--`` go to every run (``-- --config configs/smoke.yaml``); they are part of the grid's
@@ -31,9 +31,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import lock_holder
-from worldmodels.training.evaluation import FINAL_EVALUATION
+from worldmodels.run_files import FINAL_EVALUATION
 
 GRID_FILE = "grid.json"
 
@@ -51,7 +52,7 @@ class Run:
 
     @property
     def checkpoint(self) -> Path:
-        return self.directory / "checkpoints" / "last.ckpt"
+        return run_files.last_checkpoint(self.directory)
 
     def state(self) -> str:
         """``finished`` (evaluated at the end), ``interrupted`` (a checkpoint to resume) or ``new``."""
@@ -74,7 +75,7 @@ class Run:
             record = json.loads(final.read_text())
             return record.get("env_steps"), record.get("mean")
         steps = score = None
-        for path in sorted(self.directory.glob("csv*/metrics.csv"), key=lambda p: p.stat().st_mtime):
+        for path in sorted(self.directory.glob(run_files.ALL_METRICS), key=lambda p: p.stat().st_mtime):
             with path.open(newline="") as f:
                 for row in csv.DictReader(f):
                     if row.get("env_steps"):
@@ -236,7 +237,7 @@ def run_grid(runs: list[Run], fit_args: list[str], executor, jobs: int, poll_s: 
 
 
 def report(out: Path) -> Path | None:
-    from worldmodels.compare import compare
+    from worldmodels.analysis.compare import compare
 
     if not out.is_dir():
         raise ConfigError(f"{out} does not exist; pass the --out folder of a grid.")

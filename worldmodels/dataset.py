@@ -14,6 +14,7 @@ at each checkpoint) and the replay's cursor in ``checkpoints/last.ckpt``; togeth
 dataset, rebuilt here as a resume rebuilds it, but read-only: files past the checkpoint's cursor
 (the run may be writing its next checkpoint) are ignored and nothing in the run is removed. ``info`` prints its rows, size, spaces and the
 episodes it holds with their returns (the stored rewards: clipped where the env preset clips them).
+This module is the command; the library it reads runs with is ``worldmodels.replay.dataset``.
 """
 
 from __future__ import annotations
@@ -21,112 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from worldmodels.envs import EnvConfig
+from worldmodels import run_files
+from worldmodels.checkpoint_file import EXPERIENCE_STATE, write_checkpoint
 from worldmodels.errors import ConfigError
-from worldmodels.replay import Replay
-from worldmodels.run_directory import ensure_run_id, latest_config
-
-
-@dataclass
-class Dataset:
-    replay: Replay
-    config: dict  # the run's resolved config
-    env: EnvConfig  # its training environment, resolved
-
-    @property
-    def obs_shape(self) -> tuple[int, ...]:
-        """A state as agents see it, (frame_stack x C, H, W), from the stored frames."""
-        c, h, w = self.replay.frames(torch.tensor([self.replay.oldest]), torch.tensor([0])).shape[1:]
-        return (self.env.frame_stack * c, h, w)
-
-    @property
-    def actions(self) -> str:
-        """The action space in words (``describe_actions``), from a stored action."""
-        action = self.replay.steps(torch.tensor([self.replay.oldest]), torch.tensor([0]))["action"]
-        return describe_actions(env=self.env, action_dim=action.shape[-1] if action.is_floating_point() else None)
-
-
-def describe_actions(env: EnvConfig, action_dim: int | None) -> str:
-    """An action space in words, to compare a dataset's with a run's: continuous ones by their
-    dimensions, a discrete one (``action_dim`` None) by its game, whose action set rows cannot show."""
-    if action_dim is not None:
-        return f"continuous, {action_dim} dims"
-    return f"discrete, the action set of {env.suite}/{env.task}"
-
-
-def run_of(path: Path) -> Path:
-    """The run directory behind ``path`` (the run itself, or its ``replay/``)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"dataset {path} does not exist; pass a run directory written by worldmodels.fit.")
-    run = path.parent if path.name == "replay" else path
-    if not (run / "replay").is_dir() or not (run / "checkpoints" / "last.ckpt").is_file():
-        raise ConfigError(f"{path} is not a dataset: a run directory with replay/ and checkpoints/last.ckpt "
-                          "(written by worldmodels.fit since its replay moved out of the checkpoint).")
-    return run
-
-
-def run_config(run: Path) -> dict:
-    """The run's latest resolved config, or one sentence saying why ``run`` has none."""
-    path = latest_config(run)
-    if not path.is_file():
-        raise ConfigError(f"{run} is not a run directory: it has no config.yaml; pass a run directory written by "
-                          "worldmodels.fit.")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML ({str(error).splitlines()[0]}); it is not a config written by "
-                          "worldmodels.fit.") from None
-    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise ConfigError(f"{path} has no data: section; it is not a config written by worldmodels.fit.")
-    return config
-
-
-def open_dataset(path: Path) -> Dataset:
-    from worldmodels.training import AtomicCheckpointIO  # the training package pulls in Lightning
-    from worldmodels.training.experience import rank_zero_state
-
-    run = run_of(path)
-    config = run_config(run)
-    data = config["data"]
-    try:
-        env = EnvConfig(**data["env"]).resolved()
-    except (KeyError, TypeError) as error:
-        raise ConfigError(f"{latest_config(run)} has no usable data.env ({error}); it is not a config written by "
-                          "worldmodels.fit.") from None
-    saved = AtomicCheckpointIO().load_checkpoint(run / "checkpoints" / "last.ckpt").get("Experience", {})
-    state, processes = rank_zero_state(saved).get("replay"), len(saved.get("ranks", [saved]))
-    if state is None:
-        raise ConfigError(f"{run}/checkpoints/last.ckpt holds no replay cursor; it was not written by worldmodels.fit.")
-    # A run of several processes: its first process's replay (each held replay_capacity / processes).
-    replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack, env.frame_channels,
-                    stack_padding=env.stack_padding)
-    replay.load_state_dict(state, run / "replay", read_only=True)  # the run may be writing: remove nothing
-    return Dataset(replay, config, env)
-
-
-def episodes(replay: Replay) -> list[tuple[float, int, bool]]:
-    """(return, steps, whole) of every episode with rows in the replay, in order of their ids; ``whole``
-    when its first row is still stored and it ended (terminal, truncated, or its run stopped there)."""
-    t = torch.arange(replay.oldest, replay.time)
-    found = []
-    for env in range(replay.num_envs):
-        steps = replay.steps(t, torch.full_like(t, env))
-        ids, reward = steps["episode"].numpy(), steps["reward"].numpy()
-        first, last = steps["first"].numpy(), steps["last"].numpy()
-        for episode in np.unique(ids):
-            rows = ids == episode
-            begun, ended = bool(first[rows][0]), bool(last[rows][-1])
-            # Rewards arrive on the rows after the first one; the steps are the rows after it too.
-            found.append((int(episode), float(reward[rows][1:].sum()), int(rows.sum()) - 1, begun and ended))
-    return [(ret, length, whole) for _, ret, length, whole in sorted(found)]
+from worldmodels.replay.dataset import episodes, open_dataset, run_of
+from worldmodels.replay.storage import Replay
+from worldmodels.run_directory import ensure_run_id
 
 
 def info(path: Path) -> str:
@@ -156,7 +63,6 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
 
     from worldmodels.envs import make_vector_env
     from worldmodels.evaluate import load_agent
-    from worldmodels.training import AtomicCheckpointIO
 
     if steps < 1 or not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--steps is {steps} and --epsilon {epsilon}: take at least one step, with epsilon in [0, 1].")
@@ -188,15 +94,14 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
     envs.close()
     out.mkdir(parents=True, exist_ok=True)
     ensure_run_id(out)  # the replay files carry it, as a run's do
-    replay.persist(out / "replay")
-    AtomicCheckpointIO().save_checkpoint({"Experience": {"replay": replay.state_dict()}},
-                                         out / "checkpoints" / "last.ckpt")
+    replay.persist(out / run_files.REPLAY)
+    write_checkpoint({EXPERIENCE_STATE: {"replay": replay.state_dict()}}, run_files.last_checkpoint(out))
     config = dict(trained.config, name=f"{trained.config.get('name', 'run')}-collected")
     config["data"] = dict(config["data"], replay_capacity=capacity, num_envs=1)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (out / run_files.CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     record = {"checkpoint": str(Path(ckpt).resolve()), "steps": steps, "epsilon": epsilon, "seed": seed,
               "games": len(scores), "scores": scores}
-    (out / "collected.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / run_files.COLLECTED).write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 

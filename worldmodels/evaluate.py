@@ -24,15 +24,17 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import latest_config
 from worldmodels.training import Agent, AtomicCheckpointIO, Counters, Experience, run_episodes
+from worldmodels.training.clock import RunClock
 from worldmodels.training.evaluation import evaluation_record
 
 
 def checkpoint_path(path: Path) -> Path:
     """The checkpoint itself, or a run directory's ``checkpoints/last.ckpt``."""
-    ckpt = path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    ckpt = run_files.last_checkpoint(path) if path.is_dir() else path
     if not ckpt.is_file():
         raise ConfigError(f"checkpoint {ckpt} does not exist; pass a run's checkpoints/<name>.ckpt file.")
     return ckpt
@@ -101,7 +103,9 @@ def load_agent(ckpt: Path, seed: int = 0, device: str = "cpu") -> TrainedAgent:
     agent.load_state_dict(checkpoint["state_dict"])
     saved = checkpoint.get(type(data).__qualname__, {}).get("counters")
     counters = Counters(**saved) if saved else None
-    agent.attach_loop(counters or Counters(), data.warmup_steps)  # schedules read the env steps trained for
+    clock = RunClock(data.total_env_steps, data.warmup_steps)
+    clock.counters = counters or Counters()
+    agent.attach_loop(clock)  # schedules read the env steps trained for
     return TrainedAgent(agent.to(device), data, config, counters)
 
 

@@ -31,12 +31,14 @@ from lightning.pytorch.loggers.utilities import _log_hyperparams
 from lightning.pytorch.loggers.logger import DummyExperiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_directory, no_checkpoint_yet, remove_failed_start,
                                        holds_lock, remove_stale_files, resolve_run, take_lock, trim_logs_after,
                                        write_config)
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
+from worldmodels.training.clock import LoopCallback
 from worldmodels.training.compile import compile_agent
 from worldmodels.training.distributed import started_beside_rank_zero
 from worldmodels.training.validate import plan_processes, validate_precision, validate_start
@@ -132,7 +134,7 @@ class DeferredCSVLogger(Deferred, CSVLogger):
     pass
 
 
-class RunBookkeeping(L.Callback):
+class RunBookkeeping(LoopCallback):
     """What a start or a resume records in the run directory, written only once the checkpoint has loaded
     and passed its checks (``Experience.train_dataloader``, which Lightning calls after every restore and
     before the first env step, calls ``on_run_restored``), so that a failed resume leaves the directory
@@ -154,13 +156,13 @@ class RunBookkeeping(L.Callback):
         if not trainer.is_global_zero:
             return
         write_config(self.run_dir, self.config_text, resumed=self.resumed)
-        data = trainer.datamodule
+        clock = self.clock
         if self.resumed:
-            trim_logs_after(self.run_dir, data.progress, data.progress_key)
+            trim_logs_after(self.run_dir, clock.progress, clock.progress_key)
         run = self.wandb_logger.experiment
         if hasattr(run, "id") and isinstance(run.id, str):
-            (self.run_dir / "wandb_id.txt").write_text(run.id)
-            run.define_metric("*", step_metric=data.progress_key)  # updates, offline
+            (self.run_dir / run_files.WANDB_ID).write_text(run.id)
+            run.define_metric("*", step_metric=clock.progress_key)  # updates, offline
         _log_hyperparams(trainer)
 
 
@@ -279,15 +281,15 @@ class FitCLI(LightningCLI):
             ensure_run_id(self.run_dir)  # its replay files carry it
             remove_stale_files(self.run_dir)
             wandb_offline_unless_reachable()
-            id_file = self.run_dir / "wandb_id.txt"
+            id_file = self.run_dir / run_files.WANDB_ID
             wandb_id = id_file.read_text().strip() if id_file.exists() else None
         wandb_logger = DeferredWandbLogger(project=config["wandb_project"], name=self.run_dir.name, save_dir=str(self.run_dir),
                                    id=wandb_id, resume="allow" if wandb_id else None)
         # Lightning's CSV logger empties an existing file, so a resumed run writes a file of its own.
-        csv_version = "csv" if self.resume_from is None else f"csv-resumed-{time.strftime('%Y%m%d-%H%M%S')}"
+        csv_version = run_files.FIRST_CSV if self.resume_from is None else run_files.resumed_csv(time.strftime('%Y%m%d-%H%M%S'))
         csv_logger = DeferredCSVLogger(str(self.run_dir), name="", version=csv_version)
         checkpoint = config["checkpoint"]
-        checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        checkpoint.dirpath = str(run_files.checkpoints_dir(self.run_dir))
         callbacks = [config["guard"], LogCounters(), checkpoint, config["evaluation"], config["health"],
                      config["workflow"]]  # the workflow reads the health check of the same update
         if not self.follower:
@@ -326,7 +328,7 @@ class FitCLI(LightningCLI):
             self.resume_from = Path(os.environ[RESUME_VARIABLE]) if os.environ[RESUME_VARIABLE] else None
         else:
             ckpt = config["ckpt_path"]
-            self.resume_from = self.run_dir / "checkpoints" / "last.ckpt" if ckpt == "last" else (
+            self.resume_from = run_files.last_checkpoint(self.run_dir) if ckpt == "last" else (
                 Path(ckpt) if ckpt else None)
         self.created_run_dir = False
 

@@ -1,10 +1,6 @@
 """The run directory's life: where a run goes, what a resume may continue, what a failed start leaves.
-
-    <run>/config.yaml              the config the run was started with (never overwritten)
-    <run>/config-resumed-<n>.yaml  the config of its n-th resume
-    <run>/checkpoints/last.ckpt    weights, optimizers, counters and RNG states (no replay)
-    <run>/replay/rows-*.pt         the replay, appended at each checkpoint (worldmodels/replay/chunks.py)
-    <run>/run.lock                 the process writing the run (pid and host), locked with flock while it lives
+Its files are named in ``worldmodels.run_files``; ``run.lock`` holds the process writing the run (pid
+and host), locked with flock while it lives.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 
 RUNS = Path("runs")
@@ -33,19 +30,19 @@ def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[
     """The run directory and the checkpoint to resume from (``last``: the newest run named ``name``)."""
     if ckpt_path == "last":
         if run_dir is None:
-            candidates = sorted(RUNS.glob(f"{name}-*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+            candidates = sorted(RUNS.glob(f"{name}-*/{run_files.CHECKPOINTS}/{run_files.LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime)
             if not candidates:
                 raise ConfigError(f"--ckpt_path last found no checkpoint under {RUNS}/{name}-*; "
                                   "pass --run_dir or the checkpoint's path.")
             return candidates[-1].parent.parent, candidates[-1]
-        return Path(run_dir), Path(run_dir) / "checkpoints" / "last.ckpt"
+        return Path(run_dir), run_files.last_checkpoint(run_dir)
     if ckpt_path is not None:
         ckpt = Path(ckpt_path)
         return (Path(run_dir) if run_dir else ckpt.resolve().parent.parent), ckpt
     if run_dir is None:
         return RUNS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", None
     run = Path(run_dir)
-    if (run / "checkpoints" / "last.ckpt").exists():
+    if run_files.last_checkpoint(run).exists():
         raise ConfigError(f"{run} already holds a run; pass --ckpt_path last to resume it or another --run_dir.")
     return run, None
 
@@ -53,9 +50,9 @@ def resolve_run(name: str, run_dir: str | None, ckpt_path: str | None) -> tuple[
 def no_checkpoint_yet(run: Path, checkpoint: Path) -> None:
     """A resume of a run stopped before its first checkpoint: one sentence, with how far it got (the
     furthest env step its metrics name) when that is known. Raised before anything is written."""
-    if Path(checkpoint).name != "last.ckpt" or not (run / "config.yaml").is_file():
+    if Path(checkpoint).name != run_files.LAST_CHECKPOINT or not (run / run_files.CONFIG).is_file():
         return  # not a run directory of fit's: the checkpoint loader names the missing file
-    reached = max((_steps_of(line, column) for csv in run.glob("csv*/metrics.csv")
+    reached = max((_steps_of(line, column) for csv in run.glob(run_files.ALL_METRICS)
                    for header, *lines in [csv.read_text().splitlines() or [""]]
                    if "env_steps" in header.split(",") for column in [header.split(",").index("env_steps")]
                    for line in lines), default=float("-inf"))
@@ -79,7 +76,6 @@ def make_run_directory(run: Path) -> bool:
     return created
 
 
-LOCK_FILE = "run.lock"
 _held: dict[Path, int] = {}  # run directory -> the descriptor whose flock this process holds
 
 
@@ -88,7 +84,7 @@ def take_lock(run: Path) -> None:
     this process's pid and host. The kernel drops the lock when the process ends however it ends (kill
     -9 included), so a lock left by a dead process is taken over. Held by a living process: one
     sentence naming it."""
-    path = run / LOCK_FILE
+    path = run / run_files.RUN_LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the processes a run starts
     for attempt in range(20):  # a reader (lock_holder) holds it for an instant
         try:
@@ -119,7 +115,7 @@ def describe_holder(content: str) -> str:
 
 def lock_holder(run: Path) -> str | None:
     """Who holds ``run``'s lock ("pid N on host H"), or None when no living process does."""
-    path = Path(run) / LOCK_FILE
+    path = Path(run) / run_files.RUN_LOCK
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -135,13 +131,10 @@ def lock_holder(run: Path) -> str | None:
         os.close(fd)
 
 
-RUN_ID_FILE = "run_id.txt"
-
-
 def ensure_run_id(run: Path) -> str:
     """The run's id, made at its start and kept in ``<run>/run_id.txt``: its replay files carry it, so a
     file of another run is refused."""
-    path = Path(run) / RUN_ID_FILE
+    path = Path(run) / run_files.RUN_ID
     if not path.is_file():
         import uuid
 
@@ -152,26 +145,26 @@ def ensure_run_id(run: Path) -> str:
 
 
 def run_id_of(run: Path) -> str | None:
-    path = Path(run) / RUN_ID_FILE
+    path = Path(run) / run_files.RUN_ID
     return path.read_text().strip() if path.is_file() else None
 
 
 def remove_stale_files(run: Path) -> None:
     """Half-written checkpoint files of a run that was killed while writing one."""
-    for tmp in (run / "checkpoints").glob("*.tmp"):
+    for tmp in run_files.checkpoints_dir(run).glob("*.tmp"):
         tmp.unlink(missing_ok=True)
 
 
 def remove_failed_start(run: Path) -> None:
     """A run that failed before its first checkpoint leaves nothing behind (its offline W&B run included)."""
-    if not (run / "checkpoints" / "last.ckpt").exists():
+    if not run_files.last_checkpoint(run).exists():
         shutil.rmtree(run, ignore_errors=True)
 
 
 def latest_config(run: Path) -> Path:
     """The config the run last trained under: its newest ``config-resumed-<n>.yaml``, else ``config.yaml``."""
-    resumed = sorted(run.glob("config-resumed-*.yaml"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
-    return resumed[-1] if resumed else run / "config.yaml"
+    resumed = sorted(run.glob(run_files.RESUMED_CONFIGS), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    return resumed[-1] if resumed else run / run_files.CONFIG
 
 
 def _at(config: dict, dotted: str):
@@ -210,10 +203,9 @@ def check_resume(run: Path, config_text: str) -> None:
 def write_config(run: Path, config_text: str, resumed: bool) -> Path:
     """``config.yaml`` for a new run; ``config-resumed-<n>.yaml`` for its n-th resume."""
     if not resumed:
-        path = run / "config.yaml"
+        path = run / run_files.CONFIG
     else:
-        n = len(list(run.glob("config-resumed-*.yaml"))) + 1
-        path = run / f"config-resumed-{n}.yaml"
+        path = run / run_files.resumed_config(len(list(run.glob(run_files.RESUMED_CONFIGS))) + 1)
     path.write_text(config_text)
     return path
 
@@ -221,7 +213,7 @@ def write_config(run: Path, config_text: str, resumed: bool) -> Path:
 def trim_logs_after(run: Path, progress: int, key: str = "env_steps") -> None:
     """Drop the CSV rows an earlier attempt logged after the checkpoint a resume starts from (column
     ``key`` past ``progress``): the resumed run logs those steps again, and each step must appear once."""
-    for csv in run.glob("csv*/metrics.csv"):
+    for csv in run.glob(run_files.ALL_METRICS):
         lines = csv.read_text().splitlines(keepends=True)
         header = lines[0].rstrip("\n").split(",") if lines else []
         if key not in header:

@@ -1,27 +1,35 @@
-"""The contract between an agent and the shared loop.
+"""The contract between an agent and the shared loop: everything the infrastructure calls on an agent
+is declared here, abstract or with a documented default, so no caller probes an agent with getattr.
 
 An agent is a LightningModule with manual optimization that
 - builds its networks once the environment is known (``build``),
 - acts on a batch of uint8 observations, carrying an optional recurrent state (``act``),
-- names the replay view it learns from and how many updates it wants per environment step,
-- learns from one sampled batch per ``training_step``.
-The loop (``Experience``) owns environments, replay and counters; it never looks inside an agent.
+- names the replay view it learns from (``replay_view``) and how many updates it wants per
+  environment step (``updates_per_env_step``, ``warmup_burst``, ``random_warmup``),
+- learns from one sampled batch per ``training_step``,
+- and may declare what ``compile`` compiles (``compiled_modules``), its discount (``discount``, for the
+  health diagnostics), its health metrics (``health``) and whether an update runs several backward
+  passes (``several_backward_passes``, for DDP).
+The loop (``worldmodels.training.loop``) owns environments, replay and the run's clock; it never looks
+inside an agent, and the agent reads the clock (``clock``) only to run its schedules.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
+from torch import nn
 
 from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
+from worldmodels.training.clock import RunClock
 from worldmodels.training.counters import Counters
 from worldmodels.training.distributed import gather_objects, rank, rank_seed
 from worldmodels.training.guard import FiniteWatch
-from worldmodels.training.log_counters import logs_this_step
+from worldmodels.training.log_cadence import logs_this_step
 from worldmodels.training.spec import EnvSpec
 
 
@@ -41,8 +49,7 @@ class Agent(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.updates_per_env_step = updates_per_env_step
-        self.counters = Counters()  # the loop's own counters, once attached: schedules read env_steps
-        self.warmup_steps = 0  # the loop's random warm-up, once attached: exploration schedules start after it
+        self.clock = RunClock()  # the loop's, once attached: schedules read its env steps and warm-up
         self.spec: EnvSpec | None = None
         self.finite_watch = FiniteWatch()
 
@@ -65,6 +72,20 @@ class Agent(L.LightningModule):
         """Recurrent state before the first step; feed-forward agents have none."""
         return None
 
+    def compiled_modules(self) -> dict[str, nn.Module | Callable[..., Any]] | None:
+        """The parts ``compile: true`` compiles (``worldmodels.training.compile``), by name: modules, or
+        methods of modules. None, this default: the agent does not support compilation, and a run that
+        asks for it is refused; an empty dict: nothing to compile as configured (refused too)."""
+        return None
+
+    @property
+    def discount(self) -> float | None:
+        """The discount per env step of the agent's returns, which the health diagnostics' Monte-Carlo
+        return uses. Default: the ``gamma`` hyperparameter (saved by ``save_hyperparameters``), which
+        every shipped agent takes; None when there is none, and then the health check cannot run."""
+        gamma = self.hparams.get("gamma")
+        return None if gamma is None else float(gamma)
+
     def health(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         """Training-health metrics (``worldmodels.diagnostics.health``) on a held batch, named without
         the ``health/`` prefix; an empty dict means the agent computes none.
@@ -79,9 +100,20 @@ class Agent(L.LightningModule):
         return {}
 
     # -------------------------------------------------------------- shared helpers
-    def attach_loop(self, counters: Counters, warmup_steps: int) -> None:
-        """Called by the loop: schedules (epsilon, stddev) run on its counters."""
-        self.counters, self.warmup_steps = counters, warmup_steps
+    def attach_loop(self, clock: RunClock) -> None:
+        """Called by the loop: schedules (epsilon, stddev) run on its clock."""
+        self.clock = clock
+
+    @property
+    def counters(self) -> Counters:
+        """The run's counters (``clock.counters``): env steps for exploration schedules, updates for
+        target syncs and logging cadences."""
+        return self.clock.counters
+
+    @property
+    def warmup_steps(self) -> int:
+        """The loop's random warm-up: exploration schedules start after it."""
+        return self.clock.warmup_steps
 
     @contextmanager
     def acting(self):

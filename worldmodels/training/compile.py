@@ -51,21 +51,21 @@ import torch
 from torch import nn
 
 from worldmodels.errors import ConfigError
+from worldmodels.training.agent import Agent
 
 Target = nn.Module | Callable[..., Any]
 
 
-def compile_agent(agent: nn.Module, **options: Any) -> list[str]:
+def compile_agent(agent: Agent, **options: Any) -> list[str]:
     """Compile the parts ``agent.compiled_modules()`` names, in place, and return their names in the
     order declared. ``options`` go to ``torch.compile`` (``mode``, ``dynamic``, ``backend``, ...).
     Calling it again compiles nothing twice."""
-    declared = getattr(agent, "compiled_modules", None)
-    if declared is None:
+    if agent.spec is None:
+        raise ValueError(f"compile_agent: build {type(agent).__name__} for its environment before compiling it.")
+    targets: dict[str, Target] | None = agent.compiled_modules()
+    if targets is None:
         raise ConfigError(f"compile is not supported for {type(agent).__name__}, which declares no compiled_modules; "
                           "set compile to false.")
-    if getattr(agent, "spec", None) is None:
-        raise ValueError(f"compile_agent: build {type(agent).__name__} for its environment before compiling it.")
-    targets: dict[str, Target] = declared()
     if not targets:
         raise ConfigError(f"compile is not supported for {type(agent).__name__} as configured, which leaves nothing "
                           "to compile (its layers draw noise or mix); set compile to false.")

@@ -14,9 +14,12 @@ from tqdm.auto import tqdm
 
 from worldmodels.envs import EnvConfig, make_vector_env
 from worldmodels.training.distributed import gather_objects, rank_seed, share_of
+from worldmodels.training.clock import LoopCallback
 from worldmodels.training.guard import check_finite_first
 from worldmodels.run_directory import latest_config
-from worldmodels.scores import atari_100k_game, human_normalized
+from worldmodels.analysis.scores import atari_100k_game, human_normalized
+from worldmodels import run_files
+from worldmodels.run_files import FINAL_EVALUATION
 
 
 def run_episodes(agent, env_config: EnvConfig, episodes: int, seed: int, max_steps: int | None = None,
@@ -80,10 +83,7 @@ def evaluation_record(agent, env_config: EnvConfig, run_config: dict, counters, 
     }
 
 
-FINAL_EVALUATION = "eval-final.json"
-
-
-class Evaluation(L.Callback):
+class Evaluation(LoopCallback):
     """Runs evaluation episodes every ``every_env_steps`` and when training ends; logs
     ``eval/return_mean``, ``eval/return_std`` and, with ``video``, the first episode as a W&B video.
     The evaluation at the end also goes to ``<run>/eval-final.json``, in the format of
@@ -110,8 +110,8 @@ class Evaluation(L.Callback):
         self._last: tuple[list[float], int, int] | None = None  # (scores, seed, games cut short) of the latest evaluation
 
     def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
-        data = trainer.datamodule
-        steps = data.progress
+        data = trainer.datamodule  # the loop's environment settings, seed and rank
+        steps = self.clock.progress
         episodes = self.final_episodes if final else self.episodes
         if episodes < 1:
             return
@@ -128,13 +128,13 @@ class Evaluation(L.Callback):
         if final:
             self._write_final(trainer, agent, scores, seed, cut_short)
         metrics = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores)),
-                   "env_steps": data.counters.env_steps, "frames": data.counters.frames,
-                   "updates": data.counters.updates}
+                   "env_steps": self.clock.counters.env_steps, "frames": self.clock.counters.frames,
+                   "updates": self.clock.counters.updates}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if frames is not None and hasattr(logger, "log_video"):
                 logger.log_video("eval/video", [frames], step=trainer.global_step, fps=[self.fps], format=["mp4"])
-        data.last_eval_return = metrics["eval/return_mean"]
+        self.clock.last_eval_return = metrics["eval/return_mean"]
 
     def _play_shared(self, agent, data, episodes: int, seed: int, progress: bool):
         """The games, split over the processes of a several-device run (each plays its share from its own
@@ -150,7 +150,7 @@ class Evaluation(L.Callback):
         return [score for scores, _ in parts for score in scores], played[1], sum(cut for _, cut in parts)
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        steps = trainer.datamodule.progress
+        steps = self.clock.progress
         if self.every_env_steps and steps // self.every_env_steps > max(self._done_at, 0) // self.every_env_steps:
             check_finite_first(trainer, agent)  # a policy of NaN weights is not played
             self._evaluate(trainer, agent)
@@ -159,7 +159,7 @@ class Evaluation(L.Callback):
         done = Path(trainer.default_root_dir) / FINAL_EVALUATION
         if done.is_file():  # a finished run resumed again: its final evaluation stands
             record = json.loads(done.read_text())
-            counters = trainer.datamodule.counters
+            counters = self.clock.counters
             if (record.get("env_steps"), record.get("updates", counters.updates), record.get("episodes")) == (
                     counters.env_steps, counters.updates, self.final_episodes):
                 return
@@ -172,9 +172,9 @@ class Evaluation(L.Callback):
         config_file = latest_config(run_dir)
         run_config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
         run_config.setdefault("model", {}).setdefault("class_path", f"{type(agent).__module__}.{type(agent).__name__}")
-        data = trainer.datamodule
-        record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, data.counters, scores, seed,
-                                   self.max_steps, run_dir / "checkpoints" / "last.ckpt", run_dir, cut_short)
+        data = trainer.datamodule  # the loop's environment settings
+        record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, self.clock.counters, scores, seed,
+                                   self.max_steps, run_files.last_checkpoint(run_dir), run_dir, cut_short)
         (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2) + "\n")
 
     def state_dict(self) -> dict:

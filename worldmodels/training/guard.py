@@ -12,10 +12,10 @@ to meet the NaN, in an error of their own.
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
 from worldmodels.errors import NonFiniteError
+from worldmodels.training.clock import LoopCallback
 
 
 class FiniteWatch:
@@ -47,7 +47,7 @@ class FiniteWatch:
         return names[earliest], int(firsts[earliest])
 
 
-class NumericalGuard(L.Callback):
+class NumericalGuard(LoopCallback):
     """Stops the run when a training metric has gone NaN or inf.
 
     Args:
@@ -59,7 +59,7 @@ class NumericalGuard(L.Callback):
         self.every_updates, self.enabled = max(1, every_updates), enabled
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        if self.enabled and trainer.datamodule.counters.updates % self.every_updates == 0:
+        if self.enabled and self.clock.counters.updates % self.every_updates == 0:
             self.check(trainer, agent)
 
     def on_save_checkpoint(self, trainer, agent, checkpoint) -> None:
@@ -68,13 +68,13 @@ class NumericalGuard(L.Callback):
             self.check(trainer, agent)
 
     def check(self, trainer, agent) -> None:
-        updates = trainer.datamodule.counters.updates
+        updates = self.clock.counters.updates
         found = agent.finite_watch.report()
         if found is not None:
             metric, update = found
             raise NonFiniteError(
                 f"{metric} became NaN or inf at update {update} (checked at update {updates}, env step "
-                f"{trainer.datamodule.counters.env_steps}); the run stopped and kept its last good checkpoint: "
+                f"{self.clock.counters.env_steps}); the run stopped and kept its last good checkpoint: "
                 "lower the learning rate or check the inputs, or set guard.enabled false to train on.")
 
 

@@ -22,12 +22,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-import lightning as L
 import torch
 
+from worldmodels import run_files
 from worldmodels.diagnostics.health import discounted_returns, effective_horizon
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
+from worldmodels.training.agent import Agent
+from worldmodels.training.clock import LoopCallback
 from worldmodels.training.distributed import this_process_only
 from worldmodels.training.guard import check_finite_first
 
@@ -68,8 +70,8 @@ def return_to_go(replay: Replay, t: torch.Tensor, env: torch.Tensor, gamma: floa
     return returns[0].reshape(t.shape), (ended[0] | whole_horizon).reshape(t.shape)
 
 
-def agent_discount(agent) -> float:
-    gamma = getattr(agent, "hparams", {}).get("gamma", getattr(agent.replay_view(), "gamma", None))
+def agent_discount(agent: Agent) -> float:
+    gamma = agent.discount
     if gamma is None:
         raise ConfigError(f"{type(agent).__name__} declares no discount (hparams 'gamma'), which the health "
                           "diagnostics need for the Monte-Carlo return; set health.every_updates to 0.")
@@ -152,7 +154,7 @@ class HealthMonitor:
         self.warned = set(state["warned"])
 
 
-class Health(L.Callback):
+class Health(LoopCallback):
     """Logs the agent's ``health(batch)`` as ``health/<name>`` every ``every_updates`` updates,
     with ``health/mc_coverage`` (share of held states with a known return), ``health/td_loss_trend``
     and ``health/seconds`` (time the check took). A figure that cannot be known yet (Q - return
@@ -184,7 +186,7 @@ class Health(L.Callback):
         self.last: tuple[int, dict[str, float]] | None = None  # (updates, figures) of the latest check
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        updates = trainer.datamodule.counters.updates
+        updates = self.clock.counters.updates
         if trainer.global_rank != 0:  # diagnostics of the one set of weights: the first process checks them
             return
         if self.every_updates and updates % self.every_updates == 0 and updates != self._done_at:
@@ -194,13 +196,13 @@ class Health(L.Callback):
 
     def check(self, trainer, agent) -> dict[str, float]:
         """Run the agent's diagnostics once, log them and any new warning; returns what was logged."""
-        data = trainer.datamodule
+        replay = trainer.datamodule.replay  # the loop owns the replay the held batch is drawn from
         start = time.perf_counter()
         # An offline run's dataset does not change: the same held states at every check (the workflow
         # monitor follows their Q), instead of redrawing to follow a filling replay.
-        if self._batch is None or (self.checks % self.refresh_every == 0 and not data.offline):
+        if self._batch is None or (self.checks % self.refresh_every == 0 and not self.clock.offline):
             generator = torch.Generator().manual_seed(self.seed + self.checks)
-            self._batch = held_batch(agent, data.replay, generator, self.transitions)
+            self._batch = held_batch(agent, replay, generator, self.transitions)
         self.checks += 1
         devices = [agent.device] if agent.device.type == "cuda" else []
         # on the first process alone, with every random stream as it was: health draws change no training
@@ -216,25 +218,25 @@ class Health(L.Callback):
         row = {f"health/{k}": v for k, v in metrics.items()}
         row.update({f"health/warning_{kind}": 1.0 for kind, _ in warnings})
         self._log(trainer, row, [message for _, message in warnings])
-        self.last = (data.counters.updates, metrics)
+        self.last = (self.clock.counters.updates, metrics)
         return metrics
 
     def _log(self, trainer, row: dict[str, float], warnings: list[str]) -> None:
-        data = trainer.datamodule
-        counters = data.counters
+        clock = self.clock
+        counters = clock.counters
         row = {**row, "env_steps": counters.env_steps, "frames": counters.frames, "updates": counters.updates}
         for logger in trainer.loggers:
             logger.log_metrics(row, step=trainer.global_step)
         for message in warnings:
-            clock = "update" if data.offline else "env step"
-            line = f"health warning at {clock} {data.progress}: {message}"
+            unit = "update" if clock.offline else "env step"
+            line = f"health warning at {unit} {clock.progress}: {message}"
             print(line, flush=True)
-            with open(Path(trainer.default_root_dir) / "health_warnings.txt", "a") as file:
+            with open(Path(trainer.default_root_dir) / run_files.HEALTH_WARNINGS, "a") as file:
                 file.write(line + "\n")
             for logger in trainer.loggers:
                 if hasattr(logger, "log_text"):
-                    logger.log_text("health/warnings", columns=[data.progress_key, "warning"],
-                                    data=[[data.progress, message]], step=trainer.global_step)
+                    logger.log_text("health/warnings", columns=[clock.progress_key, "warning"],
+                                    data=[[clock.progress, message]], step=trainer.global_step)
 
     def state_dict(self) -> dict:
         return {"monitor": self.monitor.state_dict(), "checks": self.checks, "done_at": self._done_at}

@@ -24,9 +24,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
+from worldmodels.training.clock import LoopCallback
 
 VERDICTS = {"fine": 0, "overfitting": 1, "underfitting": 2}
 REMEDIES = {
@@ -85,7 +86,7 @@ class WorkflowMonitor:
             setattr(self, key, value)
 
 
-class Workflow(L.Callback):
+class Workflow(LoopCallback):
     """Runs the ``WorkflowMonitor`` after each health check of an offline run (``data.dataset``).
 
     Args:
@@ -109,9 +110,8 @@ class Workflow(L.Callback):
         self._seen = -1
 
     def on_train_batch_end(self, trainer, agent, outputs, batch, batch_idx) -> None:
-        data = trainer.datamodule
         health = next((c for c in trainer.callbacks if type(c).__name__ == "Health"), None)
-        if health is None or not (data.offline or self.online) or health.last is None:
+        if health is None or not (self.clock.offline or self.online) or health.last is None:
             return
         updates, metrics = health.last
         if updates == self._seen or not {"q_mean", "td_loss", "mc_return_ms"} <= metrics.keys():
@@ -120,22 +120,22 @@ class Workflow(L.Callback):
         verdict, new_peak, figures = self.monitor.observe(metrics["q_mean"], metrics["td_loss"], metrics["mc_return_ms"])
         run = Path(trainer.default_root_dir)
         if new_peak:
-            trainer.save_checkpoint(run / "checkpoints" / "early_stop.ckpt", weights_only=False)
+            trainer.save_checkpoint(run_files.checkpoints_dir(run) / run_files.EARLY_STOP_CHECKPOINT, weights_only=False)
         for logger in trainer.loggers:
             logger.log_metrics({**{f"workflow/{k}": v for k, v in figures.items()}, "updates": updates,
-                                "env_steps": data.counters.env_steps}, step=trainer.global_step)
+                                "env_steps": self.clock.counters.env_steps}, step=trainer.global_step)
         if verdict != self.verdict or first:
             self._say(trainer, run, updates, verdict)
         self.verdict = verdict
         if verdict == "overfitting" and self.early_stop:
             print(f"workflow: stopping early at update {updates}; the policy of the dataset-Q's peak is "
-                  f"{run / 'checkpoints' / 'early_stop.ckpt'}", flush=True)
+                  f"{run_files.checkpoints_dir(run) / run_files.EARLY_STOP_CHECKPOINT}", flush=True)
             trainer.should_stop = True
 
     def _say(self, trainer, run: Path, updates: int, verdict: str) -> None:
         line = f"update {updates}: {verdict}: {REMEDIES[verdict]}"
         print(f"workflow: {line}", flush=True)
-        with open(run / "workflow.txt", "a") as file:
+        with open(run / run_files.WORKFLOW_LOG, "a") as file:
             file.write(line + "\n")
         for logger in trainer.loggers:
             if hasattr(logger, "log_text"):

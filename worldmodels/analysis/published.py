@@ -2,7 +2,7 @@
 names every column's source), which published agent each of our presets is (``agent_reference``), and
 where one of our runs falls among the 100 published runs of an agent (``percentile_band``).
 
-    from worldmodels.published import agent_reference, percentile_band, published_scores
+    from worldmodels.analysis.published import agent_reference, percentile_band, published_scores
     published_scores()["Boxing"]["drq_eps_mean"]    # 9.0
     agent_reference("der_atari").band               # 'der_100runs': Dopamine's DER, not van Hasselt et al.'s
     percentile_band("drq_eps", "boxing", 7.5)       # 'p25-p50'
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodels.scores import atari_100k_game, human_normalized
+from worldmodels.analysis.scores import atari_100k_game, human_normalized
 
-CSV_PATH = Path(__file__).parent / "data" / "atari100k_published.csv"
+CSV_PATH = Path(__file__).parent.parent / "data" / "atari100k_published.csv"
 
 # The published agents shown beside ours: column -> label (sources in SOURCES and data/README.md). Each
 # column is one agent's figures; AGENT_REFERENCES says which of them are the agent of each of our presets.

@@ -1,7 +1,7 @@
 """Compare agents across runs: a markdown table and PNG plots, offline, from what runs leave on disk.
 
-    python -m worldmodels.compare runs/nddqn_atari-* runs/drq_atari-* --out comparison
-    python -m worldmodels.compare runs/ runs/dreamer_atari-*/eval-last.json --group-by name
+    python -m worldmodels.analysis.compare runs/nddqn_atari-* runs/drq_atari-* --out comparison
+    python -m worldmodels.analysis.compare runs/ runs/dreamer_atari-*/eval-last.json --group-by name
 
 Each path is one run: a run directory (its ``config.yaml`` says agent, task and seed; ``csv/metrics.csv``
 and ``csv-resumed-*/metrics.csv`` give ``eval/return_mean`` against ``env_steps``, the last one being
@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
-from worldmodels.published import (BANDS, PUBLISHED_AGENTS, SOURCES, agent_reference, band_percentiles,
+from worldmodels.analysis.published import (BANDS, PUBLISHED_AGENTS, SOURCES, agent_reference, band_percentiles,
                                    percentile_band, published_hns, published_scores)
-from worldmodels.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
-from worldmodels.stats import AGGREGATES, Interval, stratified_bootstrap_interval
-from worldmodels.training.evaluation import FINAL_EVALUATION
+from worldmodels.analysis.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
+from worldmodels.analysis.stats import AGGREGATES, Interval, stratified_bootstrap_interval
+from worldmodels.run_files import FINAL_EVALUATION
 
 
 @dataclass
@@ -66,7 +67,8 @@ def logged_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
     """(env_steps, ``key``) wherever the run logged ``key``, over the first CSV and those of its
     resumes; a later file wins where two logged it at the same step (a resume replays the steps after
     its checkpoint)."""
-    files = [run_dir / "csv" / "metrics.csv", *sorted(run_dir.glob("csv-resumed-*/metrics.csv"))]
+    files = [run_dir / run_files.FIRST_CSV / run_files.METRICS_CSV,
+             *sorted(run_dir.glob(f"{run_files.RESUMED_CSVS}/{run_files.METRICS_CSV}"))]
     points: dict[int, float] = {}
     for path in files:
         if not path.is_file():
@@ -86,7 +88,7 @@ def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
 def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
     """The run's evaluations, or None (with a warning) when it has not been evaluated yet."""
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = yaml.safe_load((run_dir / run_files.CONFIG).read_text())
         class_path, env = config["model"]["class_path"], config["data"]["env"]
         suite, task = env["suite"], env["task"]
     except (yaml.YAMLError, KeyError, TypeError):
@@ -135,7 +137,7 @@ def read_results(paths: list[Path], group_by: str = "name") -> list[RunResult]:
             raise ConfigError(f"{path} does not exist; pass run directories or evaluation JSON files.")
         if path.is_file() and path.suffix == ".json":
             evaluations.append(read_eval_json(path, group_by))
-        elif (path / "config.yaml").is_file():
+        elif (path / run_files.CONFIG).is_file():
             results.append(read_run_dir(path, group_by))
         elif path.is_dir() and (runs := sorted(p.parent for p in path.glob("*/config.yaml"))):
             results.extend(read_run_dir(run, group_by) for run in runs)
@@ -512,7 +514,7 @@ def compare(paths: list[Path], out: Path, group_by: str = "name", reps: int = 50
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m worldmodels.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m worldmodels.analysis.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", type=Path, nargs="+", help="run directories, folders of runs, evaluation JSON files")
     parser.add_argument("--out", type=Path, default=Path("comparison"), help="output directory (default comparison/)")
     parser.add_argument("--group-by", choices=["name", "agent"], default="name",

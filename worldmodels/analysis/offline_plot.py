@@ -1,6 +1,6 @@
 """The offline workflow of runs side by side, as Kumar's talk reads it:
 
-    python -m worldmodels.offline_plot <run> [<run> ...] --out workflow.png
+    python -m worldmodels.analysis.offline_plot <run> [<run> ...] --out workflow.png
 
 Three panels against updates: the Q-value on held dataset states with the Monte-Carlo return of the
 behaviour that produced them (``health/q_mean``, ``health/mc_return_mean``), the TD error
@@ -15,6 +15,7 @@ import csv
 import sys
 from pathlib import Path
 
+from worldmodels import run_files
 from worldmodels.errors import ConfigError
 
 SERIES = ("health/q_mean", "health/mc_return_mean", "health/td_loss", "eval/return_mean")
@@ -23,7 +24,7 @@ SERIES = ("health/q_mean", "health/mc_return_mean", "health/td_loss", "eval/retu
 def workflow_series(run: Path) -> dict[str, list[tuple[int, float]]]:
     """(updates, value) of each of ``SERIES`` from every metrics.csv of a run, resumes included."""
     found: dict[str, list[tuple[int, float]]] = {name: [] for name in SERIES}
-    files = sorted(Path(run).glob("csv*/metrics.csv"))
+    files = sorted(Path(run).glob(run_files.ALL_METRICS))
     if not files:
         raise ConfigError(f"{run} has no csv*/metrics.csv: pass run directories written by worldmodels.fit.")
     for path in files:
@@ -37,7 +38,7 @@ def workflow_series(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def verdicts(run: Path) -> list[tuple[int, str]]:
     """(update, verdict) of each line of a run's workflow.txt."""
-    path = Path(run) / "workflow.txt"
+    path = Path(run) / run_files.WORKFLOW_LOG
     lines = path.read_text().splitlines() if path.is_file() else []
     return [(int(line.split(":")[0].removeprefix("update ")), line.split(":")[1].strip()) for line in lines]
 
@@ -74,7 +75,7 @@ def plot(runs: dict[str, Path], out: Path) -> dict[str, dict[str, list[tuple[int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m worldmodels.offline_plot", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m worldmodels.analysis.offline_plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--labels", nargs="*", default=None, help="one per run (default: the directory names)")
     parser.add_argument("--out", type=Path, default=Path("workflow.png"))
