@@ -125,7 +125,7 @@ def test_the_shipped_cql_atari_config_builds_qr_dqn_with_200_quantiles_on_pong_w
         env = make_env(env_config, seed=0, training=training)
         assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
     agent = Rainbow(**config["model"]["init_args"])
-    agent.build(EnvSpec.from_spaces(env.observation_space, env.action_space, resolved.frame_channels,
+    agent.build(EnvSpec.from_spaces(env.observation_space, env.action_space, resolved.frame_stack,
                                     resolved.action_repeat))
     assert agent.head == "quantile" and agent.hparams.cql_alpha == 1.0 and config["data"]["max_updates"] > 0
     obs, _ = env.reset(seed=0)

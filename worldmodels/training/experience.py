@@ -91,7 +91,7 @@ class Experience(TrainingLoop, L.LightningDataModule):
     def spec(self) -> EnvSpec:
         envs = self.envs
         return EnvSpec.from_spaces(envs.single_observation_space, envs.single_action_space,
-                                   self.env_config.frame_channels, self.env_config.action_repeat)
+                                   self.env_config.frame_stack, self.env_config.action_repeat)
 
     @property
     def offline(self) -> bool:
