@@ -244,7 +244,7 @@ def test_evaluation_scores_whole_games_with_true_rewards_over_all_lives():
     from worldmodels.training.evaluation import run_episodes
 
     cfg = EnvConfig("atari", "space_invaders", preset="dqn", noop_max=0)
-    scores, _, cut_short = run_episodes(ConstantPolicy(action=1), cfg.for_evaluation(), episodes=2, seed=0)
+    scores, _, cut_short, _ = run_episodes(ConstantPolicy(action=1), cfg.for_evaluation(), episodes=2, seed=0)
     score, _, lives_lost = reference_space_invaders([1] * 27_000)
     assert scores == [score, score] and cut_short == 0 and lives_lost == 3 and score > 30
 

@@ -30,6 +30,7 @@ import yaml
 
 from worldmodels import run_files
 from worldmodels.checkpoint_file import EXPERIENCE_STATE, write_checkpoint
+from worldmodels.envs.observations import describe_layout, layout_of, map_obs
 from worldmodels.errors import ConfigError
 from worldmodels.replay.dataset import episodes, open_dataset, run_of
 from worldmodels.replay.storage import Replay
@@ -45,8 +46,8 @@ def info(path: Path) -> str:
         f"dataset {run_of(path)}: {data.config['model']['class_path']} on {data.env.suite}/{data.env.task}",
         f"rows: {len(replay):,} ({replay.time - replay.oldest:,} per environment x {replay.num_envs}), logical times "
         f"{replay.oldest:,}-{replay.time:,}; {replay.nbytes() / 1e6:.1f} MB allocated for its capacity",
-        f"observations: {data.env.frame_stack} x {tuple(replay.frames(torch.tensor([replay.oldest]), torch.tensor([0])).shape[1:])} "
-        f"uint8 frames per state; actions: {data.actions}",
+        f"observations ({data.env.frame_stack} frame(s) per state): {describe_layout(data.obs_keys)}; "
+        f"actions: {data.actions}",
         f"episodes: {len(eps)} with rows stored, {len(whole)} whole",
     ]
     if whole:
@@ -73,14 +74,16 @@ def collect(ckpt: Path, steps: int, out: Path, epsilon: float = 0.0, seed: int =
     agent, env = trained.agent, trained.data.env_config
     envs = make_vector_env(env, 1, seed, training=True)
     capacity = 2 * steps + 1  # each step's frame, and at most one first frame of a new episode per step
-    replay = Replay(capacity, 1, env.frame_stack, env.frame_channels, stack_padding=env.stack_padding)
+    replay = Replay(capacity, 1, stack_padding=env.stack_padding,
+                    layout=layout_of(envs.single_observation_space, env.frame_stack))
     rng = np.random.default_rng(seed)
     step = envs.reset(seed=seed)
     replay.add(step.obs, envs.random_actions(rng), step.reward, step.terminated, step.truncated, step.first)
     state, taken, scores = agent.initial_state(1), 0, []
     with agent.acting(), tqdm(total=steps, unit="step", desc="collecting", dynamic_ncols=True) as bar:
         while taken < steps:
-            obs, first = (torch.as_tensor(x, device=agent.device) for x in (step.obs, step.first))
+            obs = map_obs(lambda x: torch.as_tensor(x, device=agent.device), step.obs)
+            first = torch.as_tensor(step.first, device=agent.device)
             action, state = agent.act(obs, state, first, explore=False)
             action = action.cpu().numpy()
             if rng.random() < epsilon:

@@ -117,12 +117,12 @@ def evaluate(ckpt: Path, episodes: int = 10, seed: int = 0, max_steps: int | Non
     ckpt = checkpoint_path(Path(ckpt))
     trained = load_agent(ckpt, seed, device)
     env_config = trained.data.env_config.for_evaluation()
-    returns, frames, cut_short = run_episodes(trained.agent, env_config, episodes, seed=seed, max_steps=max_steps,
-                                   record_video=video is not None)
-    if video is not None and frames is not None:
-        write_video(video, frames)
-    return evaluation_record(trained.agent, env_config, trained.config, trained.counters, returns, seed, max_steps,
-                             ckpt, ckpt.resolve().parent.parent, cut_short)
+    played = run_episodes(trained.agent, env_config, episodes, seed=seed, max_steps=max_steps,
+                          record_video=video is not None)
+    if video is not None and played.video is not None:
+        write_video(video, played.video)
+    return evaluation_record(trained.agent, env_config, trained.config, trained.counters, played.scores, seed, max_steps,
+                             ckpt, ckpt.resolve().parent.parent, played.cut_short, played.extras)
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 15) -> None:

@@ -99,3 +99,24 @@ def summary(layout: tuple[ObsKey, ...]) -> str:
     """One line per key for the start-up summary: which network reads it."""
     reader = {"image": "CNN", "vector": "MLP"}
     return "\n".join(f"  {key.describe()} -> {reader[key.kind]}" for key in layout)
+
+
+def buffer_for(space: gym.Space, n: int) -> Any:
+    """Zeros for ``n`` observations of an environment's (wrapped) observation space."""
+    if isinstance(space, gym.spaces.Dict):
+        return {name: np.zeros((n, *sub.shape), sub.dtype) for name, sub in space.spaces.items()}
+    return np.zeros((n, *space.shape), space.dtype)
+
+
+def put_row(buffer: Any, i: int, obs: Any) -> None:
+    """Row ``i`` of a ``buffer_for`` buffer set to one environment's observation."""
+    if isinstance(buffer, dict):
+        for name, array in buffer.items():
+            array[i] = obs[name]
+    else:
+        buffer[i] = obs
+
+
+def describe_layout(layout: tuple[ObsKey, ...]) -> str:
+    """The keys on one line: ``obs: image 12x84x84 uint8`` or ``pixels: image ..., observation: vector ...``."""
+    return ", ".join(key.describe() for key in layout)

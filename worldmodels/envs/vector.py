@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
+
+from worldmodels.envs.observations import buffer_for, map_obs, put_row
 
 
 @dataclass
@@ -25,12 +27,14 @@ class Step:
     """One vector step. Row ``i`` is environment ``i``'s newest frame and how it was reached: ``first``
     marks a reset frame (its reward is 0 and the action given for it was ignored)."""
 
-    obs: np.ndarray  # (N, C, H, W) uint8
+    obs: Any  # (N, ...) per key: one array, or a dict of them (``worldmodels.envs.observations``)
     reward: np.ndarray  # (N,) float32
     terminated: np.ndarray  # (N,) bool
     truncated: np.ndarray  # (N,) bool
     first: np.ndarray  # (N,) bool
     finished_games: list[tuple[int, float, int]]  # (env index, true score, agent steps) of games that ended
+    game_extras: dict[int, dict[str, float]] = field(default_factory=dict)  # env index -> what the env reported
+    # at a game's end beside its score (``info["episode_extras"]``, e.g. Crafter's achievements)
 
 
 class VectorEnv:
@@ -41,33 +45,37 @@ class VectorEnv:
         self.num_envs = len(self.envs)
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
-        self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape), np.uint8)
+        self._obs = buffer_for(self.single_observation_space, self.num_envs)
         self._needs_reset = np.ones(self.num_envs, bool)
 
     def reset(self, seed: int | None = None) -> Step:
         for i, env in enumerate(self.envs):
-            self._obs[i], _ = env.reset(seed=None if seed is None else seed + i)
+            put_row(self._obs, i, env.reset(seed=None if seed is None else seed + i)[0])
         self._needs_reset[:] = False
         n = self.num_envs
-        return Step(self._obs.copy(), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool), [])
+        return Step(map_obs(np.copy, self._obs), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool),
+                    np.ones(n, bool), [])
 
     def step(self, actions) -> Step:
         n = self.num_envs
         reward = np.zeros(n, np.float32)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
         first = self._needs_reset.copy()
-        finished = []
+        finished, extras = [], {}
         for i, env in enumerate(self.envs):
             if first[i]:
-                self._obs[i], _ = env.reset()
+                put_row(self._obs, i, env.reset()[0])
                 self._needs_reset[i] = False
                 continue
-            self._obs[i], reward[i], terminated[i], truncated[i], info = env.step(actions[i])
+            obs, reward[i], terminated[i], truncated[i], info = env.step(actions[i])
+            put_row(self._obs, i, obs)
             if terminated[i] or truncated[i]:
                 self._needs_reset[i] = True
             if "episode" in info:
                 finished.append((i, float(info["episode"]["r"]), int(info["episode"]["l"])))
-        return Step(self._obs.copy(), reward, terminated, truncated, first, finished)
+            if "episode_extras" in info:
+                extras[i] = dict(info["episode_extras"])
+        return Step(map_obs(np.copy, self._obs), reward, terminated, truncated, first, finished, extras)
 
     @property
     def stepping(self) -> np.ndarray:
@@ -78,6 +86,8 @@ class VectorEnv:
         space = self.single_action_space
         if isinstance(space, gym.spaces.Discrete):  # rng.integers costs ~20 us a call, a third of the loop's overhead
             return (rng.random(self.num_envs) * space.n).astype(np.int64)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return (rng.random((self.num_envs, len(space.nvec))) * space.nvec).astype(np.int64)
         return rng.uniform(space.low, space.high, (self.num_envs, *space.shape)).astype(np.float32)
 
     def close(self):
@@ -106,7 +116,7 @@ class SubprocessVectorEnv(VectorEnv):
         self.num_envs = len(self.pipes)
         self.pipes[0].send(("spaces", None))
         self.single_observation_space, self.single_action_space = self._receive(self.pipes[0])
-        self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape), np.uint8)
+        self._obs = buffer_for(self.single_observation_space, self.num_envs)
         self._needs_reset = np.ones(self.num_envs, bool)
         self._first: np.ndarray | None = None
 
@@ -121,10 +131,11 @@ class SubprocessVectorEnv(VectorEnv):
         for i, pipe in enumerate(self.pipes):
             pipe.send(("reset", None if seed is None else seed + i))
         for i, pipe in enumerate(self.pipes):
-            self._obs[i] = self._receive(pipe)
+            put_row(self._obs, i, self._receive(pipe))
         self._needs_reset[:] = False
         n = self.num_envs
-        return Step(self._obs.copy(), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool), np.ones(n, bool), [])
+        return Step(map_obs(np.copy, self._obs), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool),
+                    np.ones(n, bool), [])
 
     def step_async(self, actions) -> None:
         self._first = self._needs_reset.copy()
@@ -135,18 +146,21 @@ class SubprocessVectorEnv(VectorEnv):
         n, first = self.num_envs, self._first
         reward = np.zeros(n, np.float32)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
-        finished = []
+        finished, extras = [], {}
         for i, pipe in enumerate(self.pipes):
             if first[i]:
-                self._obs[i] = self._receive(pipe)
+                put_row(self._obs, i, self._receive(pipe))
                 self._needs_reset[i] = False
                 continue
-            self._obs[i], reward[i], terminated[i], truncated[i], episode = self._receive(pipe)
+            obs, reward[i], terminated[i], truncated[i], episode, extra = self._receive(pipe)
+            put_row(self._obs, i, obs)
             self._needs_reset[i] = terminated[i] or truncated[i]
             if episode is not None:
                 finished.append((i, *episode))
+            if extra is not None:
+                extras[i] = extra
         self._first = None
-        return Step(self._obs.copy(), reward, terminated, truncated, first, finished)
+        return Step(map_obs(np.copy, self._obs), reward, terminated, truncated, first, finished, extras)
 
     def step(self, actions) -> Step:
         self.step_async(actions)
@@ -193,9 +207,10 @@ def _serve_environment(pipe, make_env: Callable[[], gym.Env]) -> None:
             continue
         if command == "step":
             obs, reward, terminated, truncated, info = env.step(data)
-            episode = info.get("episode")
+            episode, extras = info.get("episode"), info.get("episode_extras")
             pipe.send((obs, reward, terminated, truncated,
-                       None if episode is None else (float(episode["r"]), int(episode["l"]))))
+                       None if episode is None else (float(episode["r"]), int(episode["l"])),
+                       None if extras is None else dict(extras)))
         elif command == "reset":
             pipe.send(env.reset(seed=data)[0])
         elif command == "spaces":

@@ -16,6 +16,7 @@ import yaml
 from worldmodels import run_files
 from worldmodels.checkpoint_file import EXPERIENCE_STATE, rank_zero_state, read_checkpoint
 from worldmodels.envs import EnvConfig
+from worldmodels.envs.observations import ObsKey
 from worldmodels.errors import ConfigError
 from worldmodels.replay.storage import Replay
 from worldmodels.run_directory import latest_config
@@ -28,10 +29,9 @@ class Dataset:
     env: EnvConfig  # its training environment, resolved
 
     @property
-    def obs_shape(self) -> tuple[int, ...]:
-        """A state as agents see it, (frame_stack x C, H, W), from the stored frames."""
-        c, h, w = self.replay.frames(torch.tensor([self.replay.oldest]), torch.tensor([0])).shape[1:]
-        return (self.env.frame_stack * c, h, w)
+    def obs_keys(self) -> tuple[ObsKey, ...]:
+        """The observation's keys as agents see them, frame stacks included."""
+        return self.replay.obs_keys
 
     @property
     def actions(self) -> str:
@@ -90,8 +90,10 @@ def open_dataset(path: Path) -> Dataset:
     if state is None:
         raise ConfigError(f"{run}/checkpoints/last.ckpt holds no replay cursor; it was not written by worldmodels.fit.")
     # A run of several processes: its first process's replay (each held replay_capacity / processes).
-    replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack, env.frame_channels,
-                    stack_padding=env.stack_padding)
+    layout = tuple(ObsKey(k["name"], k["kind"], tuple(k["shape"]), k["frame_stack"]) for k in state["layout"]) \
+        if "layout" in state else None  # written before replays kept their layout: one image
+    replay = Replay(data["replay_capacity"] // processes, data.get("num_envs", 1), env.frame_stack,
+                    env.frame_channels if layout is None else 0, stack_padding=env.stack_padding, layout=layout)
     replay.load_state_dict(state, run / run_files.REPLAY, read_only=True)  # the run may be writing: remove nothing
     return Dataset(replay, config, env)
 

@@ -2,7 +2,9 @@
 
 Row ``t`` of column ``e`` is environment ``e``'s frame at its step ``t`` and how it was reached:
 
-    obs       the newest frame only (C, H, W) uint8; frame stacks are rebuilt when sampling
+    obs       the newest frame only: (C, H, W) uint8 for an image, (D,) float32 for a vector, or one
+              such field per key of a dict observation (``worldmodels.envs.observations``); frame
+              stacks are rebuilt when sampling
     action    the action that led to this frame (zeros on a first frame)
     reward    the reward received on arriving at this frame (0 on a first frame)
     first     this frame starts an episode
@@ -25,6 +27,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyMemmapStorage, LazyTensorStorage
 
+from worldmodels.envs.observations import SINGLE_KEY, ObsKey, is_dict
 from worldmodels.errors import ConfigError
 from worldmodels.replay import chunks
 
@@ -40,7 +43,9 @@ class Replay:
         frame_stack: frames per observation as the agent sees it; views rebuild stacks of this size.
         stack_padding: what fills a stack before an episode's first frame, as the env's FrameStack
             does: ``repeat`` (that first frame) or ``zero``.
-        frame_channels: channels of one frame (1 gray, 3 RGB).
+        frame_channels: channels of one frame (1 gray, 3 RGB) of an observation that is one image.
+        layout: the observation's keys (``EnvSpec.obs_keys``), for any other observation; it sets
+            ``frame_stack`` and ``frame_channels`` aside.
         storage: ``memory`` (LazyTensorStorage) or ``memmap`` (LazyMemmapStorage on disk).
         directory: where memmap files go (a temporary directory when empty).
         seed: seeds the sampling generator.
@@ -49,13 +54,22 @@ class Replay:
 
     def __init__(self, capacity: int, num_envs: int = 1, frame_stack: int = 1, frame_channels: int = 3,
                  storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 256,
-                 stack_padding: str = "repeat"):
+                 stack_padding: str = "repeat", layout: tuple[ObsKey, ...] | None = None):
         if storage not in ("memory", "memmap"):
             raise ConfigError(f"replay.storage is '{storage}'; choose memory or memmap.")
         if capacity < num_envs * 2:
             raise ConfigError(f"replay.capacity is {capacity}; it must hold at least two frames per environment.")
         self.rows = capacity // num_envs  # rows per environment column
+        if layout is not None:
+            frame_stack = layout[0].frame_stack
+            frame_channels = layout[0].frame_shape[0] if not is_dict(layout) else 0
         self.num_envs, self.frame_stack, self.frame_channels = num_envs, frame_stack, frame_channels
+        # Per key, the size of one frame along the stacked axis: C of an image, D of a vector. A stack's
+        # newest frame is its last ``size`` entries along that axis.
+        self.frame_sizes = ({key.name: key.frame_shape[0] for key in layout} if layout is not None
+                            else {SINGLE_KEY: frame_channels})
+        self.dict_obs = layout is not None and is_dict(layout)
+        self.layout = layout
         self.stack_padding = stack_padding
         make = (lambda: LazyTensorStorage(self.rows * num_envs, ndim=2)) if storage == "memory" else (
             lambda sub: LazyMemmapStorage(self.rows * num_envs, scratch_dir=None if directory is None else f"{directory}/{sub}", ndim=2))
@@ -78,7 +92,8 @@ class Replay:
         if self._stage is None:
             self._allocate_stage(obs, action)
         s, stage = self._staged, self._stage
-        stage["obs"][s] = obs[:, -self.frame_channels:]
+        for name, size in self.frame_sizes.items():
+            stage["obs"][name][s] = (obs[name] if self.dict_obs else obs)[:, -size:]
         stage["action"][s] = action
         stage["reward"][s] = reward
         stage["first"][s] = first
@@ -99,8 +114,10 @@ class Replay:
     def _allocate_stage(self, obs: np.ndarray, action: np.ndarray) -> None:
         n, chunk = self.num_envs, self._chunk
         action = np.asarray(action)
+        keys = obs if self.dict_obs else {SINGLE_KEY: obs}
         self._stage = {
-            "obs": np.zeros((chunk, n, self.frame_channels, *obs.shape[2:]), np.uint8),
+            "obs": {name: np.zeros((chunk, n, size, *keys[name].shape[2:]), keys[name].dtype)
+                    for name, size in self.frame_sizes.items()},
             "action": np.zeros((chunk, *action.shape), np.int64 if action.dtype.kind in "iu" else np.float32),
             "reward": np.zeros((chunk, n), np.float32),
             "first": np.zeros((chunk, n), bool),
@@ -115,8 +132,9 @@ class Replay:
             return
         s = self._staged
         rows = torch.from_numpy((self.time - s + np.arange(s)) % self.rows)
-        data = {k: torch.from_numpy(v[:s]) for k, v in self._stage.items()}
-        self._frames.set(rows, TensorDict({"obs": data.pop("obs")}, batch_size=[s, self.num_envs]))
+        data = {k: torch.from_numpy(v[:s]) for k, v in self._stage.items() if k != "obs"}
+        frames = {name: torch.from_numpy(v[:s]) for name, v in self._stage["obs"].items()}
+        self._frames.set(rows, TensorDict(frames, batch_size=[s, self.num_envs]))
         self._steps.set(rows, TensorDict(data, batch_size=[s, self.num_envs]))
         self._staged = 0
 
@@ -133,17 +151,34 @@ class Replay:
         """Per-step fields at logical times ``t`` of columns ``env`` (any matching shapes)."""
         return self._steps.get((t % self.rows, env))
 
-    def frames(self, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """Frames (..., C, H, W) uint8 at logical times ``t`` of columns ``env``.
+    def frames(self, t: torch.Tensor, env: torch.Tensor):
+        """Frames (..., C, H, W) uint8 (or (..., D) float32 vectors) at logical times ``t`` of columns
+        ``env``; a dict of them, one per key, for a dict observation.
 
         Gathered with ``index_select`` over the storage tensor's rows x columns flattened into one
         dimension: TorchRL's ``get`` indexes the two dimensions with advanced indexing, about 4x slower
         for a batch of frames (DrQ-v2's 256 transitions of 6 RGB 84x84 frames: 15.9 ms against 3.7 ms on
         one core), and the frames are most of what a batch costs to draw."""
         t, env = torch.broadcast_tensors(t, env)
-        obs = self._frames._storage.get("obs")  # (rows, columns, C, H, W), a plain or memory-mapped tensor
         index = ((t % self.rows) * self.num_envs + env).reshape(-1)
-        return obs.flatten(0, 1).index_select(0, index).view(*t.shape, *obs.shape[2:])
+
+        def gather(stored: torch.Tensor) -> torch.Tensor:  # (rows, columns, ...), plain or memory-mapped
+            return stored.flatten(0, 1).index_select(0, index).view(*t.shape, *stored.shape[2:])
+
+        stored = self._frames._storage
+        if self.dict_obs:
+            return {name: gather(stored.get(name)) for name in self.frame_sizes}
+        return gather(stored.get(SINGLE_KEY))
+
+    @property
+    def obs_keys(self) -> tuple[ObsKey, ...]:
+        """The observation's keys as agents see them: the layout given, or (a replay made with
+        ``frame_channels``) its one image key, its size read from the stored frames."""
+        if self.layout is not None:
+            return self.layout
+        self.flush()
+        c, h, w = self._frames._storage.get(SINGLE_KEY).shape[2:]
+        return (ObsKey(SINGLE_KEY, "image", (self.frame_stack * c, h, w), self.frame_stack),)
 
     def nbytes(self) -> int:
         """Bytes the storages' tensors actually hold: TorchRL allocates the whole capacity at the first
@@ -162,13 +197,16 @@ class Replay:
         self.flush()
         t = torch.arange(start, stop)
         index = ((t % self.rows)[:, None].expand(len(t), self.num_envs), torch.arange(self.num_envs).expand(len(t), self.num_envs))
-        return {"frames": self._frames.get(index)["obs"].clone(),
+        frames = self._frames.get(index)
+        return {"frames": ({name: frames[name].clone() for name in self.frame_sizes} if self.dict_obs
+                           else frames[SINGLE_KEY].clone()),
                 "steps": {k: v.clone() for k, v in self._steps.get(index).items()}}
 
     def _put_rows(self, start: int, rows: dict) -> None:
-        n = rows["frames"].shape[0]
+        frames = rows["frames"] if self.dict_obs else {SINGLE_KEY: rows["frames"]}
+        n = rows["steps"]["first"].shape[0]
         index = torch.arange(start, start + n) % self.rows
-        self._frames.set(index, TensorDict({"obs": rows["frames"]}, batch_size=[n, self.num_envs]))
+        self._frames.set(index, TensorDict(dict(frames), batch_size=[n, self.num_envs]))
         self._steps.set(index, TensorDict(rows["steps"], batch_size=[n, self.num_envs]))
 
     def persist(self, directory: Path) -> None:
@@ -183,9 +221,13 @@ class Replay:
     def state_dict(self) -> dict:
         """The cursor and metadata only: the rows are in the directory ``persist`` writes."""
         self.flush()
-        return {"time": self.time, "rows": self.rows, "num_envs": self.num_envs,
-                "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
-                "generator": self.generator.get_state()}
+        state = {"time": self.time, "rows": self.rows, "num_envs": self.num_envs,
+                 "episode": torch.from_numpy(self._episode.copy()), "next_episode": self._next_episode,
+                 "generator": self.generator.get_state()}
+        if self.layout is not None:  # a dataset reader builds its replay from it (plain values: weights_only loads)
+            state["layout"] = [dict(name=k.name, kind=k.kind, shape=list(k.shape), frame_stack=k.frame_stack)
+                               for k in self.layout]
+        return state
 
     def load_state_dict(self, state: dict, directory: Path | None = None, read_only: bool = False) -> None:
         """Restore the cursor and read the window's rows back from ``directory``. ``read_only``: a reader
@@ -205,21 +247,23 @@ class Replay:
         else:
             if directory is None:
                 raise ConfigError("this checkpoint keeps its replay in the run directory; resume it with --run_dir.")
-            shape = None  # (envs, channels, height, width) of the frames, from the first file
+            shape = None  # per key, (envs, size of one frame, ...) of the frames, from the first file
             for chunk in chunks.window(Path(directory), self.oldest, self.time, clean=not read_only):
                 rows = chunk.load()
                 frames = rows.get("frames") if isinstance(rows, dict) else None
-                found = tuple(frames.shape[1:]) if torch.is_tensor(frames) and frames.dim() == 5 else None
+                found = self._frame_shapes(frames)
                 shape = shape or found
-                if found is None or found[:2] != (self.num_envs, self.frame_channels) or found != shape:
-                    expected = f"{self.num_envs} env(s) x {self.frame_channels} channel(s)" + (
-                        f" x {shape[2]}x{shape[3]} pixels" if shape else "")
-                    raise ConfigError(f"replay file {chunk.path} holds frames of shape {found or 'unknown'} (envs, "
-                                      f"channels, height, width) where this run's replay holds {expected}; it belongs "
-                                      "to another run: remove it, or resume that run from its own directory.")
+                if found is None or found != shape or any(found[name][:2] != (self.num_envs, size)
+                                                          for name, size in self.frame_sizes.items()):
+                    expected = ", ".join(f"{name}: {self.num_envs} env(s) x {size}" for name, size in self.frame_sizes.items())
+                    held = "unknown" if found is None else ", ".join(f"{n}: {'x'.join(map(str, s))}" for n, s in found.items())
+                    raise ConfigError(f"replay file {chunk.path} holds frames of shape {held} (envs, channels or size, "
+                                      f"...) where this run's replay holds {expected} (...); it belongs to another run: "
+                                      "remove it, or resume that run from its own directory.")
                 skip = max(0, self.oldest - chunk.start)  # rows already overwritten in the ring
+                frames = {n: f[skip:] for n, f in frames.items()} if self.dict_obs else frames[skip:]
                 try:
-                    self._put_rows(chunk.start + skip, {"frames": frames[skip:],
+                    self._put_rows(chunk.start + skip, {"frames": frames,
                                                         "steps": {k: v[skip:] for k, v in rows["steps"].items()}})
                 except (KeyError, RuntimeError, ValueError, TypeError) as error:
                     raise ConfigError(f"replay file {chunk.path} does not fit this run's replay ({type(error).__name__}); "
@@ -227,6 +271,16 @@ class Replay:
                                       "directory.") from None
             self._persisted = self.time
         self._mark_interrupted_episodes()
+
+    def _frame_shapes(self, frames) -> dict[str, tuple[int, ...]] | None:
+        """Per key, the (envs, frame size, ...) shape of a chunk file's frames; None when they are not
+        this replay's form (one image tensor, or a dict of image and vector tensors)."""
+        held = frames if self.dict_obs else {SINGLE_KEY: frames}
+        if not isinstance(held, dict) or set(held) != set(self.frame_sizes):
+            return None
+        if not all(torch.is_tensor(f) and f.dim() in (3, 5) for f in held.values()):
+            return None
+        return {name: tuple(f.shape[1:]) for name, f in held.items()}
 
     def _mark_interrupted_episodes(self) -> None:
         """A run that stopped mid-episode left rows with no ``last`` before the next run's first frames:

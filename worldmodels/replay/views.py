@@ -139,17 +139,26 @@ class TransitionView:
 
         (obs_rows, obs_inside), (next_rows, next_inside) = stack_rows(torch.full_like(m, k - 1)), stack_rows(end)
         both = torch.cat([obs_rows, next_rows], 1)
-        frames = replay.frames(both, env[:, None].expand_as(both))  # (B, 2k, C, H, W)
-        if replay.stack_padding == "zero" and k > 1:
-            inside = torch.cat([obs_inside, next_inside], 1)
-            frames = frames * inside[:, :, None, None, None].to(frames.dtype)
-        obs, next_obs = frames[:, :k], frames[:, k:]
+        frames = replay.frames(both, env[:, None].expand_as(both))  # (B, 2k, C, H, W) or (B, 2k, D), per key
+        inside = torch.cat([obs_inside, next_inside], 1) if replay.stack_padding == "zero" and k > 1 else None
+
+        def stacks(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """s_t's and s_{t+m}'s stacks, (B, k*C, H, W) or (B, k*D): frames concatenated along C or D."""
+            if inside is not None:
+                frames = frames * inside.view(*inside.shape, *[1] * (frames.dim() - 2)).to(frames.dtype)
+            return frames[:, :k].flatten(1, 2), frames[:, k:].flatten(1, 2)
+
+        if isinstance(frames, dict):
+            pairs = {name: stacks(value) for name, value in frames.items()}
+            obs, next_obs = ({name: pair[i] for name, pair in pairs.items()} for i in (0, 1))
+        else:
+            obs, next_obs = stacks(frames)
         batch = {
-            "obs": obs.flatten(1, 2),  # (B, k*C, H, W)
+            "obs": obs,
             "action": steps["action"][:, k],  # row t+1 holds the action taken at t
             "reward": ret,
             "discount": discount,
-            "next_obs": next_obs.flatten(1, 2),
+            "next_obs": next_obs,
             "n": m,
         }
         return batch

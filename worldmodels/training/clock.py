@@ -27,6 +27,8 @@ class RunClock:
         self.offline, self.world = offline, world
         self.counters = Counters()  # saved in checkpoints (the data module's "counters")
         self.finished_games: list[tuple[float, int]] = []  # (score, length) since the loggers last read them
+        self.game_extras: list[dict[str, float]] = []  # what those games reported beside their score (Crafter's
+        # achievements), for those that reported any
         self.recent_returns: deque[float] = deque(maxlen=10)  # the progress bar's, saved in checkpoints
         self.last_eval_return: float | None = None  # the latest evaluation's mean return
 
@@ -58,9 +60,11 @@ class RunClock:
         self.counters.env_steps += taken
         self.counters.frames += taken * action_repeat
 
-    def count_game(self, score: float, length: int) -> None:
+    def count_game(self, score: float, length: int, extras: dict[str, float] | None = None) -> None:
         self.counters.episodes += 1
         self.finished_games.append((score, length))
+        if extras:
+            self.game_extras.append(extras)
         self.recent_returns.append(score)
 
     def count_update(self) -> None:

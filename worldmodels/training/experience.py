@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from worldmodels.envs import EnvConfig, make_vector_env
+from worldmodels.envs.observations import describe_layout
 from worldmodels import run_files
 from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import accelerator_random_states, set_accelerator_random_states
@@ -114,9 +115,9 @@ class Experience(TrainingLoop, L.LightningDataModule):
             replay_dir = self.replay_dir
             if replay_dir and self.world > 1:
                 replay_dir = str(Path(replay_dir) / f"rank{self.rank}")
-            self.replay = Replay(self.replay_capacity // self.world, self.num_envs, self.env_config.frame_stack,
-                                 self.env_config.frame_channels, self.replay_storage, replay_dir, seed=self.rank_seed,
-                                 stack_padding=self.env_config.stack_padding)
+            self.replay = Replay(self.replay_capacity // self.world, self.num_envs, storage=self.replay_storage,
+                                 directory=replay_dir, seed=self.rank_seed, stack_padding=self.env_config.stack_padding,
+                                 layout=self.spec.obs_keys)
 
     def _become_rank(self, rank: int, world: int) -> None:
         """One of several processes: this rank's seeds for its environments (made again: DMC seeds its
@@ -136,7 +137,7 @@ class Experience(TrainingLoop, L.LightningDataModule):
         from worldmodels.replay.dataset import describe_actions, open_dataset
 
         data = open_dataset(Path(self.dataset))
-        for what, mine, its in [("observations", self.spec.obs_shape, data.obs_shape),
+        for what, mine, its in [("observations", describe_layout(self.spec.obs_keys), describe_layout(data.obs_keys)),
                                 ("actions", describe_actions(self.env_config, self.spec.action_dim), data.actions)]:
             if mine != its:
                 raise ConfigError(f"dataset {self.dataset} holds {what} {its} but this run's data.env gives {mine}; "

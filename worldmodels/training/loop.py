@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from worldmodels.envs.observations import map_obs
 from worldmodels.training.clock import LoopCallback, RunClock
 from worldmodels.training.distributed import sum_over_ranks
 
@@ -146,7 +147,7 @@ class TrainingLoop:
         with agent.acting():
             if self._agent_state is None:
                 self._agent_state = agent.initial_state(self.num_envs)
-            obs = torch.as_tensor(self._obs, device=agent.device)
+            obs = map_obs(lambda x: torch.as_tensor(x, device=agent.device), self._obs)
             first = torch.as_tensor(self._first, device=agent.device)
             actions, self._agent_state = agent.act(obs, self._agent_state, first, explore=True)
             return actions.cpu().numpy()
@@ -158,8 +159,8 @@ class TrainingLoop:
         return taken
 
     def _count_games(self, step) -> None:
-        for _, score, length in step.finished_games:
-            self.clock.count_game(score, length)
+        for env, score, length in step.finished_games:
+            self.clock.count_game(score, length, step.game_extras.get(env))
 
     def _store(self, step, actions) -> None:
         self.replay.add(step.obs, actions, step.reward, step.terminated, step.truncated, step.first)
