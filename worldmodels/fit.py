@@ -32,6 +32,7 @@ from lightning.pytorch.loggers.logger import DummyExperiment
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from worldmodels import run_files
+from worldmodels.envs.observations import summary as observation_summary
 from worldmodels.errors import ConfigError
 from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_directory, no_checkpoint_yet, remove_failed_start,
                                        holds_lock, remove_stale_files, resolve_run, take_lock, trim_logs_after,
@@ -269,6 +270,8 @@ class FitCLI(LightningCLI):
         else:
             self._resolve_run(config, processes)  # a resume under another config stops here, naming the key
         self.model.build(self.datamodule.spec)  # makes the environments: an unknown task or a missing backend
+        if not self.follower:
+            print(start_summary(self.datamodule.spec), flush=True)
         if config["compile"]:                   # stops here too, as an agent with nothing to compile does
             compile_agent(self.model)
         wandb_id = None
@@ -331,6 +334,13 @@ class FitCLI(LightningCLI):
             self.resume_from = run_files.last_checkpoint(self.run_dir) if ckpt == "last" else (
                 Path(ckpt) if ckpt else None)
         self.created_run_dir = False
+
+
+def start_summary(spec) -> str:
+    """What the agent reads and does: each observation key and the network that reads it, the actions."""
+    actions = {"discrete": f"{spec.num_actions} discrete", "continuous": f"{spec.action_dim}-dim continuous in [-1, 1]",
+               "multi_discrete": f"multi-discrete {list(spec.action_nvec or ())}"}[spec.action_kind]
+    return f"observation keys:\n{observation_summary(spec.obs_keys)}\nactions: {actions}"
 
 
 def check_resume_processes(checkpoint: Path, processes: int) -> None:
