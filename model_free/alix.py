@@ -31,6 +31,10 @@ class ALIX(DrQv2):
                  alix_max_shift: float = 2.5, **kwargs):
         super().__init__(augment=augment, **kwargs)
 
+    def build(self, spec) -> None:
+        spec.require("A-LIX", actions=("continuous",), kinds=("image",))  # its layers mix conv feature maps
+        super().build(spec)
+
     def mixing_factory(self):
         """One layer after every conv + ReLU of the encoder, sharing one S; only the last layer records
         the gradient S is tuned from."""

@@ -12,24 +12,35 @@ Learning", arXiv:2107.09645): DDPG from pixels with random-shift augmentation, a
                          actor: maximise min(Q1, Q2)(sg(h), mu(sg(h)) + clip(noise))
                          Q' <- (1 - tau) Q' + tau Q
 The target critic has its own trunk and Q heads but no encoder: s' goes through the online encoder.
+
+On states (vector keys) the state goes straight into the actor's and critics' MLPs, as pytorch_sac
+feeds them (Yarats and Kostrikov, denisyarats/pytorch_sac at commit
+81c5b536d3a1c5616b2531e446450df412a064fb, agent/critic.py and agent/actor.py): no encoder, no trunk
+(``worldmodels.nets.vector.VectorInput``), so no encoder optimizer. A dict of image and vector keys:
+the conv features through each trunk, the vector beside it (``worldmodels.nets.drq_encoder.SplitTrunk``).
+The random shift augments the image keys only.
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.critic_health import critic_health, nd_under, training_mode
+from model_free.critic_health import critic_health, learned, nd_under, training_mode
+from model_free.obs_batches import on_images
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
-from worldmodels.nets.drq_encoder import DrQEncoder, Trunk, orthogonal_init
+from worldmodels.nets.drq_encoder import DrQEncoder, make_trunk, orthogonal_init, trunk_width
+from worldmodels.nets.keyed import layout_encoder, vector_columns
 from worldmodels.nets.ema import ema_update_
 from worldmodels.nets.twin_q import TwinQ, mlp
+from worldmodels.nets.vector import VectorInput
 from worldmodels.regularizers import LocalSignalMixing, LossTerms, dr3_penalty, gradient_recording_off, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -57,10 +68,12 @@ def stddev_at(schedule: str | float | list[float], step: float) -> float:
 
 
 class Actor(nn.Module):
-    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int):
+    """Own trunk on h (the last ``vector_dim`` columns, vector keys, beside it), MLP to the mean action."""
+
+    def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int, vector_dim: int = 0):
         super().__init__()
-        self.trunk = Trunk(repr_dim, feature_dim)
-        self.policy = mlp(feature_dim, hidden, 2, action_dim, orthogonal_init)
+        self.trunk = make_trunk(repr_dim, vector_dim, feature_dim)
+        self.policy = mlp(trunk_width(repr_dim, vector_dim, feature_dim), hidden, 2, action_dim, orthogonal_init)
 
     def forward(self, h: torch.Tensor, stddev: float) -> TruncatedNormal:
         mu = self.mean_action(h)
@@ -102,12 +115,14 @@ class DrQv2(Agent):
 
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
-        if spec.discrete:
-            raise ConfigError("DrQ-v2 needs continuous actions; pick a DMC task or the reach test task.")
+        spec.require("DrQ-v2", actions=("continuous",))
         h = self.hparams
-        self.encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=-0.5, mixing=self.mixing_factory())
-        self.actor = Actor(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden)
-        self.critic = TwinQ(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, init_heads="both")
+        image = partial(DrQEncoder, shift=-0.5, mixing=self.mixing_factory())
+        self.encoder = layout_encoder(spec.obs_keys, image, VectorInput)
+        vector_dim = vector_columns(self.encoder)
+        self.actor = Actor(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, vector_dim)
+        self.critic = TwinQ(self.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, init_heads="both",
+                            vector_dim=vector_dim)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
 
     def replay_view(self) -> TransitionView:
@@ -117,16 +132,25 @@ class DrQv2(Agent):
         """What ``worldmodels.training.compile.compile_agent`` compiles: the encoder (s and s', every
         update), the actor's mean, the critic's features and its forward, the target critic. Not the
         encoder when it mixes (A-LIX: random shifts and gradient hooks); the exploration and target
-        noise stay in eager mode."""
+        noise stay in eager mode. A state encoder, which only passes the state on, is left out too."""
         mixes = any(isinstance(m, LocalSignalMixing) for m in self.encoder.modules())
-        return {**({} if mixes else {"encoder": self.encoder}), "actor.mean_action": self.actor.mean_action,
+        pure = not mixes and learned(self.encoder)
+        return {**({"encoder": self.encoder} if pure else {}), "actor.mean_action": self.actor.mean_action,
                 "critic.features": self.critic.features, "critic": self.critic, "critic_target": self.critic_target}
 
     def configure_optimizers(self):
+        """Adam for the encoder (none for a state encoder, which has no weights), the actor and the critic."""
         lr = self.hparams.lr
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        return [torch.optim.Adam(encoder_params, lr=lr), torch.optim.Adam(self.actor.parameters(), lr=lr),
-                torch.optim.Adam(self.critic.parameters(), lr=lr)]
+        encoder = [torch.optim.Adam(encoder_params, lr=lr)] if encoder_params else []
+        return [*encoder, torch.optim.Adam(self.actor.parameters(), lr=lr), torch.optim.Adam(self.critic.parameters(), lr=lr)]
+
+    def update_optimizers(self) -> tuple:
+        """(encoder's or None, actor's, critic's), from ``configure_optimizers``' list."""
+        optimizers = self.optimizers()
+        if not learned(self.encoder):
+            return None, *optimizers[:2]
+        return tuple(optimizers[:3])
 
     def stddev(self) -> float:
         return stddev_at(self.hparams.stddev_schedule, self.counters.env_steps)
@@ -140,9 +164,7 @@ class DrQv2(Agent):
         return self.actor(next_h, stddev).sample(clip=self.hparams.stddev_clip)
 
     def training_step(self, batch, batch_idx):
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        if self.hparams.augment:
-            obs, next_obs = random_shift(obs, self.hparams.pad), random_shift(next_obs, self.hparams.pad)
+        obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
         h = self.encoder(obs)
         next_h_grad = None
         if self.hparams.dr3_coef > 0:  # DR3 also regularizes the encoder through phi(s', a')
@@ -152,13 +174,19 @@ class DrQv2(Agent):
         else:
             with torch.no_grad():
                 next_h = self.encoder(next_obs)
-        encoder_opt, actor_opt, critic_opt = self.optimizers()[:3]
+        encoder_opt, actor_opt, critic_opt = self.update_optimizers()
         stddev = self.stddev()
         metrics = self.update_critic(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
                                      encoder_opt, critic_opt, next_h_grad)
         metrics.update(self.update_actor(h.detach(), stddev, actor_opt))
         ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.hparams.critic_tau)
         self.log_scalars({**metrics, "train/stddev": stddev})
+
+    def update_input(self, obs):
+        """s or s' as the update reads it: under ``augment``, a random shift of each image key."""
+        if not self.hparams.augment:
+            return obs
+        return on_images(partial(random_shift, pad=self.hparams.pad), self.spec.obs_keys, obs)
 
     def critic_loss(self, h, action, reward, discount, next_h, stddev) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """MSE of both Q heads to y = R + gamma^m min(Q1', Q2')(h', a'); also the parts the update logs
@@ -174,15 +202,18 @@ class DrQv2(Agent):
     def update_critic(self, h, action, reward, discount, next_h, stddev, encoder_opt, critic_opt,
                       next_h_grad=None) -> dict:
         """One critic (and encoder) step. ``next_h_grad``: f(s') with its graph, for DR3's gradient
-        into the encoder (``next_h`` is used when None)."""
+        into the encoder (``next_h`` is used when None). ``encoder_opt`` None: a state encoder."""
         critic_loss, parts = self.critic_loss(h, action, reward, discount, next_h, stddev)
         terms = LossTerms(critic_loss)  # the regularisers the options switch on
         next_h_dr3 = next_h if next_h_grad is None else next_h_grad
         terms.add("dr3_dot", self.hparams.dr3_coef,
                   lambda: dr3_penalty(parts["phi"], self.critic.features(next_h_dr3, parts["next_action"])))
-        encoder_opt.zero_grad(), critic_opt.zero_grad()
+        optimizers = [opt for opt in (encoder_opt, critic_opt) if opt is not None]
+        for opt in optimizers:
+            opt.zero_grad()
         self.manual_backward(terms.loss)
-        critic_opt.step(), encoder_opt.step()
+        for opt in reversed(optimizers):  # the critic's step first, as DrQ-v2's code
+            opt.step()
         return {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
                 "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **terms.metrics}
 
@@ -202,25 +233,29 @@ class DrQv2(Agent):
         features; the DR3 dot pairs (s, a) with (s', a'), a' the target's clipped-noise action.
         Q, features and the augmentation gap (DrQ-v2's random shift, also for A-LIX, which trains
         without it) in evaluation mode (no A-LIX mixing); the TD loss and its ND score as in
-        training (augmentation or mixing on)."""
+        training (augmentation or mixing on). Without image keys: no augmentation gap and no ND score
+        (nothing to shift, no conv map), and with a state encoder no encoder srank
+        (``model_free.critic_health``)."""
         stddev, action = self.stddev(), batch["action"]
         with self.acting():
             encoded = self.encoder(batch["obs"])
             phi = self.critic.features(encoded, action)
             next_h = self.encoder(batch["next_obs"])
             out = critic_health(torch.min(*self.critic.values(phi)), phi,
-                                self.critic.features(next_h, self.next_action(next_h, stddev)), encoded, batch)
-            q_a, q_b = (torch.min(*self.critic(self.encoder(random_shift(batch["obs"], self.hparams.pad)), action))
-                        for _ in range(2))
-            out["augmentation_gap"] = augmentation_gap(q_a, q_b)
+                                self.critic.features(next_h, self.next_action(next_h, stddev)),
+                                encoded if learned(self.encoder) else None, batch)
+            if self.spec.image_keys:
+                shift = partial(random_shift, pad=self.hparams.pad)
+                q_a, q_b = (torch.min(*self.critic(self.encoder(on_images(shift, self.spec.obs_keys, batch["obs"])), action))
+                            for _ in range(2))
+                out["augmentation_gap"] = augmentation_gap(q_a, q_b)
         with training_mode(self):
-            obs, next_obs = batch["obs"], batch["next_obs"]
-            if self.hparams.augment:
-                obs, next_obs = random_shift(obs, self.hparams.pad), random_shift(next_obs, self.hparams.pad)
-            feature_map = self.encoder.feature_map(obs)
+            obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
+            h, feature_map = self.encoder.encode_with_map(obs)
             with torch.no_grad():
                 next_h = self.encoder(next_obs)
-            td_loss, _ = self.critic_loss(feature_map.flatten(1), action, batch["reward"], batch["discount"], next_h,
-                                          stddev)
-            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, feature_map)
+            td_loss, _ = self.critic_loss(h, action, batch["reward"], batch["discount"], next_h, stddev)
+            out["td_loss"] = td_loss.detach()
+            if feature_map is not None:
+                out["nd_score"] = nd_under(td_loss, feature_map)
         return out

@@ -20,6 +20,14 @@ agent is a config of it: DQN (Nature), NDDQN, DrQ(eps), DER and A-LIX-Atari (con
 Network (Dopamine's FullRainbowNetwork): encoder -> Dense(hidden) + ReLU -> advantage (A x atoms)
 [and value (atoms): dueling] -> logits (B, A, atoms); the Dense layers noisy when ``noisy``. Under QR-DQN
 the "atoms" are the ``num_quantiles`` quantiles themselves (returns, not logits of probabilities).
+
+The encoder reads what the environment gives (``make_encoder``): images a CNN, vectors the first layer
+of Dopamine's classic-control network (``worldmodels.nets.vector.VectorTorso``: [rescale to [-1, 1]]
+Dense(hidden) + ReLU, so that with the Dense(hidden) + ReLU above it a vector-only learner has Dopamine's
+two hidden layers of 512), a dict both side by side (``worldmodels.nets.keyed``). The torso is an
+encoder as the CNN is: never noisy (Dopamine's noisy layers are the Dense layers after the encoder;
+its classic-control networks have none). The heads sit on top unchanged. DrQ's augmentation touches the
+image keys only (none on a vector-only task); A-LIX mixes a conv feature map, so it takes image keys only.
 """
 
 from __future__ import annotations
@@ -33,9 +41,12 @@ from torch import nn
 
 from model_free.critic_health import critic_health, nd_under, training_mode
 from model_free.exploration import linearly_decaying_epsilon
+from model_free.obs_batches import on_images, one_tensor, rows_of
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
 from worldmodels.nets.draws import DeviceStream
+from worldmodels.nets.keyed import image_input, layout_encoder, vector_width
+from worldmodels.nets.vector import VectorTorso
 from worldmodels.nets import (ALIXAtariEncoder, NatureCNN, NoisyLinear, categorical_projection, make_support,
                               noise_forced, quantile_huber_loss)
 from worldmodels.regularizers import (AdaptiveStrength, GaussianBottleneck, LocalSignalMixing, LossTerms,
@@ -47,13 +58,35 @@ from worldmodels.training.optim import TFRMSprop
 ENCODERS = ("nature_same", "nature_valid", "alix")
 
 
-def make_encoder(name: str, spec: EnvSpec, feature_dim: int, mixing: nn.Module | None) -> nn.Module:
+def make_image_encoder(name: str, channels: int, size: int, feature_dim: int, mixing: nn.Module | None) -> nn.Module:
     """``nature_same``: Dopamine's Nature CNN (SAME padding, 7744 features at 84x84), the default;
     ``nature_valid``: the original Nature CNN (3136); ``alix``: A-LIX's Atari encoder."""
-    channels, size = spec.obs_shape[0], spec.obs_shape[1]
     if name == "alix":
         return ALIXAtariEncoder(channels, size, feature_dim, mixing)
     return NatureCNN(channels, size, name.removeprefix("nature_"), mixing)
+
+
+def make_encoder(name: str, spec: EnvSpec, feature_dim: int, mixing: nn.Module | None, hidden: int = 512,
+                 vector_min: list[float] | None = None, vector_max: list[float] | None = None) -> nn.Module:
+    """The image encoder ``name`` for image keys, Dopamine's classic-control first layer (``hidden`` units,
+    inputs rescaled from [vector_min, vector_max] to [-1, 1] when given) for vector keys; a dict's
+    features [CNN features, torso features] (``worldmodels.nets.keyed.layout_encoder``)."""
+    image = partial(make_image_encoder, name, feature_dim=feature_dim, mixing=mixing)
+    vector = partial(VectorTorso, hidden=hidden, low=vector_min, high=vector_max)
+    return layout_encoder(spec.obs_keys, image, vector)
+
+
+def check_vector_bounds(low: list[float] | None, high: list[float] | None, width: int | None = None) -> None:
+    """Refuse in one sentence vector bounds that are not one (min, max) pair per vector value with the max
+    above the min (``width``: how many values the environment's vector keys hold, once it is known)."""
+    if low is None and high is None:
+        return
+    if low is None or high is None or len(low) != len(high) or any(b <= a for a, b in zip(low, high)):
+        raise ConfigError(f"model.vector_min is {low} and model.vector_max {high}; give both or neither, as equally "
+                          "long lists with every max above its min.")
+    if width is not None and len(low) != width:
+        raise ConfigError(f"model.vector_min and vector_max bound {len(low)} values, and this environment's vector keys "
+                          f"hold {width}; give one bound per value (a frame stack counts each frame), or none.")
 
 
 def dense(in_dim: int, out_dim: int, noisy: bool, sigma0: float) -> nn.Module:
@@ -149,6 +182,10 @@ class Rainbow(Agent):
             the heads read a Gaussian sample of them (its mean when acting), beta x its KL to N(0, I) is
             added to the loss (``worldmodels.regularizers.vib``; against overfitting: Kumar et al. 2021,
             arXiv:2109.10813).
+        vector_min, vector_max: Dopamine's ``min_vals`` / ``max_vals``: bounds of each value of the vector
+            keys (concatenated in key order; frame stacks count each frame), rescaled to [-1, 1] before
+            the torso's Dense layer (CartPole's: [-2.4, -5, -pi/12, -2pi] and [2.4, 5, pi/12, 2pi]); None:
+            the values as they are (Dopamine's LunarLander). The vector torso's width is ``hidden``.
     """
 
     several_backward_passes = False  # one loss, one backward: DDP's reducer waits for every weight
@@ -164,7 +201,8 @@ class Rainbow(Agent):
                  augment_crop: str = "batch", random_warmup: bool | None = None, alix: bool = False,
                  alix_init: float = 1.0, alix_target_nd: float = 0.75, alix_lr: float = 1e-4,
                  alix_betas: tuple[float, float] = (0.5, 0.999), alix_max_shift: float = 2.5, dr3_coef: float = 0.0,
-                 cql_alpha: float = 0.0, vib_beta: float = 0.0):
+                 cql_alpha: float = 0.0, vib_beta: float = 0.0, vector_min: list[float] | None = None,
+                 vector_max: list[float] | None = None):
         if update_period < 1 or updates_per_env_step <= 0:
             raise ConfigError(f"model.update_period is {update_period} and model.updates_per_env_step "
                               f"{updates_per_env_step}; update at least once every update_period >= 1 env steps.")
@@ -184,6 +222,7 @@ class Rainbow(Agent):
         self.head = "quantile" if num_quantiles > 0 else "c51" if num_atoms > 1 else "scalar"
         if self.head == "c51":
             self.register_buffer("support", make_support(num_atoms, v_min, v_max), persistent=False)
+        check_vector_bounds(vector_min, vector_max)
         if batch_size < 1 or lr <= 0 or n_step < 1 or target_update_period < 1:
             raise ConfigError("model.batch_size, n_step and target_update_period must be at least 1 and model.lr positive.")
         if prioritized:
@@ -204,17 +243,19 @@ class Rainbow(Agent):
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
         h = self.hparams
-        if not spec.discrete:
-            raise ConfigError(f"{type(self).__name__} needs a discrete action space; pick an Atari game or the catch test task.")
+        spec.require(type(self).__name__, actions=("discrete",))
+        if h.alix:  # its mixing layer shifts a conv feature map
+            spec.require("A-LIX (model.alix)", actions=("discrete",), kinds=("image",))
+        check_vector_bounds(h.vector_min, h.vector_max, vector_width(spec.obs_keys))
         mixing = None
         if h.alix:
             self.alix_strength = AdaptiveStrength(h.alix_init, h.alix_target_nd, h.alix_lr, tuple(h.alix_betas))
             mixing = LocalSignalMixing(self.alix_strength, h.alix_max_shift)
-        encoder = make_encoder(h.encoder, spec, h.feature_dim, mixing)
+        encoder = make_encoder(h.encoder, spec, h.feature_dim, mixing, h.hidden, h.vector_min, h.vector_max)
         if h.alix and min(encoder.feature_shape[1:]) < 3:
             raise ConfigError(f"model.alix needs a conv feature map of at least 3x3 to mix, but encoder '{h.encoder}' "
-                              f"ends in {encoder.feature_shape[1]}x{encoder.feature_shape[2]} at {spec.obs_shape[1]} px; "
-                              "use larger images or another encoder.")
+                              f"ends in {encoder.feature_shape[1]}x{encoder.feature_shape[2]} at "
+                              f"{image_input(spec.obs_keys)[1]} px; use larger images or another encoder.")
         outputs = h.num_quantiles if self.head == "quantile" else h.num_atoms
         self.q = QNetwork(encoder, spec.num_actions, h.hidden, outputs, h.dueling, h.noisy, h.noisy_sigma0,
                           bottleneck=h.vib_beta > 0)
@@ -282,7 +323,7 @@ class Rainbow(Agent):
     def act(self, obs, state, first, explore):
         with noise_forced(self.q, explore and self.hparams.noisy):
             greedy = self.q_values(self.q(obs)).argmax(dim=-1)
-        n = obs.shape[0]
+        n = rows_of(obs)
         random = torch.randint(0, self.spec.num_actions, (n,), generator=self.explore_generator).to(greedy.device)
         explore_mask = (torch.rand(n, generator=self.explore_generator) < self.epsilon(explore)).to(greedy.device)
         return torch.where(explore_mask, random, greedy), None
@@ -327,10 +368,12 @@ class Rainbow(Agent):
             metrics.update(alix_dual_step(self.alix_strength, self.q.encoder))
         self.log_scalars(metrics)
 
-    def update_input(self, obs: torch.Tensor) -> torch.Tensor:
-        """s or s' as the update reads it: under ``augment``, DrQ's augmentation, each call drawing its own
-        crop and intensity (so s and s' are augmented independently); else as it is."""
-        return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else obs
+    def update_input(self, obs):
+        """s or s' as the update reads it: under ``augment``, DrQ's augmentation of each image key, each
+        call drawing its own crop and intensity (so s and s' are augmented independently); else as it is."""
+        if not self.hparams.augment:
+            return obs
+        return on_images(partial(drq_atari_augment, crop=self.hparams.augment_crop), self.spec.obs_keys, obs)
 
     def next_state_logits(self, next_obs: torch.Tensor):
         """Logits of s' under the online net (for double Q's a*) and the target net, and the online
@@ -342,7 +385,8 @@ class Rainbow(Agent):
         A-LIX-Atari's two per env step), the target pass would repeat the online one bit for bit, so
         one pass serves both."""
         shared = self.sync_every == 1 or self.target_equals_online
-        draws = None if shared else self.noise_stream.on(next_obs.device).get_state()
+        device = one_tensor(next_obs).device
+        draws = None if shared else self.noise_stream.on(device).get_state()
         if self.hparams.dr3_coef > 0:  # s' also through the online net with gradient: DR3 regularizes its features
             with gradient_recording_off(self.q):
                 phi_next = self.q.features(next_obs)
@@ -353,7 +397,7 @@ class Rainbow(Agent):
                 next_online = self.q(next_obs)
         if shared:
             return next_online, next_online, phi_next
-        self.noise_stream.on(next_obs.device).set_state(draws)
+        self.noise_stream.on(device).set_state(draws)
         with torch.no_grad():
             return next_online, self.q_target(next_obs), phi_next
 
@@ -408,14 +452,18 @@ class Rainbow(Agent):
             self.view.load_state_dict(checkpoint["replay_priorities"])
 
     # ------------------------------------------------------------------ health
-    def health_augmentation(self, obs: torch.Tensor) -> torch.Tensor:
-        """The augmentation health compares Q under: DrQ's own, else DrQ-v2's random shift (pad 4),
-        the common yardstick for agents trained without one."""
-        return drq_atari_augment(obs, crop=self.hparams.augment_crop) if self.hparams.augment else random_shift(obs, 4)
+    def health_augmentation(self, obs):
+        """The augmentation health compares Q under, on the image keys: DrQ's own, else DrQ-v2's random
+        shift (pad 4), the common yardstick for agents trained without one."""
+        if self.hparams.augment:
+            return self.update_input(obs)
+        return on_images(partial(random_shift, pad=4), self.spec.obs_keys, obs)
 
     def health(self, batch) -> dict[str, torch.Tensor | float]:
         """See ``model_free.critic_health``. Q, features and the augmentation gap in evaluation mode (no
-        noise, no A-LIX mixing); the TD loss and its ND score as in training (augmentation, noise, mixing)."""
+        noise, no A-LIX mixing); the TD loss and its ND score as in training (augmentation, noise, mixing).
+        Without image keys there is no augmentation gap (nothing is augmented) and no ND score (no conv
+        feature map)."""
         action = batch["action"]
         rows = torch.arange(len(action), device=action.device)
         q_of = lambda obs: self.q_values(self.q(obs))[rows, action]
@@ -424,15 +472,18 @@ class Rainbow(Agent):
             phi = self.q.features_from_encoded(encoded)
             q = self.q_values(self.q.logits(phi))[rows, action]
             out = critic_health(q, phi, self.q.features(batch["next_obs"]), encoded, batch)
-            shifted = lambda: self.health_augmentation(batch["obs"])
-            out["augmentation_gap"] = augmentation_gap(q_of(shifted()), q_of(shifted()))
+            if self.spec.image_keys:
+                shifted = lambda: self.health_augmentation(batch["obs"])
+                out["augmentation_gap"] = augmentation_gap(q_of(shifted()), q_of(shifted()))
         with training_mode(self):
             obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
-            feature_map = self.q.encoder.feature_map(obs)
-            phi = self.q.features_from_encoded(self.q.encoder.from_feature_map(feature_map))
+            encoded, feature_map = self.q.encoder.encode_with_map(obs)
+            phi = self.q.features_from_encoded(encoded)
             chosen = self.q.logits(phi)[rows, action]
             next_online, next_target, _ = self.next_state_logits(next_obs)
             loss, _ = self.td_loss(chosen, next_online, next_target, batch["reward"], batch["discount"])
             td_loss = loss.mean()
-            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, feature_map)
+            out["td_loss"] = td_loss.detach()
+            if feature_map is not None:
+                out["nd_score"] = nd_under(td_loss, feature_map)
         return out

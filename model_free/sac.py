@@ -33,6 +33,15 @@ reads their output detached, through its own Trunk: only the critic's loss train
 The reference code sums its M = 2 critic losses; the paper averages them (written here): with Adam
 the two differ only through Adam's epsilon.
 
+On states (vector keys) SAC is pytorch_sac (Yarats and Kostrikov, denisyarats/pytorch_sac at commit
+81c5b536d3a1c5616b2531e446450df412a064fb, agent/critic.py and agent/actor.py): the state goes straight
+into the actor's and critics' MLPs, no encoder, no Trunk (``worldmodels.nets.vector.VectorInput``); its
+settings are a config: image_pad 0, k_aug = m_aug = 1, actor_update_every 1, critic_tau 0.005, lr 1e-4,
+batch_size 1024, log_std_min -5. A dict of image and vector keys: the conv features through the Trunk,
+the vector beside it, [trunk(conv), s] (``worldmodels.nets.drq_encoder.SplitTrunk``). The shift
+augments the image keys only; SAC+AE's decoder reconstructs them (from the Trunk's 50 features) and is
+refused without any.
+
 The CQL code cited below is aviralkumar2907/CQL at commit d67dbe9cf5d2b96e3b462b6146f249b3d6569796
 (d4rl/rlkit/torch/sac/cql.py, CQLTrainer; d4rl/examples/cql_mujoco_new.py, its D4RL MuJoCo run).
 """
@@ -40,18 +49,23 @@ The CQL code cited below is aviralkumar2907/CQL at commit d67dbe9cf5d2b96e3b462b
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import torch
 import torch.distributions as D
 import torch.nn.functional as F
 from torch import nn
 
-from model_free.critic_health import critic_health, nd_under, training_mode
+from model_free.critic_health import critic_health, learned, nd_under, training_mode
+from model_free.obs_batches import first_rows, on_images, repeated, rows_of
 from worldmodels.diagnostics import augmentation_gap
 from worldmodels.errors import ConfigError
-from worldmodels.nets.drq_encoder import DrQEncoder, PixelDecoder, Trunk, delta_orthogonal_init, orthogonal_init
+from worldmodels.nets.drq_encoder import (DrQEncoder, PixelDecoder, delta_orthogonal_init, make_trunk, orthogonal_init,
+                                          trunk_width)
+from worldmodels.nets.keyed import KeyedEncoder, image_input, layout_encoder, stack_images, vector_columns
 from worldmodels.nets.ema import ema_update_
 from worldmodels.nets.twin_q import TwinQ, mlp
+from worldmodels.nets.vector import VectorInput
 from worldmodels.regularizers import LossTerms, cql_continuous_penalty, cql_lagrange_terms, dr3_penalty, random_shift
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
@@ -120,14 +134,23 @@ def latent_penalty(h: torch.Tensor) -> torch.Tensor:
 # commit dd040f1) and SAC+AE's (denisyarats/pytorch_sac_ae sac_ae.py weight_init, commit 7fa560e).
 CONV_INITS = {"orthogonal": orthogonal_init, "delta_orthogonal": delta_orthogonal_init}
 
+def encoder_convs(encoder: nn.Module) -> dict[str, nn.Module]:
+    """The convolutions ``encoder`` runs, by their path under it: none for a state encoder."""
+    image = encoder.image if isinstance(encoder, KeyedEncoder) else encoder
+    if image is None or not hasattr(image, "convs"):
+        return {}
+    return {"image.convs" if image is not encoder else "convs": image.convs}
+
+
 class Actor(nn.Module):
-    """Own Trunk on the (detached) conv features, MLP to mean and log-std of a tanh-squashed Gaussian."""
+    """Own Trunk on the (detached) conv features, MLP to mean and log-std of a tanh-squashed Gaussian.
+    The last ``vector_dim`` columns of the encoder's output (vector keys) pass beside the Trunk."""
 
     def __init__(self, conv_dim: int, action_dim: int, feature_dim: int, hidden: int, depth: int,
-                 log_std_bounds: tuple[float, float]):
+                 log_std_bounds: tuple[float, float], vector_dim: int = 0):
         super().__init__()
-        self.trunk = Trunk(conv_dim, feature_dim)
-        self.net = mlp(feature_dim, hidden, depth, 2 * action_dim, orthogonal_init)
+        self.trunk = make_trunk(conv_dim, vector_dim, feature_dim)
+        self.net = mlp(trunk_width(conv_dim, vector_dim, feature_dim), hidden, depth, 2 * action_dim, orthogonal_init)
         self.log_std_bounds = log_std_bounds
 
     def forward(self, conv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,23 +245,27 @@ class SAC(Agent):
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
         h = self.hparams
-        if spec.discrete:
-            agent = "SAC+AE (model.decoder)" if h.decoder else "DrQ (SAC)"
-            raise ConfigError(f"{agent} needs a continuous action space; pick a DMC task or the reach test task.")
+        spec.require("SAC+AE (model.decoder)" if h.decoder else "SAC", actions=("continuous",))
+        if h.decoder and not spec.image_keys:
+            raise ConfigError("SAC+AE (model.decoder) reconstructs the image keys, and this environment has none; set "
+                              "model.decoder false (SAC on states has nothing to reconstruct).")
         init = CONV_INITS[h.conv_init]
-        encoder = DrQEncoder(spec.obs_shape[0], spec.obs_shape[1], shift=0.0, init=init)
-        self.critic = TwinQ(encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth, encoder=encoder)
+        encoder = layout_encoder(spec.obs_keys, partial(DrQEncoder, shift=0.0, init=init), VectorInput)
+        vector_dim = vector_columns(encoder)
+        self.critic = TwinQ(encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth, encoder=encoder,
+                            vector_dim=vector_dim)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor = Actor(self.critic.encoder.out_dim, spec.action_dim, h.feature_dim, h.hidden, h.depth,
-                           (h.log_std_min, h.log_std_max))
+                           (h.log_std_min, h.log_std_max), vector_dim)
         self.log_alpha = nn.Parameter(torch.tensor(float(h.init_temperature)).log())
         self.target_entropy = -float(spec.action_dim)
         if self.lagrange:  # the CQL code's log_alpha_prime, from 0 (cql.py lines 72-79)
             self.log_alpha_prime = nn.Parameter(torch.zeros(()))
         if h.decoder:
-            if spec.obs_shape[1] % 2:
-                raise ConfigError(f"model.decoder reconstructs even-sized images; env.image_size is {spec.obs_shape[1]}.")
-            self.decoder = PixelDecoder(spec.obs_shape[0], self.critic.encoder.feature_shape, h.feature_dim, init)
+            channels, side = image_input(spec.obs_keys)
+            if side % 2:
+                raise ConfigError(f"model.decoder reconstructs even-sized images; env.image_size is {side}.")
+            self.decoder = PixelDecoder(channels, self.critic.encoder.feature_shape, h.feature_dim, init)
 
     @property
     def lagrange(self) -> bool:
@@ -252,9 +279,10 @@ class SAC(Agent):
         """What ``worldmodels.training.compile.compile_agent`` compiles: the convolutions of the critic
         and of its target (M + K shifted copies of the batch, every update), the actor's network, the
         critic's features and its forward, the target critic and SAC+AE's decoder. The policy's
-        distribution and its draws stay in eager mode."""
-        return {"critic.encoder.convs": self.critic.encoder.convs, "critic_target.encoder.convs":
-                self.critic_target.encoder.convs, "actor": self.actor, "critic.features": self.critic.features,
+        distribution and its draws stay in eager mode. A state encoder has no convolutions to compile."""
+        convs = {f"{name}.encoder.{path}": module for name in ("critic", "critic_target")
+                 for path, module in encoder_convs(getattr(self, name).encoder).items()}
+        return {**convs, "actor": self.actor, "critic.features": self.critic.features,
                 "critic": self.critic, "critic_target": self.critic_target,
                 **({"decoder": self.decoder} if self.hparams.decoder else {})}
 
@@ -281,12 +309,13 @@ class SAC(Agent):
         noise = torch.randn(mu.shape, generator=self.explore_generator).to(mu.device)
         return torch.tanh(mu + std * noise), None
 
-    def augmented(self, obs: torch.Tensor, copies: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``copies`` independent random shifts of each observation, stacked: (copies * B, C, H, W),
-        drawn from ``generator`` (the agent's augmentation generator when None)."""
-        repeated = obs.repeat(copies, 1, 1, 1)
+    def augmented(self, obs, copies: int, generator: torch.Generator | None = None):
+        """``copies`` independent random shifts of each observation, stacked: (copies * B, C, H, W) per
+        image key (vector keys copied as they are), drawn from ``generator`` (the agent's augmentation
+        generator when None)."""
+        copied = repeated(obs, copies)
         generator = self.augment_generator if generator is None else generator
-        return random_shift(repeated, self.hparams.image_pad, generator)
+        return on_images(lambda x: random_shift(x, self.hparams.image_pad, generator), self.spec.obs_keys, copied)
 
     def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor, data_action: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,7 +338,8 @@ class SAC(Agent):
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """DrQ's critic loss on M stacked shifts of s (``obs``) against the target averaged over K
         stacked shifts of s' (``next_obs``); also returns the parts the update logs and DR3 needs."""
-        k, m = next_obs.shape[0] // batch["obs"].shape[0], obs.shape[0] // batch["obs"].shape[0]
+        b = rows_of(batch["obs"])
+        k, m = rows_of(next_obs) // b, rows_of(obs) // b
         with torch.no_grad():  # the target, averaged over K shifts of s'
             next_conv = self.critic.encoder(next_obs)
             next_mu, next_std = self.actor(next_conv)
@@ -322,25 +352,28 @@ class SAC(Agent):
             else:
                 targets = soft_q_target(reward, discount, next_q1, next_q2, next_policy.log_prob(next_action), alpha)
             target = averaged_target(targets.view(k, -1))
-        feature_map = self.critic.encoder.feature_map(obs)  # the critic, averaged over M shifts of s
-        phi = self.critic.features(feature_map.flatten(1), batch["action"].float().repeat(m, 1))
+        h, feature_map = self.critic.encoder.encode_with_map(obs)  # the critic, averaged over M shifts of s
+        phi = self.critic.features(h, batch["action"].float().repeat(m, 1))
         q1, q2 = self.critic.values(phi)
         loss = averaged_critic_loss(q1.view(m, -1), q2.view(m, -1), target)
         return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action,
-                      "next_conv": next_conv, "feature_map": feature_map}
+                      "next_conv": next_conv, "h": h, "feature_map": feature_map}
 
-    def augmented_if(self, obs: torch.Tensor, copies: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def augmented_if(self, obs, copies: int, generator: torch.Generator | None = None):
         """``augmented``, or the observations as they are without augmentation (``image_pad`` 0)."""
         if self.hparams.image_pad > 0:
             return self.augmented(obs, copies, generator)
-        return obs.repeat(copies, 1, 1, 1)
+        return repeated(obs, copies)
 
-    def reconstruction_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """SAC+AE: MSE of the decoded critic features of s against s quantised to ``decoder_bits`` bits,
-        plus the latent penalty. Trains the critic's encoder (convs, Trunk) and the decoder."""
-        h = self.critic.trunk(self.critic.encoder(obs))
+    def reconstruction_loss(self, obs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """SAC+AE: MSE of the decoded critic features of s against its image keys (stacked) quantised to
+        ``decoder_bits`` bits, plus the latent penalty. Trains the critic's encoder (convs, Trunk) and the
+        decoder. The features are the Trunk's, the first ``feature_dim`` columns of its output (the
+        vector keys, beside them, are not a latent code)."""
+        h = self.critic.trunk(self.critic.encoder(obs))[:, :self.hparams.feature_dim]
         reconstruction = self.decoder(h)
-        target = quantised_target(obs, torch.rand(obs.shape, device=obs.device), self.hparams.decoder_bits)
+        images = stack_images(self.spec.obs_keys, obs)
+        target = quantised_target(images, torch.rand(images.shape, device=images.device), self.hparams.decoder_bits)
         mse, penalty = F.mse_loss(reconstruction, target), latent_penalty(h)
         return mse + self.hparams.latent_penalty_coef * penalty, {"mse": mse, "latent": penalty,
                                                                   "reconstruction": reconstruction, "target": target}
@@ -358,10 +391,11 @@ class SAC(Agent):
         return {"train/reconstruction_loss": parts["mse"], "train/latent_penalty": parts["latent"]}
 
     def log_reconstruction(self, target: torch.Tensor, reconstruction: torch.Tensor) -> None:
-        """The newest frame of the first 4 samples, truth (top) above reconstruction (bottom), to W&B."""
+        """The newest frame of the first 4 samples, truth (top) above reconstruction (bottom), to W&B (of
+        the last image key, whose channels come last in the stack)."""
         if self._trainer is None:
             return
-        c = self.spec.frame_channels
+        c = self.spec.image_keys[-1].frame_shape[0]
         pair = torch.cat([target[:4, -c:], reconstruction[:4, -c:].detach()], 2)  # (4, C, 2H, W)
         image = ((pair + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(2, 0, 3, 1).flatten(1, 2).cpu().numpy()
         for logger in self.trainer.loggers:
@@ -379,9 +413,9 @@ class SAC(Agent):
         obs = self.augmented_if(batch["obs"], m)
         critic_loss, parts = self.critic_loss(obs, next_obs, batch, alpha)
         q1, q2, target = parts["q1"], parts["q2"], parts["target"]
-        b = batch["obs"].shape[0]  # DR3 and CQL read the first shift of s (and of s')
+        b = rows_of(batch["obs"])  # DR3 and CQL read the first shift of s (and of s')
         terms = LossTerms(critic_loss)  # the regularisers the options switch on, in the order they join the loss
-        terms.add("dr3_dot", h.dr3_coef, lambda: self.dr3_dot(parts, next_obs[:b], b))
+        terms.add("dr3_dot", h.dr3_coef, lambda: self.dr3_dot(parts, first_rows(next_obs, b), b))
         if h.cql_alpha > 0:
             self.add_cql(terms, parts, b, extra_opts[-1] if self.lagrange else None)
         critic_opt.zero_grad()
@@ -393,7 +427,7 @@ class SAC(Agent):
 
         if self.counters.updates % h.actor_update_every == 0:  # actor and temperature on the first shift of s
             cloning = self.counters.updates < h.policy_eval_start  # the loop counts update 1 before its step
-            actor_loss, log_prob = self.actor_loss(obs[:b], alpha,
+            actor_loss, log_prob = self.actor_loss(first_rows(obs, b), alpha,
                                                    batch["action"].float() if cloning else None)
             actor_opt.zero_grad()
             self.manual_backward(actor_loss)  # also leaves gradients on the critic's heads: zeroed before its step
@@ -423,7 +457,7 @@ class SAC(Agent):
         critic's loss; under the Lagrange variant, sum_i alpha' (cql_alpha * P_i - tau) after alpha'
         has taken its own step, on the penalty before the critic's step (cql.py lines 270-278)."""
         h = self.hparams
-        twins = self.twin_cql_penalties(parts["feature_map"][:b].flatten(1), parts["next_conv"][:b],
+        twins = self.twin_cql_penalties(parts["h"][:b], parts["next_conv"][:b],
                                         (parts["q1"][:b], parts["q2"][:b]))
         cql = sum(twins)
         if not self.lagrange:
@@ -477,7 +511,9 @@ class SAC(Agent):
         """See ``model_free.critic_health``. Q is min(Q1, Q2) as the targets use it; srank reads Q1's
         features; the DR3 dot pairs (s, a) with (s', a' ~ pi(s')). The figures on clean
         observations, the augmentation gap under DrQ's shift, the TD loss (K, M shifts) and its ND
-        score as in training, all shifts from a generator seeded the same at every check."""
+        score as in training, all shifts from a generator seeded the same at every check. Without image
+        keys: no augmentation gap and no ND score (nothing to shift, no conv map), and with a state
+        encoder no encoder srank (``model_free.critic_health``)."""
         generator = torch.Generator().manual_seed(0)
         action = batch["action"].float()
         with self.acting():
@@ -485,17 +521,21 @@ class SAC(Agent):
             phi = self.critic.features(encoded, action)
             next_conv = self.critic.encoder(batch["next_obs"])
             next_action = squashed_normal(*self.actor(next_conv)).sample()
-            out = critic_health(torch.min(*self.critic.values(phi)), phi,
-                                self.critic.features(next_conv, next_action), encoded, batch)
-            # The gap under DrQ's shift, pad 4 for an agent trained without augmentation (SAC+AE): the common yardstick.
-            shifted = lambda: random_shift(batch["obs"], self.hparams.image_pad or 4, generator)
-            q_a, q_b = (torch.min(*self.critic(self.critic.encoder(shifted()), action))
-                        for _ in range(2))
-            out["augmentation_gap"] = augmentation_gap(q_a, q_b)
+            out = critic_health(torch.min(*self.critic.values(phi)), phi, self.critic.features(next_conv, next_action),
+                                encoded if learned(self.critic.encoder) else None, batch)
+            if self.spec.image_keys:
+                # The gap under DrQ's shift, pad 4 for an agent trained without augmentation (SAC+AE): the common yardstick.
+                shift = lambda x: random_shift(x, self.hparams.image_pad or 4, generator)
+                shifted = lambda: on_images(shift, self.spec.obs_keys, batch["obs"])
+                q_a, q_b = (torch.min(*self.critic(self.critic.encoder(shifted()), action))
+                            for _ in range(2))
+                out["augmentation_gap"] = augmentation_gap(q_a, q_b)
         with training_mode(self):
             h = self.hparams
             next_obs = self.augmented_if(batch["next_obs"], h.k_aug, generator)
             obs = self.augmented_if(batch["obs"], h.m_aug, generator)
             td_loss, parts = self.critic_loss(obs, next_obs, batch, self.log_alpha.exp().detach())
-            out["td_loss"], out["nd_score"] = td_loss.detach(), nd_under(td_loss, parts["feature_map"])
+            out["td_loss"] = td_loss.detach()
+            if parts["feature_map"] is not None:
+                out["nd_score"] = nd_under(td_loss, parts["feature_map"])
         return out

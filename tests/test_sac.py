@@ -152,7 +152,7 @@ def test_the_encoder_follows_its_own_target_rate():
 
 
 def test_a_decoder_on_a_discrete_action_task_is_refused_with_one_sentence():
-    with pytest.raises(ConfigError, match=r"SAC\+AE \(model.decoder\) needs a continuous action space"):
+    with pytest.raises(ConfigError, match=r"SAC\+AE \(model.decoder\) takes continuous actions, and this environment's are discrete"):
         SAC(decoder=True).build(EnvSpec((3, 24, 24), 3, num_actions=4))
 
 

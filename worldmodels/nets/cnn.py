@@ -37,7 +37,20 @@ class SamePad2d(nn.Module):
         return F.pad(x, pads)
 
 
-class NatureCNN(nn.Module):
+class ConvEncoder(nn.Module):
+    """What every conv encoder answers besides its features: ``feature_map(obs)`` (the last conv
+    layer's output, per subclass), ``from_feature_map`` (the features from it) and both at once, so that
+    the ND score can differentiate through the map the features came from."""
+
+    def from_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return feature_map.flatten(1)
+
+    def encode_with_map(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature_map = self.feature_map(obs)
+        return self.from_feature_map(feature_map), feature_map
+
+
+class NatureCNN(ConvEncoder):
     """The DQN encoder of Mnih et al. (2015): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, ReLU, flattened.
 
     padding: ``same`` is Dopamine's JAX network (Flax's default padding; behind the DrQ, DrQ(eps) and

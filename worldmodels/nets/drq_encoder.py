@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from worldmodels.nets.cnn import PixelScale
+from worldmodels.nets.cnn import ConvEncoder, PixelScale
 
 
 def orthogonal_init(module: nn.Module) -> None:
@@ -55,7 +55,7 @@ def delta_orthogonal_init(module: nn.Module) -> None:
             module.bias.data.fill_(0.0)
 
 
-class DrQEncoder(nn.Module):
+class DrQEncoder(ConvEncoder):
     """``init``: applied to every layer (``orthogonal_init``; SAC+AE: ``delta_orthogonal_init``)."""
 
     CONVS = 4
@@ -92,6 +92,36 @@ class Trunk(nn.Sequential):
         self.apply(orthogonal_init)
 
 
+class SplitTrunk(Trunk):
+    """A Trunk on the image features of h, its first ``image_dim`` columns; the vector keys, its last
+    columns, pass beside it as they are: [trunk(h_image), h_vector]. Through the Trunk's Linear and
+    LayerNorm a few state values would be mixed into 50 features and normalised together with tens of
+    thousands of conv features; beside it they reach the MLPs as pytorch_sac feeds states."""
+
+    def __init__(self, image_dim: int, feature_dim: int = 50):
+        super().__init__(image_dim, feature_dim)
+        self.image_dim = image_dim
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([super().forward(h[:, :self.image_dim]), h[:, self.image_dim:]], -1)
+
+
+def make_trunk(repr_dim: int, vector_dim: int, feature_dim: int) -> nn.Module:
+    """The trunk over h (B, repr_dim) whose last ``vector_dim`` columns are vector keys
+    (``worldmodels.nets.keyed``): a Trunk without vector columns (every pixel config), nothing with only
+    vector columns (pytorch_sac: the state goes straight into the MLPs), else a ``SplitTrunk``."""
+    if vector_dim == 0:
+        return Trunk(repr_dim, feature_dim)
+    if vector_dim == repr_dim:
+        return nn.Identity()
+    return SplitTrunk(repr_dim - vector_dim, feature_dim)
+
+
+def trunk_width(repr_dim: int, vector_dim: int, feature_dim: int) -> int:
+    """Width of ``make_trunk``'s output."""
+    return (feature_dim if repr_dim > vector_dim else 0) + vector_dim
+
+
 class PixelDecoder(nn.Module):
     """SAC+AE's deterministic decoder (Yarats et al. 2019), the DrQEncoder mirrored: Linear from the
     features to the last conv map (32 x 35 x 35 at 84x84) + ReLU, three 3x3 transposed convs of stride 1
@@ -115,7 +145,7 @@ class PixelDecoder(nn.Module):
         return self.deconvs(torch.relu(self.fc(h)).view(-1, *self.feature_shape))
 
 
-class ALIXAtariEncoder(nn.Module):
+class ALIXAtariEncoder(ConvEncoder):
     """The encoder of A-LIX's Atari agent (Cetin et al. 2022, appendix D, Table 7): DrQ-v2's style of
     small convolutions, 32, 32, 32 channels of 3x3 with strides 2, 1, 1 and ReLU (84 -> 41 -> 39 -> 37),
     then DrQ-v2's trunk to a 50-feature vector. The paper publishes no code; pixels are centred and

@@ -5,6 +5,9 @@ Function Approximation Error in Actor-Critic Methods", arXiv:1802.09477) as DrQ,
     h (flattened conv features) -> Trunk (Linear, LayerNorm, tanh) -> x = [trunk(h), a]
     Q_i(h, a) = MLP_i(x), i = 1, 2: ``depth`` hidden layers of Linear + ReLU, then Linear to 1
 
+When h ends in ``vector_dim`` columns of vector keys, they pass beside the Trunk, and with nothing
+else in h there is no Trunk: x = [s, a], pytorch_sac's critic (``worldmodels.nets.drq_encoder.make_trunk``).
+
 What the agents configure: ``depth`` (DrQ-v2: 2), whether the critic owns the conv encoder (SAC: its
 actor reads the critic's convolutions; DrQ-v2: the encoder is the agent's), and the order in which the
 MLPs are initialised (``init_heads``).
@@ -17,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from worldmodels.nets.drq_encoder import Trunk, orthogonal_init
+from worldmodels.nets.drq_encoder import make_trunk, orthogonal_init, trunk_width
 
 INIT_HEADS = ("each", "both")
 
@@ -41,18 +44,20 @@ class TwinQ(nn.Module):
     init_heads: ``each``: each Q MLP gets ``orthogonal_init`` as soon as it is built (SAC's); ``both``:
         both are built, then both initialised (DrQ-v2's). The two orders draw torch's random numbers in
         different orders, so the same seed gives different initial weights under each.
+    vector_dim: how many of h's ``repr_dim`` columns, its last, are vector keys (0: none).
     """
 
     def __init__(self, repr_dim: int, action_dim: int, feature_dim: int, hidden: int, depth: int = 2,
-                 encoder: nn.Module | None = None, init_heads: str = "each"):
+                 encoder: nn.Module | None = None, init_heads: str = "each", vector_dim: int = 0):
         super().__init__()
         if init_heads not in INIT_HEADS:
             raise ValueError(f"init_heads is {init_heads!r}; choose one of {', '.join(INIT_HEADS)}.")
         if encoder is not None:
             self.encoder = encoder
-        self.trunk = Trunk(repr_dim, feature_dim)
+        self.trunk = make_trunk(repr_dim, vector_dim, feature_dim)
         each = orthogonal_init if init_heads == "each" else None
-        self.q1, self.q2 = (mlp(feature_dim + action_dim, hidden, depth, 1, each) for _ in range(2))
+        width = trunk_width(repr_dim, vector_dim, feature_dim)
+        self.q1, self.q2 = (mlp(width + action_dim, hidden, depth, 1, each) for _ in range(2))
         if init_heads == "both":
             self.q1.apply(orthogonal_init), self.q2.apply(orthogonal_init)
 
