@@ -149,8 +149,9 @@ class DreamerV3(Agent):
 
     def action_vectors(self, action: torch.Tensor) -> torch.Tensor:
         """Replay actions as RSSM inputs: one-hot for discrete spaces, the one-hots of the sub-actions side
-        by side for MultiDiscrete ones ((B, T, len(nvec)) int64 -> (B, T, sum(nvec))), as stored for
-        continuous ones."""
+        by side for MultiDiscrete ones ((B, T, len(nvec)) int64 -> (B, T, sum(nvec)), as the reference's RSSM
+        flattens an action of several one-hots, danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 112-114),
+        as stored for continuous ones."""
         if self.spec.discrete:
             return F.one_hot(action.long(), self.action_dim).float()
         if self.spec.multi_discrete:
