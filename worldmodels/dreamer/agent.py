@@ -1,10 +1,15 @@
 """DreamerV3 (Hafner et al., 2023) as an agent of the shared pipeline.
 
     each update, on B x T replayed sequences:
-        world model:  observe the sequence with the RSSM; minimise image + reward + continue + KL losses
+        world model:  observe the sequence with the RSSM; minimise image + vector + reward + continue + KL
+                      losses
         behaviour:    imagine H steps from every posterior state; train the actor on normalised
                       lambda-return advantages and the two-hot critic on the returns
     acting: carry (h, z, a) across env steps; reset it at episode starts
+
+Observations: images, vectors, or a dict of both (world_model.py says how each is read). Actions:
+Discrete, MultiDiscrete (one categorical per sub-action; the world model and the critic read their
+one-hots side by side) or Box.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from worldmodels.diagnostics.health import feature_dot, overestimation, srank
 from worldmodels.diagnostics.open_loop import open_loop_video
 from worldmodels.dreamer.behavior import Actor, BehaviorConfig, Critic, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State
-from worldmodels.dreamer.world_model import SIZES, Size, WorldModel
+from worldmodels.dreamer.world_model import SIZES, Size, WorldModel, observation_batch
+from worldmodels.envs.observations import map_obs
 from worldmodels.errors import ConfigError
-from worldmodels.nets.distributions import SPACES
+from worldmodels.nets.distributions import SPACES, concatenated_one_hots, one_hot_indices
 from worldmodels.nets.dreamer_blocks import NORMS
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
@@ -32,6 +38,8 @@ class DreamerV3(Agent):
     """Args (defaults: the 2023 paper, REFERENCE.md):
         size: XS, S, M, L or XL (deterministic state, CNN depth, MLP width and depth).
         deter, cnn_depth, mlp_units, mlp_layers: override one dimension of the size (tests, ablations).
+        vector_units, vector_layers: override the width and depth of the MLP encoder and decoder of vector
+            observations (every size: 1024 x 5, the 2023 code's; see world_model.Size).
         stoch, classes: latent variables and classes per variable (32 x 32).
         batch_size, seq_len: replayed sequences per update and their length.
         train_ratio: replayed steps per env step; updates per env step = train_ratio / (B x T).
@@ -60,7 +68,8 @@ class DreamerV3(Agent):
     """
 
     def __init__(self, size: str = "S", deter: int | None = None, cnn_depth: int | None = None,
-                 mlp_units: int | None = None, mlp_layers: int | None = None, stoch: int = 32, classes: int = 32,
+                 mlp_units: int | None = None, mlp_layers: int | None = None, vector_units: int | None = None,
+                 vector_layers: int | None = None, stoch: int = 32, classes: int = 32,
                  batch_size: int = 16, seq_len: int = 64, train_ratio: float = 1024,
                  horizon: int = 15, gamma: float = 1 - 1 / 333, lam: float = 0.95, free_nats: float = 1.0,
                  dyn_scale: float = 0.5, rep_scale: float = 0.1, entropy_coef: float = 3e-4,
@@ -85,18 +94,25 @@ class DreamerV3(Agent):
 
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
+        spec.require("DreamerV3", actions=("discrete", "multi_discrete", "continuous"), kinds=("image", "vector"))
         if spec.frame_stack != 1:
             raise ConfigError("DreamerV3 remembers the past in its RSSM: set data.env.frame_stack to 1.")
-        h = self.hparams
-        table = SIZES[h.size]
-        size = Size(h.deter or table.deter, h.cnn_depth or table.depth, h.mlp_units or table.units,
-                    table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes, h.norm)
-        self.action_dim = spec.num_actions if spec.discrete else spec.action_dim
-        self.world_model = WorldModel(spec.obs_shape, self.action_dim, size, h.unimix, two_hot_space=h.two_hot_space)
+        h, size = self.hparams, self.model_size()
+        self.action_dim = action_width(spec)
+        self.world_model = WorldModel(spec.obs_keys, self.action_dim, size, h.unimix, two_hot_space=h.two_hot_space)
         feat = self.world_model.rssm.feat_dim
-        self.actor = Actor(feat, self.action_dim, spec.discrete, size.units, size.layers, h.unimix, norm=h.norm)
+        self.actor = Actor(feat, self.action_dim, spec.action_kind != "continuous", size.units, size.layers,
+                           h.unimix, norm=h.norm, nvec=spec.action_nvec)
         self.critic = Critic(feat, size.units, size.layers, norm=h.norm, space=h.two_hot_space)
         self.returns_scale = ReturnScale()
+
+    def model_size(self) -> Size:
+        """The size preset with this agent's overrides."""
+        h, table = self.hparams, SIZES[self.hparams.size]
+        return Size(h.deter or table.deter, h.cnn_depth or table.depth, h.mlp_units or table.units,
+                    table.layers if h.mlp_layers is None else h.mlp_layers, h.stoch, h.classes, h.norm,
+                    h.vector_units or table.vector_units,
+                    table.vector_layers if h.vector_layers is None else h.vector_layers)
 
     def replay_view(self) -> SequenceView:
         return self.view
@@ -121,7 +137,10 @@ class DreamerV3(Agent):
         continue heads, the actor's network (H steps of imagination) and the critic's features, fast
         and slow networks. The latent and action draws stay in eager mode (see rssm.py)."""
         wm, rssm = self.world_model, self.world_model.rssm
-        return {"world_model.encoder": wm.encoder, "world_model.decoder": wm.decoder,
+        observation_nets = {f"world_model.{name}": getattr(wm, name)
+                            for name in ("encoder", "vector_encoder", "decoder", "vector_decoder")
+                            if getattr(wm, name) is not None}  # those the observation's keys call for
+        return {**observation_nets,
                 "world_model.rssm.posterior_step": rssm.posterior_step, "world_model.rssm.prior_step": rssm.prior_step,
                 "world_model.rssm.prior_logits": rssm.prior_logits,
                 "world_model.reward_head": wm.reward_head, "world_model.continue_head": wm.continue_head,
@@ -129,26 +148,38 @@ class DreamerV3(Agent):
                 "critic.slow": self.critic.slow}
 
     def action_vectors(self, action: torch.Tensor) -> torch.Tensor:
-        """Replay actions as RSSM inputs: one-hot for discrete spaces, as stored for continuous ones."""
-        return F.one_hot(action.long(), self.action_dim).float() if self.spec.discrete else action.float()
+        """Replay actions as RSSM inputs: one-hot for discrete spaces, the one-hots of the sub-actions side
+        by side for MultiDiscrete ones ((B, T, len(nvec)) int64 -> (B, T, sum(nvec)), as the reference's RSSM
+        flattens an action of several one-hots, danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 112-114),
+        as stored for continuous ones."""
+        if self.spec.discrete:
+            return F.one_hot(action.long(), self.action_dim).float()
+        if self.spec.multi_discrete:
+            return concatenated_one_hots(action, self.spec.action_nvec)
+        return action.float()
 
     # ------------------------------------------------------------------ acting
     def initial_state(self, num_envs: int):
         return None  # made on the first call, on the right device
 
     def act(self, obs, state, first, explore):
-        n = obs.shape[0]
+        """Actions for ``obs`` (N, ...) or a dict of such tensors: int64 (N,) for Discrete spaces, int64
+        (N, len(nvec)) for MultiDiscrete ones, float (N, A) in [-1, 1] for Box ones."""
+        some = observation_batch(obs)
+        n = some.shape[0]
         rssm = self.world_model.rssm
         if state is None:
-            state = (rssm.initial(n), torch.zeros(n, self.action_dim, device=obs.device))
+            state = (rssm.initial(n), torch.zeros(n, self.action_dim, device=some.device))
             first = torch.ones_like(first)
         latent, prev_action = state
-        embed = self.world_model.encoder(obs)
+        embed = self.world_model.embed(obs)
         latent = rssm.obs_step(latent, prev_action, embed, first)
         policy = self.actor(latent.features())
         action = policy.mode if not explore and self.hparams.eval_policy == "mode" else policy.sample()
         if self.spec.discrete:
             return action.argmax(-1), (latent, action)
+        if self.spec.multi_discrete:
+            return one_hot_indices(action, self.spec.action_nvec), (latent, action)
         action = action.clamp(-1, 1)
         return action, (latent, action)
 
@@ -206,7 +237,9 @@ class DreamerV3(Agent):
         """Training-health figures on a held replay batch (B, T); the Health callback logs them as
         ``health/<name>``:
 
-            open_loop_image_mse_step{k}      image squared error per pixel ([0, 1] units),
+            open_loop_image_mse_step{k}      image squared error per pixel ([0, 1] units), with image keys,
+            open_loop_vector_symlog_mse_step{k}  vector squared error per dimension (symlog space), with
+                                             vector keys,
             open_loop_reward_error_step{k}   |predicted - replayed reward|,
             open_loop_kl_step{k}             KL[posterior || open-loop prior] (nats),
                 for k in HEALTH_STEPS imagined steps after HEALTH_CONTEXT observed ones, along the
@@ -225,7 +258,7 @@ class DreamerV3(Agent):
                                              in training (``critic/td_loss``)
         """
         first, action = self.sequence_inputs(batch)
-        embed = self.world_model.encoder(batch["obs"])
+        embed = self.world_model.embed(batch["obs"])
         post, _ = self.world_model.rssm.observe(embed, action, first)
         out: dict[str, torch.Tensor | float] = {}
 
@@ -258,10 +291,38 @@ class DreamerV3(Agent):
         return out
 
     @torch.no_grad()
-    def log_open_loop_video(self, batch, action, first, sequences: int = 6, context: int = 5) -> None:
-        obs = batch["obs"][:sequences]
-        pred = self.world_model.open_loop(obs, action[:sequences], first[:sequences], context)
-        video = open_loop_video(obs, pred, context).numpy()
-        for logger in self.trainer.loggers:
-            if hasattr(logger, "log_video"):
-                logger.log_video("wm/open_loop", [video], step=self.trainer.global_step, fps=[10], format=["mp4"])
+    def open_loop_videos(self, batch, action, first, sequences: int = 6, context: int = 5) -> dict[str, torch.Tensor]:
+        """The open-loop video (``worldmodels.diagnostics.open_loop``) of each image key of 1 or 3 channels
+        (others are no picture to draw), by log name: ``wm/open_loop`` when the observation is one image,
+        ``wm/open_loop_<key>`` for each image key of a dict, as the reference logs ``openl_<key>`` per image
+        key (danijar/dreamerv3 8fa35f8, dreamerv3/agent.py lines 211-216). Empty without image keys: vectors
+        make no video; their open-loop error is ``health``'s open_loop_vector_symlog_mse."""
+        wm = self.world_model
+        if wm.decoder is None:
+            return {}
+        obs = map_obs(lambda x: x[:sequences], batch["obs"])
+        pred = wm.parts.split_images(wm.open_loop(obs, action[:sequences], first[:sequences], context))
+        videos = {}
+        for key in wm.parts.images:
+            if key.shape[0] not in (1, 3):
+                continue
+            truth = obs[key.name] if isinstance(obs, dict) else obs
+            name = f"wm/open_loop_{key.name}" if isinstance(obs, dict) else "wm/open_loop"
+            videos[name] = open_loop_video(truth, pred[key.name], context)
+        return videos
+
+    def log_open_loop_video(self, batch, action, first) -> None:
+        for name, video in self.open_loop_videos(batch, action, first).items():
+            for logger in self.trainer.loggers:
+                if hasattr(logger, "log_video"):
+                    logger.log_video(name, [video.numpy()], step=self.trainer.global_step, fps=[10], format=["mp4"])
+
+
+def action_width(spec: EnvSpec) -> int:
+    """An action's width as the RSSM and the actor's output read it: the number of actions (one-hot), the
+    sum of the sub-actions' choices (their one-hots side by side), or the Box's dimension."""
+    if spec.discrete:
+        return spec.num_actions
+    if spec.multi_discrete:
+        return sum(spec.action_nvec)
+    return spec.action_dim

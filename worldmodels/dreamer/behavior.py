@@ -4,7 +4,7 @@ From every posterior state of the batch, imagine H = 15 steps with the actor, th
     returns   R_t = r_{t+1} + gamma c_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}),  R_H = v_H
     weights   w_t = prod_{i<=t} gamma c_i / gamma      (c_0 is the true continue flag of the start)
     scale     S = EMA_0.99(perc_95(R)) - EMA_0.99(perc_5(R))
-    actor     -w * [ log pi(a|s) sg((R - v) / max(1, S)) ]   discrete (REINFORCE)
+    actor     -w * [ log pi(a|s) sg((R - v) / max(1, S)) ]   discrete and multi-discrete (REINFORCE)
               -w * (R - v) / max(1, S)                        continuous (backprop through the model)
               - 3e-4 * w * H[pi]
     critic    -w * [ log p_v(sg(R)) + log p_v(sg(v_slow)) ]   two-hot; v_slow an EMA (0.02) of the critic
@@ -28,8 +28,8 @@ from torch import nn
 
 from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.dreamer.rssm import RSSM, State, stack_states
-from worldmodels.nets.distributions import (OneHotStraightThrough, at_least_float32, bounded_normal, make_bins,
-                                            two_hot_decode, two_hot_loss)
+from worldmodels.nets.distributions import (MultiOneHot, OneHotStraightThrough, at_least_float32, bounded_normal,
+                                            make_bins, two_hot_decode, two_hot_loss)
 from worldmodels.nets.dreamer_blocks import mlp
 from worldmodels.nets.ema import ema_update_
 from worldmodels.training.distributed import cat_over_ranks
@@ -86,22 +86,34 @@ class ReturnScale(nn.Module):
 
 
 class Actor(nn.Module):
+    """The policy: a unimix categorical (``discrete``), one unimix categorical per sub-action (``nvec``, the
+    choices of each sub-action of a MultiDiscrete space: ``discrete`` with ``action_dim`` = sum(nvec)), or a
+    bounded Normal."""
+
     def __init__(self, feat_dim: int, action_dim: int, discrete: bool, units: int, layers: int,
-                 unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0, norm: str = "layer"):
+                 unimix: float = 0.01, min_std: float = 0.1, max_std: float = 1.0, norm: str = "layer",
+                 nvec: tuple[int, ...] | None = None):
         super().__init__()
+        if nvec is not None and (not discrete or sum(nvec) != action_dim):
+            raise ValueError(f"a MultiDiscrete actor is discrete with action_dim = sum(nvec) = {sum(nvec)}")
         self.discrete, self.unimix, self.min_std, self.max_std = discrete, unimix, min_std, max_std
+        self.nvec = nvec
         # The output layer is uniform-initialised with outscale 1 (mlp's output: the reference's Dist 'out',
         # danijar/dreamerv3 8fa35f8, dreamerv3/nets.py line 472; configs.yaml line 78). For continuous actions
         # it holds the reference's two layers, 'out' (mean) and 'std' (nets.py lines 472 and 475), side by
-        # side, each of fans (inputs, action_dim): initialised with those fans.
+        # side, each of fans (inputs, action_dim): initialised with those fans. For MultiDiscrete
+        # actions it is one layer of sum(nvec) outputs, as the reference's one 'out' Linear of prod(shape)
+        # outputs for an action of several categorical parts (nets.py lines 471-472).
         fan_in = units if layers else feat_dim
         self.net = mlp(feat_dim, units, layers, action_dim if discrete else 2 * action_dim, norm=norm,
                        out_fans=None if discrete else (fan_in, action_dim))
 
     def dist(self, out: torch.Tensor):
-        """The policy from the network's raw output: unimix categorical, or bounded Normal; in float32
+        """The policy from the network's raw output: unimix categorical(s), or bounded Normal; in float32
         when the network ran in bf16 (autocast), so are its log-probabilities and entropy."""
         out = out.to(at_least_float32(out.dtype))
+        if self.nvec is not None:
+            return MultiOneHot(out, self.nvec, unimix=self.unimix)
         if self.discrete:
             return OneHotStraightThrough(logits=out, unimix=self.unimix)
         mean, std = out.chunk(2, -1)

@@ -1,5 +1,6 @@
-"""Distributions shared by the agents: symlog, two-hot regression, unimix categoricals with
-straight-through samples, DreamerV3's bounded actor Normal and DrQ-v2's truncated exploration Normal.
+"""Distributions shared by the agents: symlog and the symlog squared error, two-hot regression, unimix
+categoricals with straight-through samples (one, or one per sub-action of a MultiDiscrete space),
+DreamerV3's bounded actor Normal and DrQ-v2's truncated exploration Normal.
 
 Every function works on any leading batch shape; the event (bins, classes, action dims) is the last axis.
 """
@@ -22,6 +23,17 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 def symexp(x: torch.Tensor) -> torch.Tensor:
     """sign(x) (exp(|x|) - 1), the inverse of :func:`symlog`."""
     return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symlog_squared_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """sum_d (prediction_d - symlog(target_d))^2 over the last axis: the prediction lives in symlog
+    space, so a target of any scale gives a well-sized loss (Hafner et al. 2023, arXiv 2301.04104v1,
+    Eq. 1). As the 2023 code's vector decoder, ``SymlogDist(out, 1, 'mse', 'sum')`` (danijar/dreamerv3
+    8fa35f8, dreamerv3/jaxutils.py lines 124-157): summed over the dimensions and without the paper's
+    1/2; its zeroing of distances below 1e-8 is left out (it changes nothing above float rounding).
+    In float32 when the prediction is bf16 (autocast), as the reference casts its outputs (nets.py line 473)."""
+    prediction = prediction.to(at_least_float32(prediction.dtype))
+    return ((prediction - symlog(target.to(prediction.dtype))) ** 2).sum(-1)
 
 
 # --------------------------------------------------------------------------------------------- two-hot
@@ -180,6 +192,64 @@ class OneHotStraightThrough(D.OneHotCategorical):
         probs = self.probs
         onehot = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
         return onehot + probs - probs.detach()
+
+
+# -------------------------------------------------------------------------- multi-discrete actions
+
+
+def concatenated_one_hots(indices: torch.Tensor, nvec: tuple[int, ...]) -> torch.Tensor:
+    """Sub-action indices (..., len(nvec)) as one-hots of sizes ``nvec`` side by side (..., sum(nvec)),
+    float32: how a MultiDiscrete action enters the world model and the critic."""
+    return torch.cat([F.one_hot(indices[..., i].long(), n) for i, n in enumerate(nvec)], -1).float()
+
+
+def one_hot_indices(one_hots: torch.Tensor, nvec: tuple[int, ...]) -> torch.Tensor:
+    """The inverse of :func:`concatenated_one_hots`: (..., sum(nvec)) -> int64 (..., len(nvec))."""
+    return torch.stack([part.argmax(-1) for part in one_hots.split(list(nvec), -1)], -1)
+
+
+class MultiOneHot:
+    """Independent unimix categoricals, one per sub-action of a MultiDiscrete space, read from the
+    consecutive slices of sizes ``nvec`` of the last axis; samples and values are their one-hots side by
+    side (..., sum(nvec)).
+
+    The 2023 reference code's actor for an action of several categorical parts, ``tfd.Independent`` over
+    its unimix ``OneHotDist`` (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 495-506, the actor of
+    its ``DiscretizeAction`` wrapper, embodied/core/wrappers.py lines 244-268): each part takes the uniform
+    mix on its own classes and draws its own straight-through one-hot; the log-probability and the
+    entropy are the sums over the parts, so the actor's one entropy bonus (``actent``, agent.py line 297)
+    weighs the sum. The reference's parts all have the same number of classes; here each has its own."""
+
+    def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...], unimix: float = 0.0):
+        self.nvec = tuple(nvec)
+        # validate_args off: a straight-through sample is one-hot only up to float rounding (1 + p - p).
+        self.parts = [OneHotStraightThrough(logits=chunk, unimix=unimix, validate_args=False)
+                      for chunk in logits.split(list(self.nvec), -1)]
+
+    def _split(self, value: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return value.split(list(self.nvec), -1)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return torch.cat([part.sample(sample_shape) for part in self.parts], -1)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return torch.cat([part.rsample(sample_shape) for part in self.parts], -1)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.cat([part.mode for part in self.parts], -1)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.cat([part.probs for part in self.parts], -1)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log pi(a) = sum_i log pi_i(a_i) of concatenated one-hots ``value``."""
+        return sum(part.log_prob(v) for part, v in zip(self.parts, self._split(value)))
+
+    def entropy(self) -> torch.Tensor:
+        """H = sum_i H_i: the parts are independent."""
+        return sum(part.entropy() for part in self.parts)
 
 
 # ------------------------------------------------------------------------------ continuous actions

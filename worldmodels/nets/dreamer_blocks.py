@@ -1,6 +1,6 @@
 """DreamerV3's building blocks: a norm + SiLU after every hidden layer (LayerNorm in the 2023 spec,
 RMSNorm in the 2024 one: ``norm="layer" | "rms"``), a CNN encoder/decoder whose width is one depth
-multiplier, MLPs, and the GRU with the norm inside."""
+multiplier, the MLP encoder/decoder of vector observations, MLPs, and the GRU with the norm inside."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import math
 import torch
 from einops import rearrange
 from torch import nn
+
+from worldmodels.nets.distributions import symlog
 
 
 # LayerNorm epsilon of the DreamerV3 reference code (and sheeprl), larger than torch's 1e-5.
@@ -166,6 +168,46 @@ class ConvDecoder(nn.Module):
         x = rearrange(self.inp(feat.reshape(-1, feat.shape[-1])), "b (c h w) -> b c h w", h=self.min_res, w=self.min_res)
         out = self.net(x.contiguous(memory_format=torch.channels_last)).contiguous()
         return out.reshape(*lead, *out.shape[1:])
+
+
+class VectorEncoder(nn.Module):
+    """(..., D) float vectors -> (..., units): symlog, then ``layers`` x (Linear, norm, SiLU).
+
+    The 2023 reference code's encoder MLP (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 213-214 and
+    228-234: ``MLP(None, mlp_layers, mlp_units, dist='none', symlog_inputs=True)``, configs.yaml line 68):
+    the caller concatenates the vector keys in order; symlog squashes inputs of any scale to a few units
+    (Hafner et al. 2023, arXiv 2301.04104v1, the paragraph on symlog predictions around Eq. 1); the output
+    is the last hidden layer, no output layer. Hidden layers as ``mlp``'s (the configs' ``winit: normal``,
+    no bias before the norm)."""
+
+    def __init__(self, in_dim: int, units: int, layers: int, norm: str = "layer"):
+        super().__init__()
+        self.net = mlp(in_dim, units, layers, norm=norm)
+        self.out_dim = units if layers else in_dim
+
+    def forward(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.net(symlog(vectors.float()))
+
+
+class VectorDecoder(nn.Module):
+    """Features -> predictions in symlog space of every vector key, side by side (..., sum(dims)): one
+    trunk of ``layers`` x (Linear, norm, SiLU) shared by the keys, then one output Linear per key.
+
+    As the 2023 reference code's decoder MLP (danijar/dreamerv3 8fa35f8, dreamerv3/nets.py lines 269-271,
+    290-291 and 440-441: ``MLP(mlp_shapes, mlp_layers, mlp_units, dist='symlog_mse', outscale=1.0)``, one
+    ``dist_<key>`` head per key on one trunk). Each output layer is one the reference builds without the
+    config's ``winit`` (``Dist``'s 'out', nets.py line 472), so uniform with outscale 1 (decoder
+    ``outscale: 1.0``, configs.yaml line 69), of fans (units, that key's size)."""
+
+    def __init__(self, feat_dim: int, dims: tuple[int, ...], units: int, layers: int, norm: str = "layer"):
+        super().__init__()
+        self.trunk = mlp(feat_dim, units, layers, norm=norm)
+        width = units if layers else feat_dim
+        self.heads = nn.ModuleList(init_weights_(nn.Linear(width, dim), dist="uniform") for dim in dims)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        hidden = self.trunk(feat)
+        return torch.cat([head(hidden) for head in self.heads], -1)
 
 
 class NormGRUCell(nn.Module):
