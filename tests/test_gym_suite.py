@@ -325,7 +325,7 @@ def test_crafter_score_is_the_geometric_mean_of_one_plus_the_rates_minus_one():
     # One achievement always unlocked: (1 + 100)^(1/22) - 1 = e^(ln(101) / 22) - 1 = 0.23341.
     assert crafter_score([100.0] + [0.0] * 21) == pytest.approx(101 ** (1 / 22) - 1) == pytest.approx(0.23341, abs=1e-5)
     assert crafter_score({name: 10.0 for name in ACHIEVEMENTS}) == pytest.approx(10.0)
-    assert RANDOM_AGENT == {"score_percent": 1.6, "reward": 2.1}
+    assert RANDOM_AGENT == {"score_percent": 1.6, "reward": 2.1, "mean_episode_return": 1.38}
     with pytest.raises(ConfigError, match="22"):
         crafter_score([10.0] * 21)
 
