@@ -1,6 +1,11 @@
-"""Environments behind one interface: uint8 (C, H, W) frames (frame stacks concatenated along C),
-``Discrete`` actions or ``Box`` actions in [-1, 1], terminated and truncated kept apart, episode
-statistics (true score and length) in ``info["episode"]`` when a game ends."""
+"""Environments behind one interface: observations of uint8 (C, H, W) images and float32 (D,) vectors,
+one array or a dict of keys (``worldmodels.envs.observations``; frame stacks concatenated along C and D),
+``Discrete``, ``MultiDiscrete`` or ``Box`` actions in [-1, 1], terminated and truncated kept apart, episode
+statistics (true score and length) in ``info["episode"]`` when a game ends, and a suite's extra episode
+figures (Crafter's achievements) in ``info["episode_extras"]``.
+
+Suites: ``atari``, ``dmc``, ``test`` (small numpy tasks), ``gym`` (any Gymnasium environment) and
+``crafter``; each makes its environment and ends in the same wrappers (``worldmodels.envs.finish``)."""
 
 from __future__ import annotations
 
@@ -26,6 +31,14 @@ def make_env(cfg: EnvConfig, seed: int = 0, training: bool = True) -> gym.Env:
         from worldmodels.envs.dmc import make_dmc
 
         return make_dmc(cfg, seed)
+    if cfg.suite == "gym":
+        from worldmodels.envs.gym_suite import make_gym
+
+        return make_gym(cfg, seed)
+    if cfg.suite == "crafter":
+        from worldmodels.envs.crafter_suite import make_crafter
+
+        return make_crafter(cfg, seed)
     from worldmodels.envs.toy import make_toy
 
     return make_toy(cfg, seed)

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldmodels.envs.config import EnvConfig
-from worldmodels.envs.wrappers import ChannelsFirst, ClipReward, FrameStack
+from worldmodels.envs.finish import finish
 from worldmodels.errors import ConfigError
 
 
@@ -73,6 +73,8 @@ class NoopStarts(gym.Wrapper):
 
 
 def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
+    """The ALE game with AtariPreprocessing (frame skip with a max-pool, resize, gray), no-op starts, then
+    the shared wrappers, a lost life ending the learning episode where the config says so."""
     import ale_py
 
     gym.register_envs(ale_py)
@@ -93,15 +95,5 @@ def make_atari(cfg: EnvConfig, seed: int) -> gym.Env:
     )
     if cfg.noop_unit == "agent_step" and cfg.noop_max > 0:
         env = NoopStarts(env, cfg.noop_max)
-    if cfg.max_episode_steps:
-        env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
-    env = gym.wrappers.RecordEpisodeStatistics(env)  # true game score, whatever is clipped later
-    env = ChannelsFirst(env)
-    if cfg.terminal_on_life_loss:
-        env = LifeLossTerminal(env)
-    if cfg.clip_rewards:
-        env = ClipReward(env)
-    if cfg.frame_stack > 1:
-        env = FrameStack(env, cfg.frame_stack, cfg.stack_padding)
-    env.action_space.seed(seed)
-    return env
+    return finish(env, cfg, seed, repeats_inside=True,
+                  game_wrappers=[LifeLossTerminal] if cfg.terminal_on_life_loss else [])

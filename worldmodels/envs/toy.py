@@ -9,6 +9,11 @@ learn (a correct agent solves them in a few thousand steps on 2 CPU cores), not 
   grid cell) of the goal, 0 otherwise. A random policy scores about 0.12 (a quarter of its episodes
   touch the goal at all); one that goes straight to the goal and stays scores about 2.8. It exists for
   tools/self_overfitting.py: sparse small rewards are where the A-LIX paper's encoder self-overfits.
+
+Each task is seen as ``env.observation`` says: ``pixels`` (the board drawn at image_size, the default),
+``states`` (a float32 vector: catch's ball row, ball column and paddle column divided by the grid size;
+reach's point x, y and goal x, y in [-1, 1]), or ``both`` (keys ``pixels`` and ``observation``): cheap
+vector tasks for tests of agents that read states.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import gymnasium as gym
 import numpy as np
 
 from worldmodels.envs.config import EnvConfig
+from worldmodels.envs.finish import finish
+from worldmodels.envs.keys import pixels_and_state, pixels_and_state_space
 from worldmodels.errors import ConfigError
 
 GRID = 8
@@ -38,15 +45,32 @@ def _draw(image_size: int, grayscale: bool, cells: list[tuple[int, int, tuple[in
     return frame
 
 
-class Catch(gym.Env):
-    BALL, PADDLE = (255, 255, 255), (0, 160, 255)
+class GridTask(gym.Env):
+    """A task on the grid, observed as ``env.observation`` says (module docstring)."""
+
+    STATE: gym.spaces.Box  # the space of the task's state vector
 
     def __init__(self, cfg: EnvConfig):
-        self._size, self._gray = cfg.image_size, cfg.grayscale
-        self.action_space = gym.spaces.Discrete(3)
-        self.observation_space = gym.spaces.Box(0, 255, (1 if self._gray else 3, self._size, self._size), np.uint8)
+        self._size, self._gray, self._mode = cfg.image_size, cfg.grayscale, cfg.observation
+        pixels = gym.spaces.Box(0, 255, (1 if self._gray else 3, self._size, self._size), np.uint8)
+        self.observation_space = pixels_and_state_space(self._mode, pixels, self.STATE)
 
     def _obs(self):
+        return pixels_and_state(self._mode, self._pixels, self._state)
+
+
+class Catch(GridTask):
+    BALL, PADDLE = (255, 255, 255), (0, 160, 255)
+    STATE = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+
+    def __init__(self, cfg: EnvConfig):
+        super().__init__(cfg)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def _state(self) -> np.ndarray:
+        return np.array([self._ball[0], self._ball[1], self._paddle], np.float32) / GRID
+
+    def _pixels(self):
         return _draw(self._size, self._gray, [(self._ball[0], self._ball[1], self.BALL), (GRID - 1, self._paddle, self.PADDLE)])
 
     def reset(self, *, seed=None, options=None):
@@ -63,22 +87,25 @@ class Catch(gym.Env):
         return self._obs(), reward, done, False, {}
 
 
-class Reach(gym.Env):
+class Reach(GridTask):
     EPISODE_STEPS, SPEED = 30, 0.25
     # Colours that add up to a third one where point and goal share a cell: the goal must not vanish
     # under the point (a policy that cannot see the goal once on it drifts away from it).
     POINT, GOAL = (0, 160, 255), (255, 60, 0)
     POINT_GRAY, GOAL_GRAY = (150, 150, 150), (100, 100, 100)
+    STATE = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
 
     def __init__(self, cfg: EnvConfig):
-        self._size, self._gray = cfg.image_size, cfg.grayscale
+        super().__init__(cfg)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.observation_space = gym.spaces.Box(0, 255, (1 if self._gray else 3, self._size, self._size), np.uint8)
+
+    def _state(self) -> np.ndarray:
+        return np.concatenate([self._point, self._goal]).astype(np.float32)
 
     def _cell(self, xy):
         return tuple(int(v) for v in np.clip((xy + 1.0) / 2.0 * GRID, 0, GRID - 1e-6))
 
-    def _obs(self):
+    def _pixels(self):
         goal, point = (self.GOAL_GRAY, self.POINT_GRAY) if self._gray else (self.GOAL, self.POINT)
         return _draw(self._size, self._gray, [(*self._cell(self._goal), goal), (*self._cell(self._point), point)],
                      blend=True)
@@ -110,15 +137,6 @@ TASKS = {"catch": Catch, "reach": Reach, "reach_sparse": ReachSparse}
 
 
 def make_toy(cfg: EnvConfig, seed: int) -> gym.Env:
-    from worldmodels.envs.wrappers import FrameStack
-
     if cfg.task not in TASKS:
         raise ConfigError(f"env.task '{cfg.task}' is not a test task; choose one of {', '.join(TASKS)}.")
-    env: gym.Env = TASKS[cfg.task](cfg)
-    if cfg.max_episode_steps:
-        env = gym.wrappers.TimeLimit(env, cfg.max_episode_steps)
-    env = gym.wrappers.RecordEpisodeStatistics(env)
-    if cfg.frame_stack > 1:
-        env = FrameStack(env, cfg.frame_stack, cfg.stack_padding)
-    env.action_space.seed(seed)
-    return env
+    return finish(TASKS[cfg.task](cfg), cfg, seed)
