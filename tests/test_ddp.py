@@ -97,6 +97,7 @@ def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(
 
 @pytest.mark.parametrize("config, flags", [  # nddqn_atari's is the module's two_process_run
     ("configs/drqv2_dmc.yaml", ["--model.init_args.batch_size", "32"]),  # as the one-process smoke runs
+    ("configs/sac_gym_pendulum.yaml", ["--model.init_args.batch_size", "32"]),  # a state vector (Gymnasium)
     # size XS on 4 sequences of 16 steps: with the config's 16 x 64 this was the quick subset's slowest
     # test (62 s; 22 s now);
     # a health check at update 2, on the first process alone (its return scale must not wait for the other)

@@ -16,12 +16,14 @@ import torch
 from conftest import ROOT, differences
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
+from worldmodels.replay.dataset import open_dataset
 from worldmodels.training import AtomicCheckpointIO
 
 pytestmark = pytest.mark.integration
 
 CONFIG = ["--config", str(ROOT / "tests/configs/faults_catch.yaml")]
 CONTINUOUS = ["--config", str(ROOT / "tests/configs/faults_reach.yaml")]  # DrQ-v2, half an update per step
+DICT_OBS = [*CONFIG, "--data.env.observation", "both"]  # catch as a dict: a 44 px image and a 3-value state
 
 
 def run(tmp_path, *args, fault=None, env=None):
@@ -44,9 +46,19 @@ def state(run_dir) -> dict:
 
 
 def replay_rows(run_dir) -> dict:
+    """Every stored row, in order: ``frames`` (one tensor, or one per key of a dict observation) and the
+    step fields."""
     chunks = [torch.load(p, weights_only=True) for p in sorted((run_dir / "replay").glob("rows-*.pt"))]
-    return {"frames": torch.cat([c["frames"] for c in chunks]),
-            **{k: torch.cat([c["steps"][k] for c in chunks]) for k in chunks[0]["steps"]}}
+    frames = ({k: torch.cat([c["frames"][k] for c in chunks]) for k in chunks[0]["frames"]}
+              if isinstance(chunks[0]["frames"], dict) else torch.cat([c["frames"] for c in chunks]))
+    return {"frames": frames, **{k: torch.cat([c["steps"][k] for c in chunks]) for k in chunks[0]["steps"]}}
+
+
+def frames_equal(ours, reference, rows: int) -> bool:
+    """The first ``rows`` frames equal, for every key of a dict observation."""
+    if isinstance(ours, dict):
+        return set(ours) == set(reference) and all(torch.equal(ours[k][:rows], reference[k][:rows]) for k in ours)
+    return torch.equal(ours[:rows], reference[:rows])
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +89,8 @@ def uninterrupted(references):
     (CONFIG, ("kill_in_checkpoint", 4), 300),  # while writing the checkpoint at 400: last.ckpt stays the one at 300
     (CONFIG, ("kill_in_replay_write", 4), 300),  # while appending the rows for the checkpoint at 400
     (CONTINUOUS, ("kill_at_env_step", 255), 200),  # another agent, its own generators, half an update per step
-], ids=["mid-training", "warm-up", "checkpoint-write", "replay-write", "drqv2-half-ratio"])
+    (DICT_OBS, ("kill_at_env_step", 450), 400),  # dict observations: every key's rows
+], ids=["mid-training", "warm-up", "checkpoint-write", "replay-write", "drqv2-half-ratio", "dict-observations"])
 def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterrupted_run(
         tmp_path, references, config, fault, resumes_from):
     uninterrupted = references(config)
@@ -96,12 +109,12 @@ def test_a_run_killed_anywhere_resumes_to_the_counters_and_replay_of_an_uninterr
     # The rows written before the checkpoint are the uninterrupted run's rows; then the resumed run
     # starts new episodes (environments cannot be checkpointed).
     rows, ref = replay_rows(run_dir), replay_rows(uninterrupted)
-    assert len(rows["frames"]) == ours["replay"]["time"]
-    assert torch.equal(rows["frames"][:cursor], ref["frames"][:cursor])
+    assert len(rows["action"]) == ours["replay"]["time"]
+    assert frames_equal(rows["frames"], ref["frames"], cursor)
     for field in ("action", "reward", "first", "terminal", "episode"):
         assert torch.equal(rows[field][:cursor], ref[field][:cursor]), field
     assert rows["first"][cursor].all()
-    replay = Replay(2000, frame_stack=1, frame_channels=rows["frames"].shape[2])  # as a second resume reads it
+    replay = open_dataset(run_dir).replay  # as a second resume reads it
     replay.load_state_dict(ours["replay"], run_dir / "replay")
     assert replay.steps(torch.tensor([cursor - 1]), torch.tensor([0]))["last"].all()  # the interrupted episode
     assert not list(run_dir.rglob("*.tmp"))  # half-written files of the killed run are gone
@@ -163,6 +176,11 @@ def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_ke
      "several processes train with ddp"),
     (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--workflow.online", "true"],
      "workflow.online) runs in one process"),
+    (["--data.env.suite", "gym", "--data.env.task", "CartPoel-v1"], "CartPole-v1"),  # the close id is offered
+    (["--data.env.suite", "gym", "--data.env.task", "null", "--data.env.entry_point", "no_such_module:Env"],
+     "no_such_module"),
+    (["--data.env.task", "reach"], "takes discrete actions, and this environment's are continuous"),
+    (["--data.env.observation", "both", "--data.env.cnn_keys", "image"], "cnn_keys"),
 ])
 def test_bad_input_stops_with_one_sentence_and_leaves_no_run_directory(tmp_path, flags, expected):
     line = one_sentence(run(tmp_path, *CONFIG, *flags))
@@ -312,6 +330,22 @@ def paused(process, timeout=300) -> bool:
                 return True
         time.sleep(0.1)
     return False
+
+
+def test_a_run_of_dict_observations_is_a_dataset_that_names_its_keys_and_trains_an_offline_agent(tmp_path, references):
+    """``dataset info`` on the uninterrupted dict-observation run names each key with its kind, shape and
+    type; an offline run (CQL on the same learner) trains on it; a run of another layout is refused."""
+    from worldmodels.dataset import info
+
+    dataset = references(DICT_OBS)
+    report = info(dataset)
+    assert "pixels: image 1x44x44 uint8, observation: vector 3 float32" in report, report
+    offline = ["--data.dataset", str(dataset), "--data.max_updates", "20", "--model.init_args.cql_alpha", "1.0"]
+    done = run(tmp_path, *DICT_OBS, *offline, "--run_dir", str(tmp_path / "offline"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert state(tmp_path / "offline")["counters"]["updates"] == 20
+    line = one_sentence(run(tmp_path, *CONFIG, *offline, "--run_dir", str(tmp_path / "images")))
+    assert "holds observations pixels: image 1x44x44 uint8" in line
 
 
 def test_reading_a_run_as_a_dataset_while_it_writes_a_checkpoint_removes_nothing(tmp_path, uninterrupted):

@@ -33,6 +33,7 @@ RUNS = [(f"{name} (catch)", ["--config", "tests/configs/nddqn_catch.yaml", *args
         for name, args in DISCRETE_AGENTS.items()]
 RUNS.append(("DreamerV3 (catch)", ["--config", "tests/configs/dreamer_catch.yaml"], 0.4))
 RUNS += [(f"{name} (reach)", ["--config", config], margin) for name, config, margin in CONTINUOUS_AGENTS]
+RUNS += [(f"{name} ({task}-states)", ["--config", config], margin) for name, config, margin, task in LEARNING_RUNS["vectors"]]
 
 
 def final_return(run_dir: Path) -> float | None:
