@@ -48,6 +48,7 @@ class RunResult:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (env_steps, eval/return_mean)
     train_curve: list[tuple[int, float]] = field(default_factory=list)  # (env_steps, train/episode_return)
     games_cut_at: int | None = None  # evaluation games stopped after this many agent steps (smoke runs)
+    crafter_score: float | None = None  # Crafter runs: the score of the final evaluation's games, in percent
 
     @property
     def atari_game(self) -> str | None:
@@ -96,11 +97,11 @@ def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
                           "it is not a config written by worldmodels.fit.") from None
     curve = eval_curve(run_dir)
     games_cut_at = (config.get("evaluation") or {}).get("max_steps")
-    final_file = run_dir / FINAL_EVALUATION
+    final_file, crafter_score = run_dir / FINAL_EVALUATION, None
     if final_file.is_file():  # the run's evaluation at the end (the Atari 100k protocol: 100 games)
         record = read_eval_json(final_file, group_by)
         curve = sorted({**dict(curve), record.final_env_steps: record.final_return}.items())
-        games_cut_at = record.games_cut_at
+        games_cut_at, crafter_score = record.games_cut_at, record.crafter_score
     train_curve = logged_curve(run_dir, "train/episode_return")
     if not curve:
         shown = "only its training returns are plotted" if train_curve else "left out"
@@ -110,7 +111,7 @@ def read_run_dir(run_dir: Path, group_by: str) -> RunResult | None:
             return None
     steps, final = curve[-1] if curve else (train_curve[-1][0], None)
     return RunResult(run_dir.resolve(), agent_label(class_path, config.get("name"), group_by), suite, task,
-                     config.get("seed_everything"), final, steps, curve, train_curve, games_cut_at)
+                     config.get("seed_everything"), final, steps, curve, train_curve, games_cut_at, crafter_score)
 
 
 def read_eval_json(path: Path, group_by: str) -> RunResult:
@@ -121,7 +122,8 @@ def read_eval_json(path: Path, group_by: str) -> RunResult:
         run_dir = Path(record["run_dir"]) if record.get("run_dir") else path.resolve()
         return RunResult(run_dir, agent_label(record["class_path"], record.get("name"), group_by), record["suite"],
                          record["task"], record.get("seed"), float(record["mean"]), steps,
-                         [(steps, float(record["mean"]))] if steps is not None else [], [], record.get("max_steps"))
+                         [(steps, float(record["mean"]))] if steps is not None else [], [], record.get("max_steps"),
+                         record.get("crafter_score"))
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path} is not an evaluation written by worldmodels.evaluate "
                           f"({type(error).__name__}: {error}).") from None
@@ -175,8 +177,9 @@ def by_task_and_agent(results: list[RunResult]) -> dict[tuple[str, str], dict[st
 
 def per_task_table(results: list[RunResult]) -> str:
     with_hns = any(r.atari_game for r in results)
+    with_crafter = any(r.crafter_score is not None for r in results)
     header = "| task | agent | seeds | env steps | final return (mean ± std over seeds) |" + (
-        " human-normalised |" if with_hns else "")
+        " human-normalised |" if with_hns else "") + (" Crafter score (%) |" if with_crafter else "")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for (suite, task), agents in by_task_and_agent(results).items():
         for agent, runs in agents.items():
@@ -189,7 +192,16 @@ def per_task_table(results: list[RunResult]) -> str:
             row = f"| {task} | {agent} | {seeds} | {steps_text} | {score} |"
             if with_hns:
                 row += f" {fmt(human_normalized(task, finals.mean()), 3)} |" if runs[0].atari_game else " |"
+            if with_crafter:
+                crafter = [r.crafter_score for r in runs if r.crafter_score is not None]
+                row += f" {fmt(float(np.mean(crafter)))} |" if crafter else " |"
             lines.append(row)
+    if with_crafter:
+        from worldmodels.envs.crafter_suite import RANDOM_AGENT
+
+        lines += ["", f"Crafter's random policy (Hafner 2021, arXiv 2109.06780): score {RANDOM_AGENT['score_percent']} %, "
+                      f"reward {RANDOM_AGENT['reward']} (the mean return over all its published episodes: "
+                      f"{RANDOM_AGENT['mean_episode_return']})."]
     if any(r.games_cut_at for r in results):
         lines += ["", "† evaluation games cut after `evaluation.max_steps` agent steps (smoke runs): partial "
                       "returns, not game scores."]

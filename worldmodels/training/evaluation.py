@@ -119,7 +119,7 @@ def episode_extras_record(env_config: EnvConfig, extras: list[dict[str, float]])
     means = {name: float(np.mean([game.get(name, 0.0) for game in extras])) for name in names}
     record = {"extras_mean": means}
     if env_config.suite == "crafter":
-        from worldmodels.envs.crafter import crafter_score
+        from worldmodels.envs.crafter_suite import crafter_score
 
         record["crafter_score"] = crafter_score([100.0 * means[name] for name in names if name.startswith("achievement_")])
     return record
