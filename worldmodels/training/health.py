@@ -26,6 +26,7 @@ import torch
 
 from worldmodels import run_files
 from worldmodels.diagnostics.health import discounted_returns, effective_horizon
+from worldmodels.envs.observations import map_obs
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView
 from worldmodels.training.agent import Agent
@@ -85,7 +86,7 @@ def held_batch(agent, replay: Replay, generator: torch.Generator, transitions: i
         view = TransitionView(batch_size=transitions, n_step=view.n_step, gamma=view.gamma)
     batch, (t, env) = view.sample_indexed(replay, generator)
     batch["mc_return"], batch["mc_valid"] = return_to_go(replay, t, env, agent_discount(agent))
-    return {k: v.to(agent.device) for k, v in batch.items()}
+    return {k: map_obs(lambda x: x.to(agent.device), v) for k, v in batch.items()}  # obs may be a dict of keys
 
 
 class HealthMonitor:
