@@ -18,7 +18,7 @@ callback logs them as ``health/<name>``):
                          image keys); not reported without image keys, which nothing augments
 
 The replayed actions come from older policies, so Q - return compares the critic with the
-behaviour that filled the replay, as the source documents do; SAC's soft Q also counts entropy
+behaviour that filled the replay, as Kumar et al. 2021 (arXiv 2109.10813) read it; SAC's soft Q also counts entropy
 bonuses the returns do not, which shifts DrQ's gap by a small constant.
 """
 

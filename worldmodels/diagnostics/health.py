@@ -1,4 +1,4 @@
-"""Training-health quantities from the source documents, as pure functions of tensors.
+"""Training-health quantities from the papers cited below, as pure functions of tensors.
 
 Each one is a number the literature watches to tell a learner that is about to fail from one that
 is merely slow:

@@ -35,7 +35,7 @@ from worldmodels.training.optim import OPTIMIZERS, adaptive_clip_grad_
 
 
 class DreamerV3(Agent):
-    """Args (defaults: the 2023 paper, REFERENCE.md):
+    """Args (defaults: the 2023 paper, arXiv 2301.04104, and its code, danijar/dreamerv3 at 8fa35f8):
         size: XS, S, M, L or XL (deterministic state, CNN depth, MLP width and depth).
         deter, cnn_depth, mlp_units, mlp_layers: override one dimension of the size (tests, ablations).
         vector_units, vector_layers: override the width and depth of the MLP encoder and decoder of vector

@@ -50,7 +50,7 @@ class Size:
     vector_layers: int = 5
 
 
-# The 2023 paper's table; XS is not in the paper but common in ports (REFERENCE.md). The vector MLPs
+# The 2023 paper's table (arXiv 2301.04104); XS is not in the paper: a smaller preset for tests and small tasks. The vector MLPs
 # keep Size's 1024 x 5 in every row, as the 2023 code's presets do (see Size).
 SIZES = {
     "XS": Size(256, 24, 256, 1),

@@ -9,7 +9,7 @@ here, with p the loss, gives the same distribution and weights (the ``Rainbow`` 
 annealed linearly to 1 (the PER and DER papers) with ``beta_steps``.
 
 Why not TorchRL's PrioritizedSampler: its sum tree is a C++ extension built for another torch than
-the CPU build pinned here (../shared/SETUP-NOTES.md). Why no sum tree of our own: a vectorised pass
+the CPU build of torch this project installs. Why no sum tree of our own: a vectorised pass
 over the priorities (power, mask, multinomial) costs well under a millisecond at Atari 100k's
 100k rows, a small fraction of an update, and has nothing to keep consistent.
 """

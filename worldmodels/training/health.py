@@ -1,5 +1,6 @@
 """Training health: every N updates, the agent's diagnostics on a held replay batch, logged as
-``health/<name>``, and one-line warnings when a signal crosses a threshold from the source documents.
+``health/<name>``, and one-line warnings when a signal crosses a threshold from the papers cited in
+``worldmodels.diagnostics.health``.
 
 The held batch is drawn from the agent's own replay view with a generator of its own (training
 batches are unchanged), with ``HELD_TRANSITIONS`` transitions for a transition view (srank can
@@ -36,7 +37,8 @@ from worldmodels.training.guard import check_finite_first
 
 HELD_TRANSITIONS = 256
 
-# Warning thresholds (REFERENCE.md, "Diagnostics from the source documents"; A-LIX section).
+# Warning thresholds: rank collapse (Kumar et al. 2021, arXiv 2010.14498), the ND score (Cetin et al. 2022,
+# "Stabilizing Off-Policy Deep Reinforcement Learning from Pixels", arXiv 2207.00986, its DMC code's target).
 RANK_COLLAPSE_FRACTION = 0.5  # srank below this fraction of its peak in the run (Kumar et al.)
 ND_TARGET = 0.535  # A-LIX's target ND score of the last conv layer's feature gradient
 ND_STRETCH_CHECKS = 10  # consecutive checks above the target that count as "a long stretch"

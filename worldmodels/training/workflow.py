@@ -1,11 +1,11 @@
-"""The offline workflow of Kumar's talk ("Making Deep RL Easier to Use", seed 002; REFERENCE.md, "The
-offline workflow"): at every health check, read the Q-value on held dataset states and the TD error,
-and say whether the run is overfitting, underfitting or fine, with the talk's remedy.
+"""The offline workflow of Kumar et al. 2021 ("A Workflow for Offline Model-Free Robotic Reinforcement
+Learning", arXiv 2109.10813): at every health check, read the Q-value on held dataset states and the TD
+error, and say whether the run is overfitting, underfitting or fine, with the workflow's remedy.
 
 - Overfitting: "when Q-values start to decrease over training; stop training". Here: the dataset-Q
   has fallen at ``falls`` consecutive checks since its peak. The checkpoint of the peak is kept as
   ``checkpoints/early_stop.ckpt`` (written at each new peak), and with ``early_stop`` the run stops.
-- Underfitting: "when training losses are high". The talk gives no number; the rule here reads the TD
+- Underfitting: "when training losses are high". The workflow gives no number; the rule here reads the TD
   loss against the size of the values being fitted, the mean square of the held states' Monte-Carlo
   returns (``health/mc_return_ms``): averaged over the last ``patience`` checks, a TD loss of at least
   ``underfit_ratio`` (0.25) of it is underfitting. (Against its own start, the first rule tried, a TD
