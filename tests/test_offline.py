@@ -71,7 +71,7 @@ def test_an_offline_run_killed_anywhere_resumes_to_the_state_of_an_uninterrupted
 @pytest.mark.parametrize("flags, expected", [
     (["--data.dataset", "/nowhere/run"], "dataset /nowhere/run does not exist"),
     (["--data.dataset", str(ROOT / "configs")], "is not a dataset"),
-    (["--data.env.image_size", "32"], "holds observations (1, 44, 44) but this run's data.env gives (1, 32, 32)"),
+    (["--data.env.image_size", "32"], "holds observations obs: image 1x44x44 uint8 but this run's data.env gives obs: image 1x32x32 uint8"),
     (["--data.env.task", "reach", "--data.env.image_size", "44"], "holds actions discrete, the action set of test/catch"),
     (["--data.max_updates", "null"], "an offline run (data.dataset) needs it as its budget"),
     # 686 rows (600 steps and 86 first frames) against 1 + 700 for a 700-step return

@@ -255,11 +255,10 @@ class Replay:
                 shape = shape or found
                 if found is None or found != shape or any(found[name][:2] != (self.num_envs, size)
                                                           for name, size in self.frame_sizes.items()):
-                    expected = ", ".join(f"{name}: {self.num_envs} env(s) x {size}" for name, size in self.frame_sizes.items())
-                    held = "unknown" if found is None else ", ".join(f"{n}: {'x'.join(map(str, s))}" for n, s in found.items())
-                    raise ConfigError(f"replay file {chunk.path} holds frames of shape {held} (envs, channels or size, "
-                                      f"...) where this run's replay holds {expected} (...); it belongs to another run: "
-                                      "remove it, or resume that run from its own directory.")
+                    raise ConfigError(f"replay file {chunk.path} holds frames of shape {self._shapes_text(found)} (envs, "
+                                      "channels, height, width; or envs, values) where this run's replay holds "
+                                      f"{self._expected_text(shape)}; it belongs to another run: remove it, or resume "
+                                      "that run from its own directory.")
                 skip = max(0, self.oldest - chunk.start)  # rows already overwritten in the ring
                 frames = {n: f[skip:] for n, f in frames.items()} if self.dict_obs else frames[skip:]
                 try:
@@ -271,6 +270,22 @@ class Replay:
                                       "directory.") from None
             self._persisted = self.time
         self._mark_interrupted_episodes()
+
+    def _shapes_text(self, shapes: dict[str, tuple[int, ...]] | None) -> str:
+        if shapes is None:
+            return "unknown"
+        return str(shapes[SINGLE_KEY]) if not self.dict_obs else "; ".join(f"{n}: {s}" for n, s in shapes.items())
+
+    def _expected_text(self, first_file: dict[str, tuple[int, ...]] | None) -> str:
+        """This replay's frames in words; their pixels as the run's first file holds them, when known."""
+        def one(name: str, size: int) -> str:
+            pixels = first_file.get(name) if first_file else None
+            unit = "channel(s)" if pixels is None or len(pixels) == 4 else "value(s)"
+            text = f"{self.num_envs} env(s) x {size} {unit}"
+            return text + (f" x {pixels[2]}x{pixels[3]} pixels" if pixels is not None and len(pixels) == 4 else "")
+
+        parts = [f"{name}: {one(name, size)}" if self.dict_obs else one(name, size) for name, size in self.frame_sizes.items()]
+        return "; ".join(parts)
 
     def _frame_shapes(self, frames) -> dict[str, tuple[int, ...]] | None:
         """Per key, the (envs, frame size, ...) shape of a chunk file's frames; None when they are not
