@@ -1,7 +1,7 @@
-"""The GPU figures of BENCHMARKS.md in one command, for a lent GPU machine (minutes of it):
+"""The GPU figures of BENCHMARKS.md in one command, a few minutes on one GPU:
 
-    python tools/gpu_figures.py --out $OUT/gpu_figures.json                 # on the GPU machine
-    python tools/gpu_figures.py --device cpu --size XS --updates 1 --env-steps 40   # a dry run here
+    python tools/gpu_figures.py --out gpu_figures.json                      # on a GPU machine
+    python tools/gpu_figures.py --device cpu --size XS --updates 1 --env-steps 40   # a dry run on a CPU
 
 For DreamerV3 (Atari 64x64 RGB, 6 actions, batch 16 x 64) in fp32, bf16-mixed and bf16-mixed with
 compile: gradient updates per second, peak GPU memory, host syncs in one update whose metrics are not

@@ -28,6 +28,7 @@ from torch import nn
 from worldmodels.dreamer.rssm import RSSM, State
 from worldmodels.envs.observations import ObsKey, map_obs
 from worldmodels.errors import ConfigError
+from worldmodels.nets.keyed import concat_vectors, stack_images
 from worldmodels.nets.distributions import make_bins, symlog, symlog_squared_error, two_hot_decode, two_hot_loss
 from worldmodels.nets.dreamer_blocks import ConvDecoder, ConvEncoder, VectorDecoder, VectorEncoder, mlp
 
@@ -72,6 +73,7 @@ class ObsParts:
     in layout order."""
 
     def __init__(self, keys: tuple[ObsKey, ...]):
+        self.layout = keys
         self.images = tuple(key for key in keys if key.kind == "image")
         self.vectors = tuple(key for key in keys if key.kind == "vector")
         sides = {key.shape[1:] for key in self.images}
@@ -88,22 +90,13 @@ class ObsParts:
     def vector_dims(self) -> tuple[int, ...]:
         return tuple(key.shape[0] for key in self.vectors)
 
-    @staticmethod
-    def _gather(obs, keys: tuple[ObsKey, ...], dim: int) -> torch.Tensor | None:
-        if not keys:
-            return None
-        if not isinstance(obs, dict):  # one array: the layout's one key
-            return obs
-        return obs[keys[0].name] if len(keys) == 1 else torch.cat([obs[key.name] for key in keys], dim)
-
     def image(self, obs) -> torch.Tensor | None:
         """(..., sum C, H, W) uint8, or None without image keys."""
-        return self._gather(obs, self.images, -3)
+        return stack_images(self.layout, obs) if self.images else None
 
     def vector(self, obs) -> torch.Tensor | None:
         """(..., sum D) float32, or None without vector keys."""
-        vectors = self._gather(obs, self.vectors, -1)
-        return None if vectors is None else vectors.float()
+        return concat_vectors(self.layout, obs).float() if self.vectors else None
 
     def split_images(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stacked images (..., sum C, H, W) back into their keys."""

@@ -52,10 +52,15 @@ class ObsKey:
         return f"{self.name}: {self.kind} {size} {self.dtype.name}"
 
 
+def is_image_space(space: gym.Space) -> bool:
+    """An image key's space: uint8 (C, H, W)."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
 def key_of(name: str, space: gym.Space, frame_stack: int = 1) -> ObsKey:
     """The key a wrapped environment's ``Box`` gives: a uint8 (C, H, W) box is an image, a float32
     (D,) box a vector. Anything else is refused with the key and its space named."""
-    if isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
+    if is_image_space(space):
         return ObsKey(name, "image", tuple(space.shape), frame_stack)
     if isinstance(space, gym.spaces.Box) and space.dtype == np.float32 and len(space.shape) == 1:
         return ObsKey(name, "vector", tuple(space.shape), frame_stack)
@@ -87,12 +92,6 @@ def map_obs_keys(fn: Callable[[ObsKey, Any], Any], layout: tuple[ObsKey, ...], o
     if isinstance(obs, dict):
         return {key.name: fn(key, obs[key.name]) for key in layout}
     return fn(layout[0], obs)
-
-
-def allocate(layout: tuple[ObsKey, ...], leading: tuple[int, ...], frames: bool = False) -> Any:
-    """Zeros for ``leading`` observations of ``layout`` (whole stacks, or single frames with ``frames``)."""
-    arrays = {key.name: np.zeros((*leading, *(key.frame_shape if frames else key.shape)), key.dtype) for key in layout}
-    return arrays if is_dict(layout) else arrays[SINGLE_KEY]
 
 
 def summary(layout: tuple[ObsKey, ...]) -> str:

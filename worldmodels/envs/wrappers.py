@@ -11,7 +11,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
-from worldmodels.envs.observations import SINGLE_KEY
+from worldmodels.envs.observations import SINGLE_KEY, is_image_space as is_image
 from worldmodels.errors import ConfigError
 
 
@@ -23,11 +23,6 @@ def named_spaces(space: gym.Space) -> dict[str, gym.spaces.Box]:
 def same_form(like: gym.Space, spaces: dict[str, gym.spaces.Box]) -> gym.Space:
     """``spaces`` in the form of ``like``: a Dict (in this order), or the one bare Box."""
     return gym.spaces.Dict(list(spaces.items())) if isinstance(like, gym.spaces.Dict) else spaces[SINGLE_KEY]
-
-
-def is_image(space: gym.Space) -> bool:
-    """An image key of the contract: uint8 (C, H, W)."""
-    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:

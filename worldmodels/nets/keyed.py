@@ -47,16 +47,19 @@ def vector_width(layout: tuple[ObsKey, ...]) -> int:
 
 
 def stack_images(layout: tuple[ObsKey, ...], obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-    """The image keys of a dict observation along channels, in key order: (B, sum k*C, H, W); an
+    """The image keys of a dict observation along channels, in key order: (..., sum k*C, H, W); an
     observation that is one image, as it is."""
     if not isinstance(obs, dict):
         return obs
     images = [obs[key.name] for key in layout if key.kind == "image"]
-    return images[0] if len(images) == 1 else torch.cat(images, 1)
+    return images[0] if len(images) == 1 else torch.cat(images, -3)
 
 
-def concat_vectors(layout: tuple[ObsKey, ...], obs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The vector keys of a dict observation side by side, in key order: (B, sum k*D)."""
+def concat_vectors(layout: tuple[ObsKey, ...], obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The vector keys of a dict observation side by side, in key order: (..., sum k*D); an observation
+    that is one vector, as it is."""
+    if not isinstance(obs, dict):
+        return obs
     vectors = [obs[key.name] for key in layout if key.kind == "vector"]
     return vectors[0] if len(vectors) == 1 else torch.cat(vectors, -1)
 
