@@ -1,5 +1,5 @@
-"""The README's config table against the configs it names: each config exists, and each value a row
-states (agent class, task, budget, size, train ratio, n-step, batch, epsilons, action repeat) is the
+"""The config table of docs/configs.md against the configs it names: each config exists, and each value a
+row states (agent class, task, budget, size, train ratio, n-step, batch, epsilons, action repeat) is the
 config's, with the class defaults where the config leaves a value out. The two cannot drift apart."""
 
 import importlib
@@ -15,8 +15,8 @@ OVERLAYS = ("configs/dreamer_2024.yaml", "configs/smoke.yaml")  # merged after a
 
 
 def config_rows() -> dict[str, list[str]]:
-    text = (ROOT / "README.md").read_text()
-    table = text[text.index("## Configs"):text.index("Environment presets")]
+    text = (ROOT / "docs" / "configs.md").read_text()
+    table = text[text.index("# Configs"):text.index("## Environment presets")]
     rows = {}
     for line in table.splitlines():
         match = re.match(r"\| `(configs/[\w.]+\.yaml)` \|(.*)\|$", line)
