@@ -180,13 +180,13 @@ PAPER_SIZES = {"XS": (256, 24, 256, 1), "S": (512, 32, 512, 2), "M": (1024, 48, 
                "XL": (4096, 96, 1024, 5)}
 
 
-def test_sizes_follow_the_2023_table_and_the_readme_prints_their_parameter_counts():
+def test_sizes_follow_the_2023_table_and_the_agents_page_prints_their_parameter_counts():
     import sys
 
     sys.path.insert(0, str(ROOT / "tools"))
     from dreamer_sizes import component_counts
 
-    rows = [line.split("|")[1:-1] for line in (ROOT / "README.md").read_text().splitlines()
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs" / "agents.md").read_text().splitlines()
             if line.startswith("| ") and line.split("|")[1].strip() in PAPER_SIZES]
     assert [row[0].strip() for row in rows] == list(PAPER_SIZES)
     columns = ["encoder", "rssm", "decoder", "reward", "continue", "actor", "critic", "total"]
