@@ -87,10 +87,9 @@ MINUTES = {"A-LIX-Atari": 3.5, "DQN": 3.0}  # of one core, where above the modul
 def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent):
     """The Atari agents with their published settings on catch, 3000 env steps (DQN 25000, an update
     every 4); 100 evaluation games, so a margin of 0.4 over random is about four standard errors.
-    Measured final evaluations, seeds 0 / 1 / 2 (random policy -0.77, pass mark -0.37): DQN 0.86 /
-    0.82 / 0.94; NDDQN 0.64 / 0.68 / 0.60; DrQ(eps) with its batch crop 0.92 / 0.86 / 0.90; DER with its
-    noise drawn from the agent's own stream 0.70 (seed 0); A-LIX-Atari with that stream and random
-    warm-up 0.78 (seed 0)."""
+    Measured final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py --seeds 0 1 2; random policy
+    -0.77, pass mark -0.37): DQN 0.86 / 0.82 / 0.94; NDDQN 0.64 / 0.68 / 0.60; DrQ(eps) 0.92 / 0.86 /
+    0.90; DER 0.70 / 0.36 / 0.40; A-LIX-Atari 0.78 / 0.58 / 0.44 (dates per seed: docs/results.md)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     done = fit("--config", "tests/configs/nddqn_catch.yaml", *DISCRETE_AGENTS[agent], "--run_dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -106,9 +105,9 @@ def test_dreamer_learns_catch_and_its_world_model_the_images_and_rewards(fit, tm
     """DreamerV3 (2023 algorithm, a small model: tests/configs/dreamer_catch.yaml) on catch, 6000 env
     steps: the world model's image loss must end below a tenth of the mean image's and its reward loss
     below half the best constant prediction's, and the policy beat random by 0.4 (50 evaluation games:
-    about three standard errors). Measured (final evaluation; image and reward loss, mean of the last 3
-    logged): seed 0, with the reference's initial state, discount and initialisers: 0.76; 0.069 and 0.087
-    (the trivial predictors' about 63 and 0.60). Seeds 1 and 2 before those changes: 0.80 and 0.96."""
+    about three standard errors). Measured final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py
+    --seeds 0 1 2; dates per seed: docs/results.md): 0.76 / 0.80 / 0.96; seed 0's image and reward loss
+    (mean of the last 3 logged) 0.069 and 0.087, the trivial predictors' about 63 and 0.60."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     learned, random, image, reward = dreamer_learning_run(fit, tmp_path / "run", "tests/configs/dreamer_catch.yaml",
                                                           EnvConfig("test", "catch", image_size=32, grayscale=False),
@@ -124,8 +123,9 @@ def test_cql_learns_catch_offline_from_the_replay_of_an_nddqn_run(fit, tmp_path,
     """The offline workflow's learning test: the NDDQN catch run of the test above (3000 env steps,
     its replay a learning agent's mixed play) is the dataset; CQL (tests/configs/cql_catch.yaml, 3000
     updates, no env step) must beat random by 0.4, and its dataset-Q stay below 1, the largest return
-    a catch game pays (a Q above it is the over-estimation CQL exists to prevent). Measured, each seed's
-    NDDQN dataset and CQL run (final evaluation; dataset-Q peak): seed 0: 0.66, 0.69; seed 1: 0.72, 0.67;
+    a catch game pays (a Q above it is the over-estimation CQL exists to prevent). Measured with
+    tools/learning_seeds.py --seeds 0 1 2, each seed's NDDQN dataset and CQL run (final evaluation;
+    dataset-Q peak): seed 0: 0.66, 0.69; seed 1: 0.72, 0.67;
     seed 2: 0.52, 0.53 (random -0.77, pass mark -0.37)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     data = fit("--config", "tests/configs/nddqn_catch.yaml", "--run_dir", str(tmp_path / "data"))

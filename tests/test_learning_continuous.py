@@ -17,20 +17,16 @@ REACH = EnvConfig("test", "reach", image_size=24, grayscale=False)
 
 # (agent, config, margin over the random policy's return). A random policy scores about -33 over
 # reach's 30 steps, a solved one about -8. Evaluation returns have a standard deviation of 10 to 17
-# over games. DrQ (SAC) learns faster on this task than the others, hence its larger margin. Measured
-# final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py; random -32.6):
-#   DrQ     -13.78 / -9.70 / -8.87   (100 games; pass mark -22.6)
-#   SAC+AE  -25.61 (seed 0, with the reference's delta-orthogonal convolutions and its burst of
-#           updates when the warm-up ends; 100 games; pass mark -27.6)
-# The two DDPG agents plateau near -23 to -28 within the budget, and over 100 games their seeds came
-# within one standard error of a margin of 5 (DrQ-v2 seed 1: -28.11, under it; A-LIX -26.31 / -23.89 /
-# -26.33). A learning rate of 1e-3 or a final exploration std of 0.2 did not lift DrQ-v2 clearly (seed
-# 1: -24.57 and -25.79, seed 0 at 1e-3: -26.92). So they evaluate 400 games (a standard error of 0.5 to
-# 0.7, 8 s) against a margin of 3: every seed passes by at least 2.7 standard errors and a policy no
-# better than random fails by about 5. The same runs' final policies over 400 games at the test's
-# evaluation seeds (python -m worldmodels.evaluate --episodes 400 --seed 16300+s):
-#   DrQ-v2  -24.08 / -27.62 / -25.46 (pass mark -29.6)
-#   A-LIX   -26.88 / -24.18 / -26.72 (pass mark -29.6)
+# over games. DrQ (SAC) learns faster on this task than the others, hence its larger margin. The two
+# DDPG agents plateau near -23 to -28 within the budget, where 100 games put their seeds within one
+# standard error of a margin of 5; so they evaluate 400 games (a standard error of 0.5 to 0.7, 8 s)
+# against a margin of 3: every seed passes by at least 2.7 standard errors and a policy no better than
+# random fails by about 5 (docs/results.md). Measured final evaluations, seeds 0 / 1 / 2
+# (tools/learning_seeds.py --seeds 0 1 2; random -32.6; dates per seed: docs/results.md):
+#   DrQ     -13.78 / -9.70 / -8.87    (100 games; pass mark -22.6)
+#   SAC+AE  -25.61 / -24.12 / -17.72  (100 games; pass mark -27.6)
+#   DrQ-v2  -24.08 / -27.62 / -25.46  (400 games; pass mark -29.6)
+#   A-LIX   -26.88 / -24.18 / -26.72  (400 games; pass mark -29.6)
 AGENTS = [tuple(run) for run in  # tests/configs/learning_runs.yaml, the longest first
           yaml.safe_load((Path(__file__).parent / "configs" / "learning_runs.yaml").read_text())["continuous"]]
 
