@@ -1,4 +1,5 @@
-"""The offline workflow of runs side by side, as Kumar's talk reads it:
+"""The offline workflow of runs side by side, as Kumar et al. 2021 ("A Workflow for Offline Model-Free Robotic
+Reinforcement Learning", arXiv 2109.10813) reads it:
 
     python -m worldmodels.analysis.offline_plot <run> [<run> ...] --out workflow.png
 
