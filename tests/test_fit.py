@@ -170,7 +170,7 @@ DREAMER_SCALARS += [f"health/{name}" for name in ("value_mean", "mc_return_mean"
 def test_dreamer_smoke_run_logs_its_scalars_an_open_loop_video_and_an_evaluation_video(fit, tmp_path, config):
     # The whole path at size XS, 3 updates instead of smoke.yaml's 6 (a health check at the second):
     # size-S updates cost about 15 s each on one core, more than the suite's budget can give; the
-    # shipped smoke runs at size S are timed by hand (README).
+    # shipped smoke runs at size S are timed by hand (docs/contributing.md).
     done = fit("--config", config, "--config", "configs/smoke.yaml", "--model.init_args.size", "XS",
                "--data.max_updates", "3", "--health.every_updates", "2")
     assert done.returncode == 0, done.stderr[-3000:]
