@@ -2,7 +2,7 @@
 
     python tests/fault_injection.py <fault> <n> -- <fit arguments>
 
-    kill_at_env_step N      SIGKILL when the N-th env step has been taken
+    kill_at_env_step N      SIGKILL when the N-th env step has been taken (or the first count past it)
     sigint_at_env_step N    SIGINT (Ctrl-C) at the N-th env step
     sigterm_at_env_step N   SIGTERM at the N-th env step
     sigint_in_startup 0     SIGINT (Ctrl-C) during start-up, once the new run directory is made and locked
@@ -40,7 +40,9 @@ if fault in ("kill_at_env_step", "sigint_at_env_step", "sigterm_at_env_step"):
 
     def interact_then_fault(self, agent):
         taken = interact(self, agent)
-        if self.counters.env_steps == n:
+        # The first step at or past N: several processes count in jumps (distributed.COUNT_EXCHANGE_EVERY).
+        if self.counters.env_steps >= n and not getattr(self, "_faulted", False):
+            self._faulted = True
             os.kill(os.getpid(), sig)
         return taken
 

@@ -3,6 +3,8 @@ GPUs would start (``--trainer.devices 2``), checked from what the run leaves on 
 
 from pathlib import Path
 
+import json
+
 import pytest
 import torch
 
@@ -29,24 +31,39 @@ def rows(replay_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory) -> Path:
     """The shipped NDDQN config's smoke run (Atari Pong) on two processes: 200 env steps of warm-up,
-    then 6 updates."""
+    then 6 updates; every process's calls of torch.distributed's collectives counted into
+    ``<run>/../collectives`` (tests/collective_counter)."""
     tmp = tmp_path_factory.mktemp("ddp")
+    (tmp / "collectives").mkdir()
+    counting = {"PYTHONPATH": f"{ROOT / 'tests/collective_counter'}:{ROOT}", "COUNT_COLLECTIVES_TO": str(tmp / "collectives")}
     done = run(tmp, "--config", str(ROOT / "configs/nddqn_atari.yaml"), "--config", str(ROOT / "configs/smoke.yaml"),
-               *TWO_PROCESSES, "--run_dir", str(tmp / "run"))
+               *TWO_PROCESSES, "--run_dir", str(tmp / "run"), env=counting)
     assert done.returncode == 0, done.stderr[-3000:]
     return tmp / "run"
 
 
 def test_two_processes_count_the_runs_env_steps_together_and_make_equal_shares_of_its_updates(two_process_run):
     rank0, rank1 = checkpoint(two_process_run)["Experience"]["ranks"]
-    # The env steps are the run's, counted by both processes together: after the 200 of warm-up NDDQN
-    # owes one update per env step, shared by the two (each takes half, of its own batch), until the
-    # smoke run's 6 updates; the run stops at the step that owes the sixth: 200 + 2 x 6 = 212.
-    assert rank0["counters"]["env_steps"] == rank1["counters"]["env_steps"] == 212
+    # The env steps are the run's, counted by both processes together, exchanged every 16 vector steps
+    # (2 x 16 = 32 env steps; Pong's games outlast the run, so no reset step falls in it): the warm-up
+    # of 200 ends at the exchange at 224, which owes (224 - 200) x 1 update per env step, shared by the
+    # two (each takes half, of its own batch): 12 each, more than the smoke run's 6, where it stops.
+    assert rank0["counters"]["env_steps"] == rank1["counters"]["env_steps"] == 224
     assert rank0["counters"]["updates"] == rank1["counters"]["updates"] == 6
-    # Each process stepped about half of them (reset frames are stored but are not env steps).
-    for replay in (rank0["replay"], rank1["replay"]):
-        assert 106 <= replay["time"] <= 106 + 2
+    # Each process stepped half of them (reset frames are stored but are not env steps), and had none
+    # left to exchange.
+    for rank in (rank0, rank1):
+        assert 112 <= rank["replay"]["time"] <= 112 + 2 and rank["uncounted_env_steps"] == 0
+
+
+def test_the_processes_make_no_collective_per_env_step(two_process_run):
+    # Counting every env step over the ranks would take one all-reduce per vector step (112 per
+    # process); exchanged every 16 vector steps it takes 7, beside the collectives of set-up, the
+    # 6 updates, the checkpoint and the final evaluation.
+    counts = [json.loads(p.read_text()) for p in (two_process_run.parent / "collectives").glob("*.json")]
+    per_process = [sum(c.values()) for c in counts if c]
+    assert len(per_process) == 2, counts
+    assert all(0 < calls < 112 // 2 for calls in per_process), counts
 
 
 def test_the_processes_collect_different_data(two_process_run):
@@ -77,7 +94,10 @@ def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(
     killed = run(tmp_path, *CATCH, *TWO_PROCESSES, "--run_dir", str(run_dir), fault=("kill_at_env_step", 300))
     assert killed.returncode != 0
     before = checkpoint(run_dir)["Experience"]["ranks"]
-    assert [r["counters"]["env_steps"] for r in before] == [200, 200]  # saved every 100 env steps
+    # Saved every 100 env steps, at the first exchange of the ranks' counts (every 2 x 16 vector steps,
+    # reset steps not counted) that reaches 200.
+    saved_at = before[0]["counters"]["env_steps"]
+    assert before[1]["counters"]["env_steps"] == saved_at and 200 <= saved_at < 200 + 32
 
     # On one process instead of two, the resume stops at once with one sentence.
     line = one_sentence(run(tmp_path, *CATCH, "--run_dir", str(run_dir), "--ckpt_path", "last"))
@@ -86,8 +106,10 @@ def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(
     resumed = run(tmp_path, *CATCH, *TWO_PROCESSES, "--run_dir", str(run_dir), "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = checkpoint(run_dir)["Experience"]["ranks"]
-    assert [r["counters"]["env_steps"] for r in after] == [500, 500]
-    assert [r["counters"]["updates"] for r in after] == [150, 150]
+    ended_at = after[0]["counters"]["env_steps"]
+    assert after[1]["counters"]["env_steps"] == ended_at and 500 <= ended_at < 500 + 32
+    # One update per env step after the 200 of warm-up, half of them on each process.
+    assert [r["counters"]["updates"] for r in after] == [(ended_at - 200) // 2] * 2
     assert after[0]["weights"] == after[1]["weights"]
     for rank, replay_dir in enumerate([run_dir / "replay", run_dir / "replay-rank1"]):
         # Each process continued its own replay after the rows it had saved.

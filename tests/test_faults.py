@@ -29,7 +29,7 @@ DICT_OBS = [*CONFIG, "--data.env.observation", "both"]  # catch as a dict: a 44 
 def run(tmp_path, *args, fault=None, env=None):
     """worldmodels.fit (through the fault driver when ``fault`` is (name, n)) in ``tmp_path``."""
     driver = [str(ROOT / "tests/fault_injection.py"), fault[0], str(fault[1]), "--"] if fault else ["-m", "worldmodels.fit"]
-    environ = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, *driver, *args], cwd=tmp_path, env=environ, capture_output=True,
                           text=True, timeout=600)
 

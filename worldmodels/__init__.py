@@ -29,4 +29,7 @@ def _import_mujoco_whatever_mujoco_gl_says() -> None:
             os.environ["MUJOCO_GL"] = backend
 
 
+from worldmodels.render_device import render_on_this_ranks_gpu  # noqa: E402
+
+render_on_this_ranks_gpu()  # before mujoco is imported
 _import_mujoco_whatever_mujoco_gl_says()

@@ -3,8 +3,9 @@
 Every rank steps its own environments into its own replay, with its own seeds; the agent's weights
 are one copy, kept equal by DDP's all-reduced gradients. Everything that decides *when* something
 happens (updates owed, checkpoints, evaluations, the end of the run) reads counters that are equal
-on every rank, so the ranks stay in step: the env-step count is summed over the ranks after every
-vector step. Statistics that change weights outside the gradients (A-LIX's ND score, DreamerV3's
+on every rank, so the ranks stay in step: the ranks exchange their env-step counts every
+``COUNT_EXCHANGE_EVERY`` vector steps (a number equal on every rank by construction), through a CPU
+group, so that no collective per env step waits behind the update in flight on an accelerator. Statistics that change weights outside the gradients (A-LIX's ND score, DreamerV3's
 return percentiles) are taken over every rank's data.
 
 With one process every function here is the identity, without a collective.
@@ -21,6 +22,13 @@ import torch.distributed as dist
 
 
 _alone = 0  # depth of ``this_process_only`` blocks
+_cpu_group = None  # the gloo group of ``cpu_group``
+
+# Vector steps between two exchanges of the ranks' env-step counts (``TrainingLoop._count_steps``): the
+# run's clock moves by the env steps of 16 vector steps of every rank at once (32 with two processes of
+# one environment each), so checkpoints, evaluations and the end of the run land up to that many env
+# steps past the step they name, and the updates those steps owe come together.
+COUNT_EXCHANGE_EVERY = 16
 
 
 def world_size() -> int:
@@ -54,11 +62,21 @@ def rank_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0] >> 1)
 
 
-def sum_over_ranks(counts: torch.Tensor) -> torch.Tensor:
-    """Sum of ``counts`` over the ranks (in place)."""
+def sum_over_ranks(counts: torch.Tensor, group=None) -> torch.Tensor:
+    """Sum of ``counts`` over the ranks (in place), in ``group`` (the default group: the run's backend)."""
     if world_size() > 1:
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM, group=group)
     return counts
+
+
+def cpu_group():
+    """A gloo group of every rank, for counters that live on the CPU: a count exchanged through NCCL
+    would be copied to the GPU and wait there behind the update in flight. Made on first use, which
+    every rank must reach at the same point (a collective); None without several processes."""
+    global _cpu_group
+    if _cpu_group is None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        _cpu_group = dist.new_group(backend="gloo")
+    return _cpu_group
 
 
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ environment.
 On several processes (DDP, ``worldmodels.training.distributed``) each rank steps its own environments
 into its own replay (``<run>/replay-rank<r>``; rank 0's stays ``<run>/replay``) with its own seeds, and
 holds ``replay_capacity / ranks`` frames. The counters are the run's: ``env_steps`` is summed over the
-ranks after each vector step, so ``total_env_steps`` and ``warmup_steps`` are the whole run's, and each
+ranks every few vector steps (``distributed.COUNT_EXCHANGE_EVERY``), so ``total_env_steps`` and ``warmup_steps`` are the whole run's, and each
 rank makes ``updates_per_env_step x env_steps / ranks`` updates of its own batch: the gradient averages
 ``ranks x batch_size`` samples, and the samples trained on per env step are those of one process.
 """
@@ -33,7 +33,7 @@ from worldmodels.nets.draws import accelerator_random_states, set_accelerator_ra
 from worldmodels.replay import Replay
 from worldmodels.training.clock import LoopCallback, RunClock
 from worldmodels.training.counters import Counters
-from worldmodels.training.distributed import gather_objects, rank_seed, weights_fingerprint
+from worldmodels.training.distributed import cpu_group, gather_objects, rank_seed, weights_fingerprint
 from worldmodels.training.loop import TrainingLoop
 from worldmodels.training.spec import EnvSpec
 
@@ -79,6 +79,9 @@ class Experience(TrainingLoop, L.LightningDataModule):
         self._yielded = 0  # batches produced, one ahead of counters.updates while Lightning prefetches (a
         # resume starts again from counters.updates: a fetched batch not trained on is owed again)
         self._obs = self._first = self._agent_state = None
+        # Several processes: this rank's env steps not yet exchanged with the others, and its vector steps
+        # since the last exchange (``TrainingLoop._count_steps``).
+        self.uncounted_env_steps = self._vector_steps_unexchanged = 0
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -125,6 +128,7 @@ class Experience(TrainingLoop, L.LightningDataModule):
         noise, augmentations); the weights were made from the shared seed and DDP keeps them equal."""
         self.rank, self.world, self.rank_seed = rank, world, rank_seed(self.seed, rank)
         self.clock.world = world
+        cpu_group()  # made now, while every rank sets up at the same point
         self._rng = np.random.default_rng(self.rank_seed)
         if self._envs is not None:
             self._envs.close()
@@ -177,6 +181,7 @@ class Experience(TrainingLoop, L.LightningDataModule):
         # Lightning writes rank 0's checkpoint only: every rank's state goes into it, with a fingerprint
         # of each rank's weights (equal unless DDP lost a step: that is said, not saved silently).
         state["weights"] = weights_fingerprint(self.trainer.lightning_module)
+        state["uncounted_env_steps"] = self.uncounted_env_steps
         ranks = gather_objects(state)
         if any(r["weights"] != ranks[0]["weights"] for r in ranks):
             warnings.warn(f"the ranks' weights differ at env step {self.counters.env_steps}: the processes have "
@@ -208,6 +213,8 @@ class Experience(TrainingLoop, L.LightningDataModule):
         random.setstate(state["rng"]["python"])
         set_global_numpy_state(state["rng"]["global_numpy"])
         self.clock.recent_returns.extend(state["recent_returns"])
+        # Exchanged at the resumed run's first exchange, which every rank reaches after as many vector steps.
+        self.uncounted_env_steps, self._vector_steps_unexchanged = state.get("uncounted_env_steps", 0), 0
         self._obs = None  # environments cannot be checkpointed: resumed runs start new episodes
 
 

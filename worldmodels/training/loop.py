@@ -6,7 +6,8 @@ One turn of ``TrainingLoop.batches``:
     act      ``_actions``: uniform random actions during the warm-up (unless the agent explores its own
              way from the start), else the agent's exploration policy
     step     ``_interact``: one vector step of the environments, counted on the run's clock
-             (``RunClock``: env steps summed over the ranks, games finished)
+             (``RunClock``: env steps summed over the ranks, games finished; several processes
+             exchange their counts every ``COUNT_EXCHANGE_EVERY`` vector steps)
     store    ``_store``: the frames go once into the replay
     trigger  ``_tell_callbacks_env_steps``: each ``LoopCallback``'s ``on_env_steps`` (the periodic
              checkpoint), warm-up included
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from worldmodels.envs.observations import map_obs
 from worldmodels.training.clock import LoopCallback, RunClock
-from worldmodels.training.distributed import sum_over_ranks
+from worldmodels.training.distributed import COUNT_EXCHANGE_EVERY, cpu_group, sum_over_ranks
 
 
 class TrainingLoop:
@@ -153,8 +154,17 @@ class TrainingLoop:
             return actions.cpu().numpy()
 
     def _count_steps(self, taken: int, agent) -> int:
-        if self.world > 1:  # every rank's, so that all of them owe the same updates and save at the same step
-            taken = int(sum_over_ranks(torch.tensor([taken], device=agent.device)))
+        """Count this vector step's env steps on the run's clock; returns those counted now. Several
+        processes count every rank's, so that all of them owe the same updates and save at the same step,
+        but exchange them only every ``COUNT_EXCHANGE_EVERY`` vector steps (equal on every rank), on the
+        CPU: until then a rank keeps its own (``uncounted_env_steps``, saved with its checkpoint state)."""
+        if self.world > 1:
+            self.uncounted_env_steps += taken
+            self._vector_steps_unexchanged += 1
+            if self._vector_steps_unexchanged < COUNT_EXCHANGE_EVERY:
+                return 0
+            taken = int(sum_over_ranks(torch.tensor([self.uncounted_env_steps]), group=cpu_group()))
+            self.uncounted_env_steps = self._vector_steps_unexchanged = 0
         self.clock.count_env_steps(taken, self.env_config.action_repeat)
         return taken
 
