@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fork_server import ForkServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # No account, no network: W&B writes offline runs; MuJoCo renders headless.
@@ -29,8 +31,16 @@ def run_fit(*args: str, cwd: Path, timeout: int = 2400) -> subprocess.CompletedP
     of one core takes up to four times that on the slower machines of the kind the suite runs on."""
     argv = [str(ROOT / a) if a.startswith(("configs/", "tests/configs/")) else a for a in args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "worldmodels.fit", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return FORK_SERVER.run(["-m", "worldmodels.fit", *argv], cwd=cwd, env=env, timeout=timeout)
+
+
+# Training runs start as forks of one process that has imported the pipeline (tests/fork_server.py),
+# which saves each run the seconds of its imports; runs a fork cannot serve get a new interpreter.
+FORK_SERVER = ForkServer()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    FORK_SERVER.close()
 
 
 class ConstantPolicy:

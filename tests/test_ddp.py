@@ -35,7 +35,8 @@ def two_process_run(tmp_path_factory) -> Path:
     ``<run>/../collectives`` (tests/collective_counter)."""
     tmp = tmp_path_factory.mktemp("ddp")
     (tmp / "collectives").mkdir()
-    counting = {"PYTHONPATH": f"{ROOT / 'tests/collective_counter'}:{ROOT}", "COUNT_COLLECTIVES_TO": str(tmp / "collectives")}
+    counting = {"PYTHONPATH": f"{ROOT / 'tests/collective_counter'}:{ROOT}", "COUNT_COLLECTIVES_TO": str(tmp / "collectives"),
+                "WANDB_MODE": "offline"}  # its W&B folder is one of the run files only the first process writes
     done = run(tmp, "--config", str(ROOT / "configs/nddqn_atari.yaml"), "--config", str(ROOT / "configs/smoke.yaml"),
                *TWO_PROCESSES, "--run_dir", str(tmp / "run"), env=counting)
     assert done.returncode == 0, done.stderr[-3000:]

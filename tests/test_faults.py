@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, differences
+from conftest import FORK_SERVER, ROOT, differences
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.replay.dataset import open_dataset
@@ -23,15 +23,16 @@ pytestmark = pytest.mark.integration
 
 CONFIG = ["--config", str(ROOT / "tests/configs/faults_catch.yaml")]
 CONTINUOUS = ["--config", str(ROOT / "tests/configs/faults_reach.yaml")]  # DrQ-v2, half an update per step
-DICT_OBS = [*CONFIG, "--data.env.observation", "both"]  # catch as a dict: a 44 px image and a 3-value state
+DICT_OBS = [*CONFIG, "--data.env.observation", "both"]  # catch as a dict: a 44 px image and a 24-value state
 
 
 def run(tmp_path, *args, fault=None, env=None):
-    """worldmodels.fit (through the fault driver when ``fault`` is (name, n)) in ``tmp_path``."""
+    """worldmodels.fit (through the fault driver when ``fault`` is (name, n)) in ``tmp_path``. W&B is
+    disabled unless ``env`` says otherwise: starting its offline service costs each run seconds, and
+    what W&B records is checked by the smoke runs of tests/test_fit.py."""
     driver = [str(ROOT / "tests/fault_injection.py"), fault[0], str(fault[1]), "--"] if fault else ["-m", "worldmodels.fit"]
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, *driver, *args], cwd=tmp_path, env=environ, capture_output=True,
-                          text=True, timeout=600)
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", **(env or {})}
+    return FORK_SERVER.run([*driver, *args], cwd=tmp_path, env=environ, timeout=600)
 
 
 def one_sentence(done) -> str:
@@ -339,7 +340,7 @@ def test_a_run_of_dict_observations_is_a_dataset_that_names_its_keys_and_trains_
 
     dataset = references(DICT_OBS)
     report = info(dataset)
-    assert "pixels: image 1x44x44 uint8, observation: vector 3 float32" in report, report
+    assert "pixels: image 1x44x44 uint8, observation: vector 24 float32" in report, report
     offline = ["--data.dataset", str(dataset), "--data.max_updates", "20", "--model.init_args.cql_alpha", "1.0"]
     done = run(tmp_path, *DICT_OBS, *offline, "--run_dir", str(tmp_path / "offline"))
     assert done.returncode == 0, done.stderr[-3000:]

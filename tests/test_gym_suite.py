@@ -279,13 +279,22 @@ def test_dmc_both_gives_pixels_and_the_state():
     assert obs["pixels"].shape == (3, 32, 32) and obs["pixels"].max() > 0 and obs["observation"].shape == (24,)
 
 
-def test_catch_states_are_ball_row_ball_column_and_paddle_over_the_grid():
+def test_catch_states_are_one_hot_ball_row_ball_column_and_paddle_column():
     env = make_env(EnvConfig("test", "catch", observation="states"), seed=0)
     obs, _ = env.reset(seed=0)
     base = env.unwrapped
-    assert obs.tolist() == [0.0, base._ball[1] / 8, base._paddle / 8]
+
+    def one_hot(*cells):
+        code = [0.0] * 24
+        for part, cell in enumerate(cells):
+            code[8 * part + cell] = 1.0
+        return code
+
+    assert obs.tolist() == one_hot(0, base._ball[1], base._paddle)
+    paddle = base._paddle
     obs, *_ = env.step(2)  # the ball falls a row, the paddle moves right (unless at the wall)
-    assert obs.tolist() == [1 / 8, base._ball[1] / 8, base._paddle / 8]
+    assert base._paddle == min(paddle + 1, 7)
+    assert obs.tolist() == one_hot(1, base._ball[1], base._paddle)
 
 
 def test_reach_states_are_the_point_then_the_goal():

@@ -11,8 +11,8 @@ learn (a correct agent solves them in a few thousand steps on 2 CPU cores), not 
   tools/self_overfitting.py: sparse small rewards are where the A-LIX paper's encoder self-overfits.
 
 Each task is seen as ``env.observation`` says: ``pixels`` (the board drawn at image_size, the default),
-``states`` (a float32 vector: catch's ball row, ball column and paddle column divided by the grid size;
-reach's point x, y and goal x, y in [-1, 1]), or ``both`` (keys ``pixels`` and ``observation``): cheap
+``states`` (a float32 vector: for catch, one-hot codes of the ball's row, the ball's column and the
+paddle's column, 3 x 8 values in {0, 1}; for reach, the point's x, y and the goal's x, y in [-1, 1]), or ``both`` (keys ``pixels`` and ``observation``): cheap
 vector tasks for tests of agents that read states.
 """
 
@@ -61,14 +61,19 @@ class GridTask(gym.Env):
 
 class Catch(GridTask):
     BALL, PADDLE = (255, 255, 255), (0, 160, 255)
-    STATE = gym.spaces.Box(0.0, 1.0, (3,), np.float32)
+    # One-hot positions rather than positions / 8: an agent that decodes its input with a squared
+    # error (DreamerV3's vector decoder, 2301.04104 section 3) sees a one-cell error as 2 instead of
+    # (1/8)^2 = 0.016, about the weight a cell carries in the pixel view.
+    STATE = gym.spaces.Box(0.0, 1.0, (3 * GRID,), np.float32)
 
     def __init__(self, cfg: EnvConfig):
         super().__init__(cfg)
         self.action_space = gym.spaces.Discrete(3)
 
     def _state(self) -> np.ndarray:
-        return np.array([self._ball[0], self._ball[1], self._paddle], np.float32) / GRID
+        state = np.zeros((3, GRID), np.float32)
+        state[[0, 1, 2], [self._ball[0], self._ball[1], self._paddle]] = 1.0
+        return state.reshape(-1)
 
     def _pixels(self):
         return _draw(self._size, self._gray, [(self._ball[0], self._ball[1], self.BALL), (GRID - 1, self._paddle, self.PADDLE)])
