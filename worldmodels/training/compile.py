@@ -135,7 +135,7 @@ def _compiled_at_first_call(name: str, fn: Callable[..., Any], owner: nn.Module,
                             options: dict[str, Any]) -> Callable[..., Any]:
     """``fn`` compiled whole at its first call, with CUDA graphs (``reduce-overhead``) when ``owner``'s
     weights are then on a GPU, unless ``options`` names a mode or a backend."""
-    compiled = None
+    entry_point, compiled = _entry_point(name, fn), None
 
     def call(*args, **kwargs):
         nonlocal compiled
@@ -144,11 +144,11 @@ def _compiled_at_first_call(name: str, fn: Callable[..., Any], owner: nn.Module,
             on_gpu = next(owner.parameters()).device.type == "cuda"
             if on_gpu and "mode" not in chosen and "backend" not in chosen:
                 chosen["mode"] = "reduce-overhead"
-            compiled = torch.compile(_entry_point(name, fn), **chosen)
+            compiled = torch.compile(entry_point, **chosen)
         return compiled(*args, **kwargs)
 
     call.compiled_region = name
-    call.original = fn
+    call.entry_point = entry_point  # the code object whose graphs dynamo keeps
     return call
 
 
