@@ -132,25 +132,28 @@ class Actor(nn.Module):
         return [unimix_logits(part, self.unimix) for part in (out.split(list(self.nvec), -1) if self.nvec else [out])]
 
     def draw_noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Noise for ``shape`` + (action_dim,) actions: uniforms for categoricals (``rsample`` turns them
-        into Gumbels), standard Normals for the bounded Normal."""
+        """Noise for ``shape`` + (action_dim,) actions: uniforms for categoricals, standard Normals for
+        the bounded Normal (``sampling_noise`` makes them what ``rsample`` reads)."""
         width = self.net[-1].out_features // (1 if self.discrete else 2)
         draw = torch.rand if self.discrete else torch.randn
         return draw((*shape, width), generator=generator, device=device)
 
+    def sampling_noise(self, drawn: torch.Tensor) -> torch.Tensor:
+        """``draw_noise``'s draws as ``rsample`` reads them: Gumbels for categoricals, as drawn otherwise."""
+        return gumbel_from_uniform(drawn) if self.discrete else drawn
+
     def rsample(self, out: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """An action from the raw output and its noise (``draw_noise``): straight-through one-hots of
+        """An action from the raw output and its noise (``sampling_noise``): straight-through one-hots of
         each categorical side by side, or tanh(mean) + std * noise, differentiable in ``out``."""
         if not self.discrete:
             mean, std = bounded_normal_parameters(*out.to(at_least_float32(out.dtype)).chunk(2, -1), self.min_std,
                                                   self.max_std)
             return mean + std * noise
-        gumbel = gumbel_from_uniform(noise)
         parts = self._logit_parts(out)
         if len(parts) == 1:
-            return straight_through_one_hot(parts[0], gumbel)
-        return torch.cat([straight_through_one_hot(logits, g)
-                          for logits, g in zip(parts, gumbel.split(list(self.nvec), -1))], -1)
+            return straight_through_one_hot(parts[0], noise)
+        return torch.cat([straight_through_one_hot(logits, gumbel)
+                          for logits, gumbel in zip(parts, noise.split(list(self.nvec), -1))], -1)
 
     def log_prob(self, out: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) of discrete (one-hot) actions, summed over the sub-actions."""
@@ -237,12 +240,13 @@ def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int,
     ``noise``: the draws, made before (drawn here from the default generator when None)."""
     if noise is None:
         noise = ImaginationNoise.draw(rssm, actor, start.deter.shape[0], horizon, start.deter.device)
-    latent_gumbel = gumbel_from_uniform(noise.latent)  # one transform for the whole rollout
+    # One transform of the noise for the whole rollout, not one per step.
+    latent_gumbel, action_noise = gumbel_from_uniform(noise.latent), actor.sampling_noise(noise.action)
     states, actions, outs, state = [start], [], [], start
     for t in range(horizon):
         with torch.enable_grad():
             out = actor.net(state.features().detach())
-        action = actor.rsample(out, noise.action[t])
+        action = actor.rsample(out, action_noise[t])
         actions.append(action)
         outs.append(out)
         state = rssm.img_step(state, action, latent_gumbel[t])
