@@ -96,7 +96,8 @@ def count_ops(size: str, continuous: bool) -> dict:
             "most_common": Counter(ops).most_common(12)}
 
 
-def measure_ours(size: str, updates: int, continuous: bool, device: str, precision: str, compile_: bool | str) -> dict:
+def measure_ours(size: str, updates: int, continuous: bool, device: str, precision: str, compile_: bool | str,
+                 seq_len: int = 64) -> dict:
     """One process's measurement: a warm-up update, then ``updates`` timed ones."""
     from worldmodels.dreamer import DreamerV3
     from worldmodels.training import EnvSpec
@@ -113,7 +114,7 @@ def measure_ours(size: str, updates: int, continuous: bool, device: str, precisi
         from worldmodels.training.compile import compile_agent
 
         compile_agent(agent, "full" if compile_ == "full" else "parts")
-    batch = {k: v.to(device) for k, v in random_batch(16, 64, 6, continuous).items()}
+    batch = {k: v.to(device) for k, v in random_batch(16, seq_len, 6, continuous).items()}
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
     def step():
@@ -154,6 +155,7 @@ def main():
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     parser.add_argument("--compile", nargs="?", const="parts", default=None, choices=["parts", "full"])
     parser.add_argument("--count-ops", action="store_true")
+    parser.add_argument("--seq-len", type=int, default=64, help="steps per sequence of the batch (ours only)")
     parser.add_argument("--sheeprl-python", default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,10 +165,12 @@ def main():
         print(json.dumps(count_ops(args.size, args.continuous)))
         return
     if args.child:
-        print(json.dumps(measure_ours(args.size, args.updates, args.continuous, args.device, args.precision, args.compile)))
+        print(json.dumps(measure_ours(args.size, args.updates, args.continuous, args.device, args.precision, args.compile,
+                                      args.seq_len)))
         return
 
     ours_cmd = [sys.executable, __file__, "--child", "--size", args.size, "--updates", str(args.updates),
+                "--seq-len", str(args.seq_len),
                 "--device", args.device, "--precision", args.precision] + (["--continuous"] if args.continuous else []) \
         + (["--compile", args.compile] if args.compile else [])
     peer_cmd = None if args.sheeprl_python is None else [args.sheeprl_python, str(HERE / "sheeprl_dreamer_peer.py"),
@@ -184,7 +188,7 @@ def main():
     def row(name, results):
         s = statistics.median(r["seconds_per_update"] for r in results)
         mem = max(r.get("peak_gpu_mb", r["peak_rss_mb"]) for r in results)
-        print(f"| {name} | {args.size} | 16 x 64 | {s:.2f} | {1 / s:.3f} | {mem:.0f} |")
+        print(f"| {name} | {args.size} | 16 x {args.seq_len} | {s:.2f} | {1 / s:.3f} | {mem:.0f} |")
         return s
 
     def first_update(results):

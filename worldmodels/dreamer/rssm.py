@@ -124,8 +124,8 @@ class RSSM(nn.Module):
         through: no step reads a previous state's logits (``recurrent_step`` reads h and z)."""
         init = self.initial(first.shape[0]) if init is None else init
         reset = first.view(-1, 1)
-        mixed = State(torch.where(reset, init.deter, state.deter), torch.where(reset[..., None], init.stoch, state.stoch),
-                      state.logits)
+        mixed = State(torch.where(reset, init.deter, state.deter),
+                      torch.where(reset[..., None], init.stoch, state.stoch), state.logits)
         return mixed, torch.where(reset, 0.0, action)
 
     def recurrent_step(self, prev: State, action: torch.Tensor) -> torch.Tensor:
