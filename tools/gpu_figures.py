@@ -7,9 +7,10 @@ For DreamerV3 (Atari 64x64 RGB, 6 actions, batch 16 x 64) in fp32, bf16-mixed, b
 ``--compile parts`` and bf16-mixed with ``--compile full`` (the whole update, CUDA graphs): gradient
 updates per second, peak GPU memory, host syncs in one update whose metrics are not logged
 (``torch.cuda.set_sync_debug_mode("warn")`` reports each), and env steps per second of the whole loop
-(Pong, ``Experience`` with the agent acting and training at train ratio 1024, after its warm-up). DrQ-v2's updates per second at batch 256. Each result is printed as it comes and written
-to ``--out``, so a run cut short keeps what it measured. DDP on two GPUs is ``tests/test_ddp.py``'s
-runs with ``--trainer.accelerator gpu``, when a machine has two.
+(Pong, ``Experience`` with the agent acting and training at train ratio 1024, after its warm-up).
+DrQ-v2's updates per second at batch 256. Each result is printed as it comes and written to ``--out``,
+so a run cut short keeps what it measured. DDP on two GPUs is ``tests/test_ddp.py``'s runs with
+``--trainer.accelerator gpu``, when a machine has two.
 """
 
 from __future__ import annotations
