@@ -149,3 +149,20 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_the_update_stream_is_checkpointed_and_a_checkpoint_made_before_it_existed_still_loads():
+    agent = without_trainer(tiny_dreamer(False))
+    batch = tiny_batch(False)
+    agent.training_step(batch, 0)  # some draws before the checkpoint
+    checkpoint = {"state_dict": agent.state_dict()}
+    agent.on_save_checkpoint(checkpoint)
+    assert "update_stream" in checkpoint["agent_generators"]
+    expected = agent.update_noise(batch)
+    resumed = tiny_dreamer(False)
+    resumed.on_load_checkpoint(checkpoint)
+    torch.manual_seed(123)  # the global generator plays no part
+    for name, value in resumed.update_noise(batch).items():
+        assert torch.equal(value, expected[name]), name
+    older = {"state_dict": checkpoint["state_dict"], "agent_generators": {}}  # saved before the stream
+    tiny_dreamer(False).on_load_checkpoint(older)  # loads; the stream starts from its seed
