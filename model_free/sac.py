@@ -113,7 +113,7 @@ def data_log_prob(mu: torch.Tensor, std: torch.Tensor, action: torch.Tensor) -> 
     clamped at 1e-6 (actions at the bounds stay finite), the mean clamped to [-9, 9], and
     log N(u; mu, std) - log(1 - a^2 + 1e-6). mu, std, action: (B, d) -> (B,)."""
     u = 0.5 * torch.log((1 + action).clamp(min=1e-6) / (1 - action).clamp(min=1e-6))
-    normal = D.Normal(mu.clamp(-9.0, 9.0), std)
+    normal = D.Normal(mu.clamp(-9.0, 9.0), std, validate_args=False)
     return (normal.log_prob(u) - torch.log(1 - action * action + 1e-6)).sum(-1)
 
 
@@ -160,7 +160,12 @@ class Actor(nn.Module):
 
 
 def squashed_normal(mu: torch.Tensor, std: torch.Tensor) -> D.Distribution:
-    return D.Independent(D.TransformedDistribution(D.Normal(mu, std), [D.TanhTransform(cache_size=1)]), 1)
+    """tanh of N(mu, std), independent over the action's dimensions. validate_args off, as every
+    distribution of this repository (worldmodels.nets.distributions says why): a sample squashed to
+    exactly +-1 in float32 would fail the support check of its own log_prob."""
+    normal = D.Normal(mu, std, validate_args=False)
+    squashed = D.TransformedDistribution(normal, [D.TanhTransform(cache_size=1)], validate_args=False)
+    return D.Independent(squashed, 1, validate_args=False)
 
 
 class SAC(Agent):

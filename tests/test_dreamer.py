@@ -298,9 +298,12 @@ def test_acting_step_by_step_and_observing_the_whole_sequence_give_the_same_post
     # The stochastic latents are drawn in both paths; fixed to each distribution's mode, the two paths
     # must agree exactly: the same action aligned with each step (action[:, t] led to step t), the
     # same resets, the same embedding projection.
-    from worldmodels.nets.distributions import OneHotStraightThrough
+    from worldmodels.dreamer.rssm import RSSM
+    from worldmodels.nets.distributions import straight_through_one_hot
 
-    monkeypatch.setattr(OneHotStraightThrough, "rsample", lambda self, shape=torch.Size(): self.mode)
+    # Equal noise on every class: the Gumbel-max draw is the most likely class.
+    monkeypatch.setattr(RSSM, "sample", staticmethod(
+        lambda logits, gumbel=None: straight_through_one_hot(logits, torch.zeros_like(logits))))
     torch.manual_seed(0)
     agent = DreamerV3(size="XS", eval_policy="mode")
     agent.build(EnvSpec((3, 64, 64), 3, num_actions=4))

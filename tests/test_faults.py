@@ -173,6 +173,7 @@ def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_ke
     (["--trainer.accelerator", "gpu", "--trainer.devices", "99"], "asks for 99 GPUs but this machine has"),
     (["--model.init_args.alix", "true", "--model.init_args.noisy", "true", "--compile", "true"],
      "compile is not supported for Rainbow as configured"),
+    (["--compile", "full"], "compile full is not supported for Rainbow, which declares no update regions"),
     (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
      "several processes train with ddp"),
     (["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--workflow.online", "true"],

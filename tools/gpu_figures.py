@@ -3,13 +3,14 @@
     python tools/gpu_figures.py --out gpu_figures.json                      # on a GPU machine
     python tools/gpu_figures.py --device cpu --size XS --updates 1 --env-steps 40   # a dry run on a CPU
 
-For DreamerV3 (Atari 64x64 RGB, 6 actions, batch 16 x 64) in fp32, bf16-mixed and bf16-mixed with
-compile: gradient updates per second, peak GPU memory, host syncs in one update whose metrics are not
-logged (``torch.cuda.set_sync_debug_mode("warn")`` reports each), and env steps per second of the
-whole loop (Pong, ``Experience`` with the agent acting and training at train ratio 1024, after its
-warm-up). DrQ-v2's updates per second at batch 256. Each result is printed as it comes and written
-to ``--out``, so a run cut short keeps what it measured. DDP on two GPUs is ``tests/test_ddp.py``'s
-runs with ``--trainer.accelerator gpu``, when a machine has two.
+For DreamerV3 (Atari 64x64 RGB, 6 actions, batch 16 x 64) in fp32, bf16-mixed, bf16-mixed with
+``--compile parts`` and bf16-mixed with ``--compile full`` (the whole update, CUDA graphs): gradient
+updates per second, peak GPU memory, host syncs in one update whose metrics are not logged
+(``torch.cuda.set_sync_debug_mode("warn")`` reports each), and env steps per second of the whole loop
+(Pong, ``Experience`` with the agent acting and training at train ratio 1024, after its warm-up).
+DrQ-v2's updates per second at batch 256. Each result is printed as it comes and written to ``--out``,
+so a run cut short keeps what it measured. DDP on two GPUs is ``tests/test_ddp.py``'s runs with
+``--trainer.accelerator gpu``, when a machine has two.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def synchronized(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def dreamer(size: str, device: str, precision: str, compile_: bool, updates: int) -> dict:
+def dreamer(size: str, device: str, precision: str, compile_: str | None, updates: int) -> dict:
     from worldmodels.dreamer import DreamerV3
     from worldmodels.training import EnvSpec
 
@@ -50,7 +51,7 @@ def dreamer(size: str, device: str, precision: str, compile_: bool, updates: int
     if compile_:
         from worldmodels.training.compile import compile_agent
 
-        compile_agent(agent)
+        compile_agent(agent, compile_)
     batch = {k: v.to(device) for k, v in random_batch(16, 64, 6).items()}
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
                               enabled=precision == "bf16-mixed", cache_enabled=False)
@@ -123,8 +124,8 @@ def main():
         print(json.dumps({key: value}), flush=True)
         args.out.write_text(json.dumps(results, indent=2))
 
-    for precision, compile_ in [("32", False), ("bf16-mixed", False), ("bf16-mixed", True)]:
-        name = f"dreamer_{precision}" + ("_compiled" if compile_ else "")
+    for precision, compile_ in [("32", None), ("bf16-mixed", None), ("bf16-mixed", "parts"), ("bf16-mixed", "full")]:
+        name = f"dreamer_{precision}" + {None: "", "parts": "_compiled", "full": "_compiled_full"}[compile_]
         figures = dreamer(args.size, device, precision, compile_, args.updates)
         agent = figures.pop("agent")
         record(name, figures)

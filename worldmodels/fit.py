@@ -20,6 +20,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 import lightning as L
@@ -40,7 +41,7 @@ from worldmodels.run_directory import (check_resume, ensure_run_id, make_run_dir
 from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experience, Health, LogCounters,
                                   NumericalGuard, PeriodicCheckpoint, Workflow)
 from worldmodels.training.clock import LoopCallback
-from worldmodels.training.compile import compile_agent
+from worldmodels.training.compile import compile_agent, compile_choice
 from worldmodels.training.distributed import started_beside_rank_zero
 from worldmodels.training.validate import plan_processes, validate_precision, validate_start
 
@@ -246,9 +247,10 @@ class FitCLI(LightningCLI):
         parser.add_argument("--force_resume", type=bool, default=False,
                             help="Resume even when the config differs from the run's in what shapes learning.")
         parser.add_argument("--wandb_project", type=str, default="worldmodels")
-        parser.add_argument("--compile", type=bool, default=False,
-                            help="torch.compile the agent's hot parts (worldmodels.training.compile); the first "
-                                 "updates include the compilation.")
+        parser.add_argument("--compile", type=bool | Literal["parts", "full"], default=False,
+                            help="torch.compile the agent's update (worldmodels.training.compile): parts (or true, "
+                                 "as older runs wrote it) its hot parts, full the whole update (CUDA graphs on a "
+                                 "GPU); the first updates include the compilation.")
         parser.add_class_arguments(Evaluation, "evaluation")
         parser.add_class_arguments(Health, "health")
         parser.add_class_arguments(Workflow, "workflow")
@@ -272,8 +274,9 @@ class FitCLI(LightningCLI):
         self.model.build(self.datamodule.spec)  # makes the environments: an unknown task or a missing backend
         if not self.follower:
             print(start_summary(self.datamodule.spec), flush=True)
-        if config["compile"]:                   # stops here too, as an agent with nothing to compile does
-            compile_agent(self.model)
+        compile_what = compile_choice(config["compile"])
+        if compile_what:                        # stops here too, as an agent with nothing to compile does
+            compile_agent(self.model, compile_what)
         wandb_id = None
         if not self.follower:
             created = make_run_directory(self.run_dir)

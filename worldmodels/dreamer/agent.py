@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from worldmodels.diagnostics.health import feature_dot, overestimation, srank
 from worldmodels.diagnostics.open_loop import open_loop_video
-from worldmodels.dreamer.behavior import Actor, BehaviorConfig, Critic, ReturnScale, behavior_losses
+from worldmodels.dreamer.behavior import Actor, BehaviorConfig, Critic, ImaginationNoise, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State
 from worldmodels.dreamer.world_model import SIZES, Size, WorldModel, observation_batch
 from worldmodels.envs.observations import map_obs
 from worldmodels.errors import ConfigError
-from worldmodels.nets.distributions import SPACES, concatenated_one_hots, one_hot_indices
+from worldmodels.nets.distributions import SPACES, concatenated_one_hots, gumbel_from_uniform, one_hot_indices
+from worldmodels.nets.draws import DeviceStream
 from worldmodels.nets.dreamer_blocks import NORMS
 from worldmodels.replay import SequenceView
 from worldmodels.training import Agent, EnvSpec
@@ -91,6 +92,10 @@ class DreamerV3(Agent):
         super().__init__(updates_per_env_step=train_ratio / (batch_size * seq_len))
         self.save_hyperparameters()
         self.view = SequenceView(batch_size, seq_len)
+        # The update's random draws (latents of the replayed sequences and of imagination, imagined
+        # actions): drawn at the start of each update on the batch's device, from this stream, which the
+        # checkpoint keeps (``update_noise``). Acting draws from the device's default generator.
+        self.update_stream = DeviceStream(torch.initial_seed() + 2)  # seed_everything ran before
 
     def build(self, spec: EnvSpec) -> None:
         super().build(spec)
@@ -135,7 +140,8 @@ class DreamerV3(Agent):
         decoder (once per update on B x T frames), the RSSM's two step cells (recurrence and latent
         logits: T steps of ``observe``, H steps of imagination) and its batched prior, the reward and
         continue heads, the actor's network (H steps of imagination) and the critic's features, fast
-        and slow networks. The latent and action draws stay in eager mode (see rssm.py)."""
+        and slow networks. The latent and action draws stay in eager mode (see rssm.py).
+        ``update_regions`` names what ``--compile full`` compiles instead: the whole update."""
         wm, rssm = self.world_model, self.world_model.rssm
         observation_nets = {f"world_model.{name}": getattr(wm, name)
                             for name in ("encoder", "vector_encoder", "decoder", "vector_decoder")
@@ -195,30 +201,70 @@ class DreamerV3(Agent):
         first[:, 0] = True  # a sampled window starts from the initial state, whatever preceded it
         return first, self.action_vectors(batch["action"])
 
+    def update_noise(self, batch) -> dict[str, torch.Tensor]:
+        """Every random number one update draws, drawn at once on the batch's device from
+        ``update_stream``: uniforms for the posterior latents of the (B, T) sequences (B, T, S, K), and
+        the imagination's from the N = B x T starts (``ImaginationNoise``: latents (H, N, S, K) and the
+        actor's noise (H, N, A)). Drawn outside the compiled update (a generator is no graph input), so
+        that a compiled and an eager update draw the same numbers."""
+        rssm, h = self.world_model.rssm, self.hparams
+        b, t = batch["reward"].shape
+        device = batch["reward"].device
+        generator = self.update_stream.on(device)
+        posterior = torch.rand((b, t, rssm.stoch, rssm.classes), generator=generator, device=device)
+        imagination = ImaginationNoise.draw(rssm, self.actor, b * t, h.horizon, device, generator)
+        return {"posterior": posterior, "imagined_latent": imagination.latent, "imagined_action": imagination.action}
+
+    def update_regions(self) -> dict:
+        """What ``--compile full`` compiles (``worldmodels.training.compile``): the update's two pure
+        functions, the world model's loss and the actor's and critic's losses, in the 2023 spec's order
+        (the behaviour imagines with the world model as its step left it). Batch and noise in, losses,
+        start states and metrics (device tensors) out; the backward passes, clipping and optimizer
+        steps run between and after them, on the graphs the compiled functions recorded."""
+        return {"world_model_region": self.world_model_region, "behavior_region": self.behavior_region}
+
+    def world_model_region(self, batch, noise: dict[str, torch.Tensor],
+                           diagnostics: bool) -> tuple[torch.Tensor, State, torch.Tensor, dict]:
+        """(world-model loss, the stopped posterior states as N = B x T imagination starts, their
+        continue flags, metrics) of a replayed batch."""
+        h = self.hparams
+        first, action = self.sequence_inputs(batch)
+        loss, post, metrics = self.world_model.loss(batch["obs"], action, batch["reward"], batch["terminal"], first,
+                                                    h.free_nats, h.dyn_scale, h.rep_scale, diagnostics=diagnostics,
+                                                    gumbel=gumbel_from_uniform(noise["posterior"]))
+        start = State(*(x.detach().flatten(0, 1) for x in post))
+        return loss, start, (~batch["terminal"]).float().flatten(), metrics
+
+    def behavior_region(self, batch, start: State, start_cont: torch.Tensor, noise: dict[str, torch.Tensor],
+                        diagnostics: bool) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(actor loss, critic loss, metrics) of the rollouts imagined from ``start``."""
+        imagination = ImaginationNoise(noise["imagined_action"], noise["imagined_latent"])
+        return behavior_losses(self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont,
+                               self.behavior_config, batch, diagnostics=diagnostics, noise=imagination)
+
     def training_step(self, batch, batch_idx):
         h = self.hparams
         model_opt, actor_opt, critic_opt = self.optimizers()
-        first, action = self.sequence_inputs(batch)
+        # A new update for CUDA graphs (--compile full on a GPU): the last update's graph outputs may be
+        # overwritten from here on. Nothing without them.
+        torch.compiler.cudagraph_mark_step_begin()
+        noise = self.update_noise(batch)
+        diagnostics = self.logs_now()
 
-        model_loss, post, metrics = self.world_model.loss(batch["obs"], action, batch["reward"], batch["terminal"],
-                                                          first, h.free_nats, h.dyn_scale, h.rep_scale,
-                                                          diagnostics=self.logs_now())
+        model_loss, start, start_cont, metrics = self.world_model_region(batch, noise, diagnostics)
         model_opt.zero_grad()
         self.manual_backward(model_loss)
         metrics["wm/grad_norm"] = self.clip_gradients_(self.world_model.parameters(), h.model_clip)
         model_opt.step()
 
-        start = State(*(x.detach().flatten(0, 1) for x in post))
-        start_cont = (~batch["terminal"]).float().flatten()
-        actor_loss, critic_loss, behavior_metrics = behavior_losses(
-            self.world_model, self.actor, self.critic, self.returns_scale, start, start_cont, self.behavior_config,
-            batch, diagnostics=self.logs_now())
+        actor_loss, critic_loss, behavior_metrics = self.behavior_region(batch, start, start_cont, noise, diagnostics)
         actor_opt.zero_grad()
-        self.manual_backward(actor_loss)
+        critic_opt.zero_grad()
+        # One backward pass: the two losses reach disjoint weights (behavior_losses); what the actor's loss
+        # leaves on the world model (continuous actions) is dropped by the next update's zero_grad.
+        self.manual_backward(actor_loss + critic_loss)
         metrics["actor/grad_norm"] = self.clip_gradients_(self.actor.parameters(), h.ac_clip)
         actor_opt.step()
-        critic_opt.zero_grad()  # also drops what the actor's loss left on the critic and the model
-        self.manual_backward(critic_loss)
         metrics["critic/grad_norm"] = self.clip_gradients_(self.critic.net.parameters(), h.ac_clip)
         critic_opt.step()
         self.critic.update_slow(h.slow_critic_fraction)
@@ -226,6 +272,7 @@ class DreamerV3(Agent):
         metrics["wm/loss"] = model_loss
         self.log_scalars({**metrics, **behavior_metrics})
         if h.video_every and (self.counters.updates - 1) % h.video_every == 0:
+            first, action = self.sequence_inputs(batch)
             self.log_open_loop_video(batch, action, first)
 
     # ------------------------------------------------------------------ health

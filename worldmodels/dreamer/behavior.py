@@ -29,7 +29,9 @@ from torch import nn
 from worldmodels.regularizers.dr3 import dr3_penalty
 from worldmodels.dreamer.rssm import RSSM, State, stack_states
 from worldmodels.nets.distributions import (MultiOneHot, OneHotStraightThrough, at_least_float32, bounded_normal,
-                                            make_bins, two_hot_decode, two_hot_loss)
+                                            bounded_normal_parameters, categorical_entropy, categorical_log_prob,
+                                            gumbel_from_uniform, make_bins, normal_entropy, straight_through_one_hot,
+                                            two_hot_decode, two_hot_loss, unimix_logits)
 from worldmodels.nets.dreamer_blocks import mlp
 from worldmodels.nets.ema import ema_update_
 from worldmodels.training.distributed import cat_over_ranks
@@ -122,6 +124,51 @@ class Actor(nn.Module):
     def forward(self, feat: torch.Tensor):
         return self.dist(self.net(feat))
 
+    # The update's policy, without distribution objects: the same draws, log-probabilities and entropies
+    # as ``dist``'s, from the network's raw output and noise drawn before the update (``draw_noise``).
+    def _logit_parts(self, out: torch.Tensor) -> list[torch.Tensor]:
+        """Unimix logits of each categorical (one, or one per sub-action), in float32 or wider."""
+        out = out.to(at_least_float32(out.dtype))
+        return [unimix_logits(part, self.unimix) for part in (out.split(list(self.nvec), -1) if self.nvec else [out])]
+
+    def draw_noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Noise for ``shape`` + (action_dim,) actions: uniforms for categoricals, standard Normals for
+        the bounded Normal (``sampling_noise`` makes them what ``rsample`` reads)."""
+        width = self.net[-1].out_features // (1 if self.discrete else 2)
+        draw = torch.rand if self.discrete else torch.randn
+        return draw((*shape, width), generator=generator, device=device)
+
+    def sampling_noise(self, drawn: torch.Tensor) -> torch.Tensor:
+        """``draw_noise``'s draws as ``rsample`` reads them: Gumbels for categoricals, as drawn otherwise."""
+        return gumbel_from_uniform(drawn) if self.discrete else drawn
+
+    def rsample(self, out: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """An action from the raw output and its noise (``sampling_noise``): straight-through one-hots of
+        each categorical side by side, or tanh(mean) + std * noise, differentiable in ``out``."""
+        if not self.discrete:
+            mean, std = bounded_normal_parameters(*out.to(at_least_float32(out.dtype)).chunk(2, -1), self.min_std,
+                                                  self.max_std)
+            return mean + std * noise
+        parts = self._logit_parts(out)
+        if len(parts) == 1:
+            return straight_through_one_hot(parts[0], noise)
+        return torch.cat([straight_through_one_hot(logits, gumbel)
+                          for logits, gumbel in zip(parts, noise.split(list(self.nvec), -1))], -1)
+
+    def log_prob(self, out: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) of discrete (one-hot) actions, summed over the sub-actions."""
+        parts = self._logit_parts(out)
+        values = action.split(list(self.nvec), -1) if self.nvec else [action]
+        return sum(categorical_log_prob(logits, value) for logits, value in zip(parts, values))
+
+    def entropy(self, out: torch.Tensor) -> torch.Tensor:
+        """H[pi(.|s)], summed over the sub-actions or the action's dimensions."""
+        if not self.discrete:
+            _, std = bounded_normal_parameters(*out.to(at_least_float32(out.dtype)).chunk(2, -1), self.min_std,
+                                               self.max_std)
+            return normal_entropy(std)
+        return sum(categorical_entropy(logits) for logits in self._logit_parts(out))
+
 
 class Critic(nn.Module):
     """Two-hot value head (zero-initialised output: outscale 0, danijar/dreamerv3 8fa35f8, dreamerv3/configs.yaml
@@ -147,6 +194,13 @@ class Critic(nn.Module):
     def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
         return self.decode((self.slow if slow else self.net)(feat))
 
+    def value_for_actor(self, feat: torch.Tensor) -> torch.Tensor:
+        """The critic's value, differentiable in ``feat`` but not in the critic's weights: the actor's
+        objective reads it (continuous actions) and only the actor learns from that objective, so one
+        backward pass of actor + critic loss gives the critic the gradient of its own loss alone."""
+        weights = {name: p.detach() for name, p in self.net.named_parameters()}
+        return self.decode(torch.func.functional_call(self.net, weights, (feat,)))
+
     def features(self, feat: torch.Tensor) -> torch.Tensor:
         """Penultimate features: the last hidden layer's output, what srank and DR3 look at."""
         return self.net[:-1](feat)
@@ -163,18 +217,39 @@ class Critic(nn.Module):
         ema_update_(self.slow.parameters(), self.net.parameters(), fraction)
 
 
-def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int) -> tuple[State, torch.Tensor, torch.Tensor]:
+@dataclass
+class ImaginationNoise:
+    """What an imagination of ``horizon`` steps from N states draws, drawn before it: the actor's noise
+    (H, N, A) (``Actor.draw_noise``) and uniforms for the latents (H, N, S, K)."""
+
+    action: torch.Tensor
+    latent: torch.Tensor
+
+    @staticmethod
+    def draw(rssm: RSSM, actor: Actor, starts: int, horizon: int, device: torch.device,
+             generator: torch.Generator | None = None) -> ImaginationNoise:
+        latent = torch.rand((horizon, starts, rssm.stoch, rssm.classes), generator=generator, device=device)
+        return ImaginationNoise(actor.draw_noise((horizon, starts), generator, device), latent)
+
+
+def imagine(rssm: RSSM, actor: Actor, start: State, horizon: int,
+            noise: ImaginationNoise | None = None) -> tuple[State, torch.Tensor, torch.Tensor]:
     """States s_0..s_H, actions a_0..a_{H-1} and the actor's raw outputs at s_0..s_{H-1}. The actor
     sees stopped features and always keeps its graph (its loss reuses these outputs); the dynamics
-    keep theirs only when the caller enables gradients (continuous actions: backprop through the model)."""
+    keep theirs only when the caller enables gradients (continuous actions: backprop through the model).
+    ``noise``: the draws, made before (drawn here from the default generator when None)."""
+    if noise is None:
+        noise = ImaginationNoise.draw(rssm, actor, start.deter.shape[0], horizon, start.deter.device)
+    # One transform of the noise for the whole rollout, not one per step.
+    latent_gumbel, action_noise = gumbel_from_uniform(noise.latent), actor.sampling_noise(noise.action)
     states, actions, outs, state = [start], [], [], start
-    for _ in range(horizon):
+    for t in range(horizon):
         with torch.enable_grad():
             out = actor.net(state.features().detach())
-        action = actor.dist(out).rsample()
+        action = actor.rsample(out, action_noise[t])
         actions.append(action)
         outs.append(out)
-        state = rssm.img_step(state, action)
+        state = rssm.img_step(state, action, latent_gumbel[t])
         states.append(state)
     with torch.enable_grad():
         outs = torch.stack(outs, 0)
@@ -211,11 +286,12 @@ class Imagined:
     cont: torch.Tensor
 
 
-def rollout(world_model, actor: Actor, start: State, start_cont: torch.Tensor, horizon: int) -> Imagined:
+def rollout(world_model, actor: Actor, start: State, start_cont: torch.Tensor, horizon: int,
+            noise: ImaginationNoise | None = None) -> Imagined:
     """Imagine ``horizon`` steps. REINFORCE (discrete actions) needs no gradient through the imagined
     dynamics, so their graph is only built for continuous actions (backprop through the model)."""
     with torch.set_grad_enabled(not actor.discrete):
-        traj, actions, actor_out = imagine(world_model.rssm, actor, start, horizon)
+        traj, actions, actor_out = imagine(world_model.rssm, actor, start, horizon, noise)
         feat = traj.features()  # (H+1, N, F)
         reward = world_model.reward(feat[1:])  # r_{t+1} for t = 0..H-1
         cont = (world_model.continue_head(feat[1:]).squeeze(-1) > 0).float()  # mode of the Bernoulli
@@ -223,11 +299,12 @@ def rollout(world_model, actor: Actor, start: State, start_cont: torch.Tensor, h
     return Imagined(feat, actions, actor_out, reward, cont)
 
 
-def actor_objective(discrete: bool, policy, actions: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+def actor_objective(actor: Actor, actor_out: torch.Tensor, actions: torch.Tensor,
+                    advantage: torch.Tensor) -> torch.Tensor:
     """What the actor maximises at each step: log pi(a|s) sg(advantage) for discrete actions (REINFORCE),
     the advantage itself for continuous ones (its gradient flows through the imagined dynamics)."""
-    if discrete:
-        return policy.log_prob(actions.detach()) * advantage.detach()
+    if actor.discrete:
+        return actor.log_prob(actor_out, actions.detach()) * advantage.detach()
     return advantage
 
 
@@ -243,7 +320,7 @@ def imag_loss(imagined: Imagined, actor: Actor, critic: Critic, returns_scale: R
     if config.dr3_coef or diagnostics:
         dr3 = dr3_penalty(critic_phi[:-1].flatten(0, 1), critic_phi[1:].flatten(0, 1))
     if not actor.discrete:
-        value = critic.value(feat)  # the actor's objective differentiates it through the imagined states
+        value = critic.value_for_actor(feat)  # the actor's objective differentiates it through the imagined states
     else:
         with torch.no_grad():
             value = torch.cat([critic.decode(critic_logits), critic.value(feat[-1:])], 0)
@@ -254,9 +331,8 @@ def imag_loss(imagined: Imagined, actor: Actor, critic: Critic, returns_scale: R
 
     scale = returns_scale.update(returns)
     advantage = (returns - value[:-1]) / scale
-    policy = actor.dist(imagined.actor_out)
-    entropy = policy.entropy()
-    objective = actor_objective(actor.discrete, policy, imagined.actions, advantage)
+    entropy = actor.entropy(imagined.actor_out)
+    objective = actor_objective(actor, imagined.actor_out, imagined.actions, advantage)
     actor_loss = -(weight * (objective + config.entropy_coef * entropy)).mean()
 
     with torch.no_grad():
@@ -295,13 +371,17 @@ def repl_loss(replay: dict[str, torch.Tensor], outs: dict, critic: Critic, confi
 
 def behavior_losses(world_model, actor: Actor, critic: Critic, returns_scale: ReturnScale, start: State,
                     start_cont: torch.Tensor, config: BehaviorConfig = BehaviorConfig(),
-                    replay: dict[str, torch.Tensor] | None = None,
-                    diagnostics: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                    replay: dict[str, torch.Tensor] | None = None, diagnostics: bool = True,
+                    noise: ImaginationNoise | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(actor loss, critic loss, metrics) from imagined rollouts that start at ``start`` (N states);
     without ``diagnostics`` the metrics are the two losses alone (updates whose metrics are not logged).
     With ``config.repval_scale`` the critic also learns the replay returns of the (B, T) sequences whose
-    posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags."""
-    imagined = rollout(world_model, actor, start, start_cont, config.horizon)
+    posterior states are the N = B x T starts: ``replay`` holds their reward, terminal and last flags.
+    ``noise``: the rollout's draws, made before (``ImaginationNoise.draw``; drawn here when None).
+
+    The critic's loss does not reach the actor's weights, nor the actor's loss the critic's
+    (``Critic.value_for_actor``): one backward pass of their sum trains each on its own loss."""
+    imagined = rollout(world_model, actor, start, start_cont, config.horizon, noise)
     actor_loss, critic_loss, outs, metrics = imag_loss(imagined, actor, critic, returns_scale, config, diagnostics)
     if config.repval_scale:
         repval = repl_loss(replay, outs, critic, config)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldmodels.nets.distributions import OneHotStraightThrough, at_least_float32, unimix_logits
+from worldmodels.nets.distributions import (at_least_float32, gumbel_from_uniform, straight_through_one_hot,
+                                            unimix_logits)
 from worldmodels.nets.dreamer_blocks import NormGRUCell, init_weights_, mlp, norm_layer
 
 
@@ -74,8 +75,10 @@ class RSSM(nn.Module):
 
     # The step is split in two: its deterministic part (``posterior_step``, ``prior_step``: the
     # recurrence and the latent logits), which ``worldmodels.training.compile`` compiles as one graph
-    # each, and the draw from the logits (``sample``), which stays in eager mode so that a compiled
-    # run draws the same random numbers from the same generator as an eager one.
+    # each (``--compile parts``), and the draw from the logits (``sample``). The update passes its draws
+    # in, Gumbel noise drawn before it (``gumbel``), so that the whole update is one pure function that
+    # ``--compile full`` compiles and a compiled and an eager update draw the same numbers; acting and the
+    # health checks draw theirs here.
     def _logits(self, raw: torch.Tensor) -> torch.Tensor:
         """Unimix logits (..., S, K) from a head's raw output (..., S * K), in float32 when the head ran
         in bf16 (autocast), as the reference code's distributions: the draws, the KL losses and the
@@ -84,9 +87,14 @@ class RSSM(nn.Module):
         return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes), self.unimix)
 
     @staticmethod
-    def sample(logits: torch.Tensor) -> torch.Tensor:
-        """A one-hot draw of every latent variable, with straight-through gradients."""
-        return OneHotStraightThrough(logits=logits).rsample()
+    def sample(logits: torch.Tensor, gumbel: torch.Tensor | None = None) -> torch.Tensor:
+        """A one-hot draw of every latent variable, with straight-through gradients, by the Gumbel-max
+        trick on ``gumbel`` (standard Gumbel noise shaped as the logits) or on noise drawn here from the
+        default generator of the logits' device."""
+        if gumbel is None:
+            gumbel = gumbel_from_uniform(torch.rand(logits.shape, dtype=at_least_float32(logits.dtype),
+                                                    device=logits.device))
+        return straight_through_one_hot(logits, gumbel)
 
     def prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
         """Logits of p(z_t | h_t)."""
@@ -108,13 +116,17 @@ class RSSM(nn.Module):
 
     def reset_where(self, state: State, action: torch.Tensor, first: torch.Tensor,
                     init: State | None = None) -> tuple[State, torch.Tensor]:
-        """Replace the state by the initial one and the action by zeros where ``first``. ``init``: the
-        initial state of the batch, when the caller made it once for a whole sequence."""
-        keep = (~first).float()
+        """Replace the state by the initial one and the action by zeros where ``first`` (B,). ``init``:
+        the initial state of the batch, when the caller made it once for a whole sequence.
+
+        One ``torch.where`` per tensor (the values of keep * s + (1 - keep) * init with keep in {0, 1},
+        and its gradients: to ``state`` where kept, to ``init`` where reset). The logits are passed
+        through: no step reads a previous state's logits (``recurrent_step`` reads h and z)."""
         init = self.initial(first.shape[0]) if init is None else init
-        mixed = State(*(keep.view(-1, *[1] * (s.dim() - 1)) * s + (1 - keep).view(-1, *[1] * (s.dim() - 1)) * i
-                        for s, i in zip(state, init)))
-        return mixed, action * keep.view(-1, *[1] * (action.dim() - 1))
+        reset = first.view(-1, 1)
+        mixed = State(torch.where(reset, init.deter, state.deter),
+                      torch.where(reset[..., None], init.stoch, state.stoch), state.logits)
+        return mixed, torch.where(reset, 0.0, action)
 
     def recurrent_step(self, prev: State, action: torch.Tensor) -> torch.Tensor:
         """h_t from the state and action at t-1."""
@@ -132,10 +144,10 @@ class RSSM(nn.Module):
         deter = self.recurrent_step(prev, action)
         return deter, self._logits(self.post_out(self.post_deter(deter) + projected_embed))
 
-    def img_step(self, prev: State, action: torch.Tensor) -> State:
-        """Prior step: from the previous state and action to h_t and z_t ~ p(z_t | h_t)."""
+    def img_step(self, prev: State, action: torch.Tensor, gumbel: torch.Tensor | None = None) -> State:
+        """Prior step: from the previous state and action to h_t and z_t ~ p(z_t | h_t) (``sample``)."""
         deter, logits = self.prior_step(prev, action)
-        return State(deter, self.sample(logits), logits)
+        return State(deter, self.sample(logits, gumbel), logits)
 
     def obs_step(self, prev: State, action: torch.Tensor, embed: torch.Tensor, first: torch.Tensor) -> State:
         """Posterior state at t from the state and action at t-1 and the embedding at t (acting)."""
@@ -144,11 +156,12 @@ class RSSM(nn.Module):
         return State(deter, self.sample(logits), logits)
 
     def observe(self, embed: torch.Tensor, action: torch.Tensor, first: torch.Tensor,
-                state: State | None = None) -> tuple[State, torch.Tensor]:
+                state: State | None = None, gumbel: torch.Tensor | None = None) -> tuple[State, torch.Tensor]:
         """Posterior states over a (B, T) sequence and the prior logits at the same steps;
-        ``action[:, t]`` is the action that led to step t (the replay's convention). Only the
-        recurrence runs step by step: the embedding projection before it and the prior (which
-        the posterior rollout does not need) after it run once on the whole sequence."""
+        ``action[:, t]`` is the action that led to step t (the replay's convention); ``gumbel``
+        (B, T, S, K): the draws' noise (``sample``). Only the recurrence runs step by step: the
+        embedding projection before it and the prior (which the posterior rollout does not need)
+        after it run once on the whole sequence."""
         init = self.initial(embed.shape[0])  # once per sequence, not at every step's reset
         state = init if state is None else state
         projected = self.post_embed(embed)
@@ -156,7 +169,7 @@ class RSSM(nn.Module):
         for t in range(embed.shape[1]):
             prev, prev_action = self.reset_where(state, action[:, t], first[:, t], init)
             deter, logits = self.posterior_step(prev, prev_action, projected[:, t])
-            state = State(deter, self.sample(logits), logits)
+            state = State(deter, self.sample(logits, None if gumbel is None else gumbel[:, t]), logits)
             posts.append(state)
         posts = stack_states(posts, 1)
         return posts, self.prior_logits(posts.deter)

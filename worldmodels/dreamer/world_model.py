@@ -235,11 +235,13 @@ class WorldModel(nn.Module):
 
     def loss(self, obs, action: torch.Tensor, reward: torch.Tensor, terminal: torch.Tensor,
              first: torch.Tensor, free_nats: float = 1.0, dyn_scale: float = 0.5,
-             rep_scale: float = 0.1, diagnostics: bool = True) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+             rep_scale: float = 0.1, diagnostics: bool = True,
+             gumbel: torch.Tensor | None = None) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         """World-model loss on a (B, T) batch; returns it, the posterior states and metrics (none
-        without ``diagnostics``: on the updates whose metrics are not logged, no work is spent on them)."""
+        without ``diagnostics``: on the updates whose metrics are not logged, no work is spent on them).
+        ``gumbel`` (B, T, S, K): the noise of the posterior draws (``RSSM.observe``)."""
         embed = self.embed(obs)
-        post, prior_logits = self.rssm.observe(embed, action, first)
+        post, prior_logits = self.rssm.observe(embed, action, first, gumbel=gumbel)
         feat = post.features()
         reconstruction, terms = self.reconstruction_loss(feat, obs)
         reward_loss = two_hot_loss(self.reward_head(feat), reward, self.bins, self.space)

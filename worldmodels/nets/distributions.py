@@ -3,9 +3,19 @@ categoricals with straight-through samples (one, or one per sub-action of a Mult
 DreamerV3's bounded actor Normal and DrQ-v2's truncated exploration Normal.
 
 Every function works on any leading batch shape; the event (bins, classes, action dims) is the last axis.
+
+Every ``torch.distributions`` object here is built with ``validate_args=False``. torch's default
+(``Distribution._validate_args`` True, unless an import such as torchrl's switches it off globally) checks
+parameters and sampled values on every construction and ``log_prob``: one host sync per check on a GPU,
+a graph break under ``torch.compile``, and an error on a straight-through sample, which is one-hot only
+up to float rounding (1 + p - p). The update's own draws do not go through these objects at all: they
+use the functions below on noise drawn in advance (``gumbel_from_uniform``, ``straight_through_one_hot``,
+``categorical_log_prob``, ``categorical_entropy``, ``normal_entropy``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +155,41 @@ def unimix_logits(logits: torch.Tensor, unimix: float = 0.01) -> torch.Tensor:
     return torch.log(probs)
 
 
+def gumbel_from_uniform(uniform: torch.Tensor) -> torch.Tensor:
+    """Standard Gumbel noise G = -log(-log(u)) from uniforms u ~ U(0, 1), in float32 or wider; u is
+    clamped into [tiny, 1 - eps] so that G stays finite."""
+    dtype = at_least_float32(uniform.dtype)
+    finfo = torch.finfo(dtype)
+    return -torch.log(-torch.log(uniform.to(dtype).clamp(finfo.tiny, 1.0 - finfo.eps)))
+
+
+def gumbel_one_hot(logits: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
+    """The one-hot of argmax_k(logits_k + G_k): a draw from softmax(logits) by the Gumbel-max trick,
+    the sum taken in float32 or wider; in the logits' dtype."""
+    index = (logits.to(gumbel.dtype) + gumbel).argmax(-1, keepdim=True)
+    return torch.zeros_like(logits).scatter_(-1, index, 1.0)
+
+
+def straight_through_one_hot(logits: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
+    """A one-hot draw (``gumbel_one_hot``) whose gradient flows as if it were softmax(logits):
+    sample + p - sg(p), DreamerV3's straight-through latents and discrete actions."""
+    probs = torch.softmax(logits, -1)
+    return gumbel_one_hot(logits, gumbel) + (probs - probs.detach())
+
+
+def categorical_log_prob(logits: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits) at the class of ``one_hot`` (its argmax, as ``OneHotCategorical.log_prob``
+    reads a value, so a straight-through sample's rounding plays no part): shape (...)."""
+    log_p = torch.log_softmax(logits, -1)
+    return log_p.gather(-1, one_hot.argmax(-1, keepdim=True)).squeeze(-1)
+
+
+def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """-sum_k p_k log p_k of softmax(logits): shape (...)."""
+    log_p = torch.log_softmax(logits, -1)
+    return -(log_p.exp() * log_p).sum(-1)
+
+
 class OneHotStraightThrough(D.OneHotCategorical):
     """OneHotCategorical whose ``rsample`` is sample + probs - sg(probs): the forward value is an exact
     one-hot while gradients flow as if it were ``probs`` (straight-through, DreamerV3's latents).
@@ -156,7 +201,7 @@ class OneHotStraightThrough(D.OneHotCategorical):
     has_rsample = True
 
     def __init__(self, logits: torch.Tensor | None = None, probs: torch.Tensor | None = None,
-                 unimix: float = 0.0, validate_args=None):
+                 unimix: float = 0.0, validate_args: bool = False):
         if unimix > 0.0:
             if logits is not None:
                 logits = unimix_logits(logits, unimix)
@@ -175,11 +220,8 @@ class OneHotStraightThrough(D.OneHotCategorical):
         shape = self._extended_shape(torch.Size(sample_shape))
         # log(probs) keeps a class of probability 0 impossible; torch's logits from probs clamp it to eps.
         logits = torch.log(self.probs) if self._from_probs else self.logits
-        dtype = at_least_float32(logits.dtype)
-        finfo = torch.finfo(dtype)
-        u = torch.rand(shape, dtype=dtype, device=logits.device).clamp_(finfo.tiny, 1.0 - finfo.eps)
-        index = (logits.to(dtype) - torch.log(-torch.log(u))).argmax(-1, keepdim=True)
-        return torch.zeros(shape, dtype=logits.dtype, device=logits.device).scatter_(-1, index, 1.0)
+        u = torch.rand(shape, dtype=at_least_float32(logits.dtype), device=logits.device)
+        return gumbel_one_hot(logits.expand(shape), gumbel_from_uniform(u))
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         sample = self.sample(sample_shape)
@@ -266,8 +308,21 @@ def bounded_normal(mean_raw: torch.Tensor, std_raw: torch.Tensor, min_std: float
     ``entropy`` stay analytic); ``mode`` is tanh(mean_raw), inside [-1, 1]. Callers clip samples to the
     action range before stepping the environment. The +2 offset starts std near its upper bound.
     """
-    std = (max_std - min_std) * torch.sigmoid(std_raw + std_offset) + min_std
-    return D.Independent(D.Normal(torch.tanh(mean_raw), std), 1)
+    mean, std = bounded_normal_parameters(mean_raw, std_raw, min_std, max_std, std_offset)
+    return D.Independent(D.Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+
+def bounded_normal_parameters(mean_raw: torch.Tensor, std_raw: torch.Tensor, min_std: float = 0.1,
+                              max_std: float = 1.0, std_offset: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tanh(mean_raw), std) of :func:`bounded_normal`, for the update's draws without a distribution
+    object: a sample is mean + std * N(0, 1)."""
+    return torch.tanh(mean_raw), (max_std - min_std) * torch.sigmoid(std_raw + std_offset) + min_std
+
+
+def normal_entropy(std: torch.Tensor) -> torch.Tensor:
+    """Entropy of independent Normals of standard deviations ``std``, summed over the last axis:
+    sum_i (0.5 + 0.5 log(2 pi) + log std_i), as ``Independent(Normal(., std), 1).entropy()``."""
+    return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(std)).sum(-1)
 
 
 class TruncatedNormal(D.Normal):

@@ -7,8 +7,8 @@ An agent is a LightningModule with manual optimization that
 - names the replay view it learns from (``replay_view``) and how many updates it wants per
   environment step (``updates_per_env_step``, ``warmup_burst``, ``random_warmup``),
 - learns from one sampled batch per ``training_step``,
-- and may declare what ``compile`` compiles (``compiled_modules``), its discount (``discount``, for the
-  health diagnostics), its health metrics (``health``) and whether an update runs several backward
+- and may declare what ``compile`` compiles (``compiled_modules``, ``update_regions``), its discount
+  (``discount``, for the health diagnostics), its health metrics (``health``) and whether an update runs several backward
   passes (``several_backward_passes``, for DDP).
 The loop (``worldmodels.training.loop``) owns environments, replay and the run's clock; it never looks
 inside an agent, and the agent reads the clock (``clock``) only to run its schedules.
@@ -76,6 +76,12 @@ class Agent(L.LightningModule):
         """The parts ``compile: true`` compiles (``worldmodels.training.compile``), by name: modules, or
         methods of modules. None, this default: the agent does not support compilation, and a run that
         asks for it is refused; an empty dict: nothing to compile as configured (refused too)."""
+        return None
+
+    def update_regions(self) -> dict[str, Callable[..., Any]] | None:
+        """The pure functions of the update that ``compile: full`` compiles whole, by name: methods of
+        modules (``worldmodels.training.compile``). None, this default: the agent's update cannot be
+        compiled whole, and a run that asks for it is refused."""
         return None
 
     @property

@@ -19,32 +19,63 @@ from worldmodels.training.clock import LoopCallback
 
 
 class FiniteWatch:
-    """Per metric: a device-side flag "went non-finite" and the first update it did."""
+    """Per metric: the first update at which it went non-finite, kept on the device.
+
+    Metrics are observed together: an update's tensors of one device are stacked (a larger tensor as
+    sum(0 x value), which is NaN exactly where one of its entries is not finite) and checked in one
+    ``isfinite``, into one int64 vector per set of names (an update whose metrics are logged observes
+    more names than one whose are not): a handful of device ops however many metrics, and one copy to
+    the host per report."""
 
     def __init__(self):
-        self.first_bad: dict[str, torch.Tensor] = {}  # name -> 0-dim int64, -1 while finite
+        # (names, ...) -> int64 vector, one entry per name, -1 while finite
+        self.first_bad_by_names: dict[tuple[str, ...], torch.Tensor] = {}
+
+    @property
+    def first_bad(self) -> dict[str, torch.Tensor]:
+        """Each watched metric's first bad update (0-dim, -1 while finite), over every set it was seen in."""
+        out = {}
+        for names, firsts in self.first_bad_by_names.items():
+            for name, first in zip(names, firsts):
+                out[name] = first if name not in out else _earliest(out[name], first)
+        return out
 
     def observe(self, metrics: dict, update: int) -> None:
+        groups: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
         for name, value in metrics.items():
             if not torch.is_tensor(value) or not value.is_floating_point():
                 continue
-            bad = ~torch.isfinite(value.detach()).all()
-            first = self.first_bad.get(name)
-            if first is None:
-                first = self.first_bad[name] = torch.full((), -1, dtype=torch.long, device=value.device)
-            first.copy_(torch.where(bad & (first < 0), torch.full_like(first, update), first))
+            value = value.detach()
+            if value.dim():
+                value = (value * 0).sum()  # 0, or NaN where an entry is NaN or inf (no overflow to inf)
+            if value.dtype != torch.float32:
+                value = value.float()  # inf and NaN stay what they are
+            groups.setdefault(value.device, []).append((name, value))
+        for device, items in groups.items():
+            names = tuple(name for name, _ in items)
+            bad = ~torch.isfinite(torch.stack([value for _, value in items]))
+            firsts = self.first_bad_by_names.get(names)
+            if firsts is None:
+                firsts = self.first_bad_by_names[names] = torch.full((len(names),), -1, dtype=torch.long, device=device)
+            firsts.masked_fill_(bad & (firsts < 0), update)
 
     def report(self) -> tuple[str, int] | None:
         """(metric, first bad update) of the earliest metric to go non-finite, or None (one host sync)."""
-        if not self.first_bad:
+        if not self.first_bad_by_names:
             return None
-        names = list(self.first_bad)
-        firsts = torch.stack([self.first_bad[n].to("cpu") for n in names])
+        names = [name for group in self.first_bad_by_names for name in group]
+        groups = list(self.first_bad_by_names.values())
+        firsts = torch.cat([f.to(groups[0].device) for f in groups]).to("cpu")  # one copy (one device in practice)
         bad = firsts >= 0
         if not bad.any():
             return None
         earliest = int(torch.where(bad, firsts, firsts.max() + 1).argmin())
         return names[earliest], int(firsts[earliest])
+
+
+def _earliest(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The earlier of two first-bad updates (-1: never)."""
+    return torch.where((a < 0) | ((b >= 0) & (b < a)), b, a)
 
 
 class NumericalGuard(LoopCallback):
