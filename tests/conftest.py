@@ -39,7 +39,7 @@ def run_fit(*args: str, cwd: Path, timeout: int = 2400) -> subprocess.CompletedP
 FORK_SERVER = ForkServer()
 
 
-def pytest_sessionfinish(session, exitstatus):
+def pytest_sessionfinish():  # pytest passes the arguments a hook names; this one needs none
     FORK_SERVER.close()
 
 
