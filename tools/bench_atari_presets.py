@@ -6,7 +6,8 @@ the code at git revision REV measured in the same run, alternating, for a before
 
 Batch 32, 84x84 gray, stack 4, the settings of configs/*_atari.yaml (a setting the baseline's learner does
 not know is left out there), one torch thread, prioritized replay where the preset has it. Each side runs
-in a process of its own that imports its own tree (a temporary ``git worktree`` for the baseline); the
+in a process of its own that imports its own tree (a temporary ``git worktree`` for the baseline) and sets
+up the process as that tree's ``worldmodels.fit`` does (malloc's thresholds, where it sets them); the
 two alternate ``--repeats`` times and the medians are reported.
 """
 
@@ -103,6 +104,12 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        try:  # malloc settings as worldmodels.fit makes them at start-up (revisions before it have none)
+            from worldmodels.training.host_memory import reuse_freed_host_memory
+        except ImportError:
+            pass
+        else:
+            reuse_freed_host_memory()
         print(json.dumps(measure(preset_settings(), args.updates, args.actions)))
         return
     import torch
