@@ -151,3 +151,18 @@ def test_the_learner_steps_with_torchs_fused_adam_on_the_cpu():
     agent = Rainbow(**DER)
     agent.build(SPEC)
     assert agent.configure_optimizers().defaults["fused"] is True
+
+
+@pytest.mark.parametrize("side", [1, 2, 3, 6])
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (-2.5, 2.25), (1.0, -1.0), (-0.4, 0.7), (4.6, -7.3)])
+def test_the_mixing_on_views_equals_the_gather_at_every_map_size_and_shift(side, shift):
+    """Maps down to one cell and shifts past the map's side: every position an edge case somewhere."""
+    g = torch.Generator().manual_seed(side)
+    x = torch.randn(2, 3, side, side + 1, generator=g, requires_grad=True)
+    weights = torch.randn(2, 3, side, side + 1, generator=g)
+    shift = torch.tensor([shift])
+    expected = gather_mix(x, shift)
+    (grad_expected,) = torch.autograd.grad((expected * weights).sum(), x)
+    out = LocalSignalMixing.mix(x, shift)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    assert torch.equal(out, expected) and torch.equal(grad, grad_expected)
