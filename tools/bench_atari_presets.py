@@ -134,22 +134,30 @@ def main() -> None:
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch 32, 84x84x4, {args.actions} "
           f"actions; medians of {args.repeats} x {args.updates} updates" + (f"; baseline {args.baseline}" if args.baseline else ""))
     compared = " s / update before | s / update | speed-up |" if args.baseline else " s / update |"
-    print(f"| preset |{compared} s / action | updates per run | est. hours of one core per run |")
-    print("|---|" + ("---|---|---|" if args.baseline else "---|") + "---|---|---|")
+    hours_before = " est. hours before |" if args.baseline else ""
+    print(f"| preset |{compared} s / action | updates per run |{hours_before} est. hours of one core per run |")
+    print("|---|" + ("---|---|---|---|" if args.baseline else "---|") + "---|---|---|")
+
+    def run_hours(side: str, name: str, updates: int) -> float:
+        # Env steps (~2000/s through the preprocessing) and acting for 100k steps; the final 100 evaluation
+        # games (~180k agent steps on Boxing) act the same way.
+        act = median(side, name, "action")
+        return (updates * median(side, name, "update") + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
+
     for name, label in NAMES.items():
         now = median("now", name, "update")
         act = median("now", name, "action")
         updates = round((100_000 - 1_600) * results["now"][0][name]["updates_per_env_step"])
-        # Env steps (~2000/s through the preprocessing) and acting for 100k steps; the final 100 evaluation
-        # games (~180k agent steps on Boxing) act the same way.
-        hours = (updates * now + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
         columns = [label]
         if args.baseline:
             old = median("before", name, "update")
             columns += [f"{old:.3f}", f"{now:.3f}", f"{old / now:.2f}x"]
         else:
             columns += [f"{now:.3f}"]
-        columns += [f"{act * 1000:.1f} ms", f"{updates}", f"{hours:.1f}"]
+        columns += [f"{act * 1000:.1f} ms", f"{updates}"]
+        if args.baseline:
+            columns += [f"{run_hours('before', name, updates):.1f}"]
+        columns += [f"{run_hours('now', name, updates):.1f}"]
         print("| " + " | ".join(columns) + " |")
 
 
