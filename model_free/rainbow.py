@@ -298,7 +298,10 @@ class Rainbow(Agent):
         if h.optimizer == "rmsprop":
             optimizer = TFRMSprop(self.q.parameters(), lr=h.lr)
         else:
-            optimizer = torch.optim.Adam(self.q.parameters(), lr=h.lr, eps=h.adam_eps)
+            # On the CPU torch's fused Adam: one pass over each tensor instead of seven (3-4x faster, a fifth
+            # of a DER update); the same formula, rounded in another order (~1 ulp on a few weights per step).
+            on_cpu = all(p.device.type == "cpu" for p in self.q.parameters())
+            optimizer = torch.optim.Adam(self.q.parameters(), lr=h.lr, eps=h.adam_eps, fused=True if on_cpu else None)
         # S's Adam goes with it so that Lightning checkpoints its moments; only AdaptiveStrength.update steps it.
         return [optimizer, self.alix_strength.make_optimizer()] if h.alix else optimizer
 

@@ -6,8 +6,11 @@ the code at git revision REV measured in the same run, alternating, for a before
 
 Batch 32, 84x84 gray, stack 4, the settings of configs/*_atari.yaml (a setting the baseline's learner does
 not know is left out there), one torch thread, prioritized replay where the preset has it. Each side runs
-in a process of its own that imports its own tree (a temporary ``git worktree`` for the baseline); the
-two alternate ``--repeats`` times and the medians are reported.
+in a process of its own that imports its own tree (a temporary ``git worktree`` for the baseline) and sets
+up the process as that tree's ``worldmodels.fit`` does (malloc's thresholds, where it sets them); the
+two alternate ``--repeats`` times and the medians are reported. Seconds are wall-clock; the CPU columns
+are the process's CPU time (``time.process_time``), which leaves out the time spent waiting for a core
+on a shared machine.
 """
 
 from __future__ import annotations
@@ -65,18 +68,19 @@ def measure(settings: dict[str, dict], updates: int, actions: int) -> dict[str, 
         for update in range(2):  # warm-up
             agent.counters.updates = update + 1
             agent.training_step(batch, update)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for update in range(2, 2 + updates):
             agent.counters.updates = update + 1  # the loop counts the update before it runs (target syncs)
             agent.training_step(batch, update)
         per_update = (time.perf_counter() - start) / updates
+        cpu_per_update = (time.process_time() - start_cpu) / updates
         obs, first = batch["obs"][:1], torch.zeros(1, dtype=torch.bool)
         with agent.acting():
             agent.act(obs, None, first, explore=True)
             start = time.perf_counter()
             for _ in range(200):
                 agent.act(obs, None, first, explore=True)
-        out[name] = {"update": per_update, "action": (time.perf_counter() - start) / 200,
+        out[name] = {"update": per_update, "update_cpu": cpu_per_update, "action": (time.perf_counter() - start) / 200,
                      "updates_per_env_step": float(agent.updates_per_env_step)}
     return out
 
@@ -103,6 +107,12 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        try:  # malloc settings as worldmodels.fit makes them at start-up (revisions before it have none)
+            from worldmodels.training.host_memory import reuse_freed_host_memory
+        except ImportError:
+            pass
+        else:
+            reuse_freed_host_memory()
         print(json.dumps(measure(preset_settings(), args.updates, args.actions)))
         return
     import torch
@@ -126,23 +136,33 @@ def main() -> None:
     print(f"torch {torch.__version__}, {os.environ.get('OMP_NUM_THREADS', '1')} thread(s), "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch 32, 84x84x4, {args.actions} "
           f"actions; medians of {args.repeats} x {args.updates} updates" + (f"; baseline {args.baseline}" if args.baseline else ""))
-    compared = " s / update before | s / update | speed-up |" if args.baseline else " s / update |"
-    print(f"| preset |{compared} s / action | updates per run | est. hours of one core per run |")
-    print("|---|" + ("---|---|---|" if args.baseline else "---|") + "---|---|---|")
+    compared = (" s / update before | s / update | speed-up | CPU s / update before | CPU s / update | speed-up |"
+                if args.baseline else " s / update | CPU s / update |")
+    hours_before = " est. hours before |" if args.baseline else ""
+    print(f"| preset |{compared} s / action | updates per run |{hours_before} est. hours of one core per run |")
+    print("|---|" + ("---|" * 7 if args.baseline else "---|---|") + "---|---|---|")
+
+    def run_hours(side: str, name: str, updates: int) -> float:
+        # Env steps (~2000/s through the preprocessing) and acting for 100k steps; the final 100 evaluation
+        # games (~180k agent steps on Boxing) act the same way.
+        act = median(side, name, "action")
+        return (updates * median(side, name, "update") + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
+
     for name, label in NAMES.items():
         now = median("now", name, "update")
         act = median("now", name, "action")
         updates = round((100_000 - 1_600) * results["now"][0][name]["updates_per_env_step"])
-        # Env steps (~2000/s through the preprocessing) and acting for 100k steps; the final 100 evaluation
-        # games (~180k agent steps on Boxing) act the same way.
-        hours = (updates * now + 100_000 * (act + 1 / 2000) + 180_000 * (act + 1 / 2000)) / 3600
         columns = [label]
+        cpu = median("now", name, "update_cpu")
         if args.baseline:
-            old = median("before", name, "update")
-            columns += [f"{old:.3f}", f"{now:.3f}", f"{old / now:.2f}x"]
+            old, old_cpu = median("before", name, "update"), median("before", name, "update_cpu")
+            columns += [f"{old:.3f}", f"{now:.3f}", f"{old / now:.2f}x", f"{old_cpu:.3f}", f"{cpu:.3f}", f"{old_cpu / cpu:.2f}x"]
         else:
-            columns += [f"{now:.3f}"]
-        columns += [f"{act * 1000:.1f} ms", f"{updates}", f"{hours:.1f}"]
+            columns += [f"{now:.3f}", f"{cpu:.3f}"]
+        columns += [f"{act * 1000:.1f} ms", f"{updates}"]
+        if args.baseline:
+            columns += [f"{run_hours('before', name, updates):.1f}"]
+        columns += [f"{run_hours('now', name, updates):.1f}"]
         print("| " + " | ".join(columns) + " |")
 
 

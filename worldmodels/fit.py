@@ -43,6 +43,7 @@ from worldmodels.training import (Agent, AtomicCheckpointIO, Evaluation, Experie
 from worldmodels.training.clock import LoopCallback
 from worldmodels.training.compile import compile_agent, compile_choice
 from worldmodels.training.distributed import started_beside_rank_zero
+from worldmodels.training.host_memory import reuse_freed_host_memory
 from worldmodels.training.validate import plan_processes, validate_precision, validate_start
 
 # Rank 0 hands its run directory and checkpoint to the processes Lightning's launcher starts beside it
@@ -391,6 +392,7 @@ def config_error_in(error: BaseException) -> ConfigError | None:
 def main(args: list[str] | None = None) -> Path:
     silence_dependency_noise()
     fast_cuda_kernels()
+    reuse_freed_host_memory()  # CPU updates free and reallocate blocks of MBs each step
     cli, started = None, False
     stop_on_sigterm()
     try:

@@ -135,6 +135,9 @@ class LocalSignalMixing(nn.Module):
         frac = (shift - base).to(x.dtype)
         base = base.long()
         fy, fx = frac[:, 0].view(-1, 1, 1, 1), frac[:, 1].view(-1, 1, 1, 1)
+        if shift.shape[0] == 1 and x.device.type == "cpu" and shift.device.type == "cpu":
+            dy, dx = base[0].tolist()  # on the CPU reading the shift costs no device sync
+            return LinearShift.apply(LinearShift.apply(x, 2, dy, fy), 3, dx, fx)
         rows = (1 - fy) * take_shifted(x, 2, base[:, 0]) + fy * take_shifted(x, 2, base[:, 0] + 1)
         return (1 - fx) * take_shifted(rows, 3, base[:, 1]) + fx * take_shifted(rows, 3, base[:, 1] + 1)
 
@@ -157,6 +160,59 @@ class LocalSignalMixing(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_shift={self.max_shift}, per_sample={self.per_sample}"
+
+
+class LinearShift(torch.autograd.Function):
+    """One axis of ``LocalSignalMixing.mix`` with one shift for the batch, on the CPU:
+    ``out[i] = (1 - f) * x[clamp(i + k)] + f * x[clamp(i + k + 1)]`` along ``dim``, rounded as the two
+    shifted copies, two products and one sum it replaces, and differentiated as they were, bit for bit,
+    in fewer passes over the map (3 instead of 5 forward, 5 instead of 7 backward): the positions whose
+    two sources lie inside the map are computed on views of x, the few others (at most |k| + 1 at each
+    end) one slice at a time."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int, k: int, f: torch.Tensor) -> torch.Tensor:
+        n = x.shape[dim]
+        a, b = 1 - f, f
+        ctx.dim, ctx.k = dim, k
+        ctx.save_for_backward(a, b)
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        lo, hi = min(max(-k, 0), n), max(min(n - 1 - k, n), 0)  # both sources inside: 0 <= i + k, i + k + 1 < n
+        if hi > lo:
+            inside = out.narrow(dim, lo, hi - lo)
+            torch.mul(x.narrow(dim, lo + k, hi - lo), a, out=inside)
+            inside.add_(x.narrow(dim, lo + k + 1, hi - lo) * b)
+        clamp = lambda j: min(max(j, 0), n - 1)
+        for i in [*range(min(lo, n)), *range(max(hi, lo), n)]:
+            out.narrow(dim, i, 1).copy_(a * x.narrow(dim, clamp(i + k), 1) + b * x.narrow(dim, clamp(i + k + 1), 1))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, b = ctx.saved_tensors
+        out = torch.zeros_like(grad, memory_format=torch.contiguous_format)
+        add_shifted_back(out, grad * a, ctx.dim, ctx.k)
+        add_shifted_back(out, grad * b, ctx.dim, ctx.k + 1)
+        return out, None, None, None
+
+
+def add_shifted_back(out: torch.Tensor, grad: torch.Tensor, dim: int, offset: int) -> None:
+    """``out += c`` with c the gradient of a replicate-clamped shift by ``offset`` (``take_shifted``) as its
+    backward makes it: ``c[clamp(i + offset)] += grad[i]`` from zeros in ascending i (``index_add_``).
+    Every position inside the map gets at most one term, added to ``out`` directly (the same bits as adding
+    0 + term: ``out`` here holds zeros or such a sum, never -0); the first and last positions can get
+    several, summed apart from zero in that order and then added."""
+    n = grad.shape[dim]
+    lo, hi = min(max(1 - offset, 0), n), max(min(n - 1 - offset, n), 0)  # targets 1 .. n - 2
+    edge: dict[int, torch.Tensor] = {}
+    for i in [*range(min(lo, n)), *range(max(hi, lo), n)]:
+        j = min(max(i + offset, 0), n - 1)
+        term = grad.narrow(dim, i, 1)
+        edge[j] = edge[j].add_(term) if j in edge else torch.zeros_like(term).add_(term)
+    if hi > lo:
+        out.narrow(dim, lo + offset, hi - lo).add_(grad.narrow(dim, lo, hi - lo))
+    for j, total in edge.items():
+        out.narrow(dim, j, 1).add_(total)
 
 
 def tuned_layer(encoder: nn.Module) -> LocalSignalMixing:
