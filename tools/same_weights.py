@@ -5,7 +5,9 @@ one seed on the working tree and on a git revision, and compare the two final ch
     OMP_NUM_THREADS=1 python tools/same_weights.py --baseline main --configs alix_atari der_atari
 
 The revision is checked out in a temporary ``git worktree``; each side's ``fit`` runs in a process that
-imports that side's package, with the same seed, one torch thread and W&B off. Prints one line per
+imports that side's package, with the same seed, one torch thread and W&B off. An offline config (CQL)
+trains on the smoke run of the online config of its environment (``DATASET_FROM``), made by the same
+side with the same seed, so its comparison covers the dataset too. Prints one line per
 config: ``equal`` (every tensor of the weights, optimizer states and random states ``torch.equal``), or
 the first keys that differ and by how much. Exits 1 if any config differs or fails.
 """
@@ -23,6 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SHIPPED = {"smoke", "dqn_50m", "dreamer_2024"}  # merged after another config, or an overlay
+# Offline configs and the online config whose smoke run is their dataset (the same environment).
+DATASET_FROM = {"cql_atari": "nddqn_atari", "cql_dmc": "drq_dmc"}
 
 
 def shipped_configs() -> list[str]:
@@ -30,11 +34,17 @@ def shipped_configs() -> list[str]:
 
 
 def smoke_run(tree: Path, config: str, run_dir: Path, seed: int) -> Path:
-    """The smoke run of ``config`` with the package of ``tree``; returns its last checkpoint."""
+    """The smoke run of ``config`` with the package of ``tree``; returns its last checkpoint. An offline
+    config first makes its dataset: the smoke run of ``DATASET_FROM[config]`` beside ``run_dir``."""
+    extra = []
+    if config in DATASET_FROM:
+        dataset = run_dir.with_name(run_dir.name + "-dataset")
+        smoke_run(tree, DATASET_FROM[config], dataset, seed)
+        extra = ["--data.dataset", str(dataset)]
     env = dict(os.environ, PYTHONPATH=str(tree), WANDB_MODE="disabled", OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "worldmodels.fit", "--config", str(tree / "configs" / f"{config}.yaml"),
                            "--config", str(tree / "configs" / "smoke.yaml"), "--seed_everything", str(seed),
-                           "--run_dir", str(run_dir)], cwd=tree, env=env, capture_output=True, text=True)
+                           "--run_dir", str(run_dir), *extra], cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
     return run_dir / "checkpoints" / "last.ckpt"
