@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from conftest import ROOT, run_fit
+from worldmodels.analysis.alix_curves import nd_target, running_mean
 from worldmodels.analysis.compare import compare, mean_curve
+from worldmodels.analysis.logged_metrics import logged_curve
 from worldmodels.analysis.compare import main as compare_main
 from worldmodels.evaluate import evaluate, load_agent
 from worldmodels.evaluate import main as evaluate_main
@@ -293,6 +295,26 @@ def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
     text = compare([run], tmp_path / "cmp", reps=100).read_text()
     assert "No run has been evaluated yet" in text and "running (3572 env steps)" in text
     assert (tmp_path / "cmp" / "training_returns.png").is_file()
+
+
+def test_an_alix_run_gets_a_plot_of_its_strength_and_nd_score_with_its_target(tmp_path):
+    run = tmp_path / "alix"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed_everything: 0\nname: alix_atari\nmodel:\n  class_path: model_free.Rainbow\n"
+                                     "  init_args:\n    alix_target_nd: 0.6\ndata:\n  env:\n    suite: atari\n    task: boxing\n")
+    (run / "csv").mkdir()
+    (run / "csv" / "metrics.csv").write_text("env_steps,train/alix_s,train/nd_score,train/episode_return\n"
+                                             "100,1.0,0.9,\n200,1.1,0.7,\n250,,,2.0\n")
+    text = compare([run, write_run(tmp_path / "drq", "drq_atari", "boxing", 0, [(200, 1.0)])], tmp_path / "cmp",
+                   reps=100).read_text()
+    assert "(alix_strength.png)" in text and (tmp_path / "cmp" / "alix_strength.png").is_file()
+    assert logged_curve(run, "train/alix_s") == [(100, 1.0), (200, 1.1)]
+    assert nd_target(run) == 0.6
+
+
+def test_the_running_mean_of_nd_scores_averages_the_last_window_points_by_hand():
+    assert running_mean(np.array([1.0, 3.0, 5.0, 7.0]), 2).tolist() == [2.0, 4.0, 6.0]
+    assert running_mean(np.array([1.0, 3.0]), 20).tolist() == [2.0]  # a window longer than the run: one mean
 
 
 def test_evaluate_video_holds_the_first_game_frame_by_frame(two_runs, tmp_path):

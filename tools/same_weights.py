@@ -15,7 +15,6 @@ the first keys that differ and by how much. Exits 1 if any config differs or fai
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-NOT_SHIPPED = {"smoke", "dqn_50m", "dreamer_2024"}  # merged after another config, or an overlay
-# Offline configs and the online config whose smoke run is their dataset (the same environment).
-DATASET_FROM = {"cql_atari": "nddqn_atari", "cql_dmc": "drq_dmc"}
-
-
-def shipped_configs() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "configs").glob("*.yaml") if p.stem not in NOT_SHIPPED)
+from smoke_runs import DATASET_FROM, ROOT, last_line, run_smoke, shipped_configs
 
 
 def smoke_run(tree: Path, config: str, run_dir: Path, seed: int) -> Path:
@@ -41,12 +33,9 @@ def smoke_run(tree: Path, config: str, run_dir: Path, seed: int) -> Path:
         dataset = run_dir.with_name(run_dir.name + "-dataset")
         smoke_run(tree, DATASET_FROM[config], dataset, seed)
         extra = ["--data.dataset", str(dataset)]
-    env = dict(os.environ, PYTHONPATH=str(tree), WANDB_MODE="disabled", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "worldmodels.fit", "--config", str(tree / "configs" / f"{config}.yaml"),
-                           "--config", str(tree / "configs" / "smoke.yaml"), "--seed_everything", str(seed),
-                           "--run_dir", str(run_dir), *extra], cwd=tree, env=env, capture_output=True, text=True)
+    done = run_smoke(tree, config, run_dir, seed, dict(WANDB_MODE="disabled", OMP_NUM_THREADS="1"), extra)
     if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+        raise RuntimeError(last_line(done))
     return run_dir / "checkpoints" / "last.ckpt"
 
 

@@ -79,8 +79,10 @@ def wandb_offline_unless_reachable() -> None:
 
 
 def silence_dependency_noise() -> None:
-    """Only what the user needs at start-up: Lightning's advertisement for litlogger and a deprecation
-    inside Lightning's pytree helper (torch 2.13) say nothing about the run."""
+    """Only what the user needs at start-up: Lightning's advertisement for litlogger, a deprecation
+    inside Lightning's pytree helper (torch 2.13), and LightningCLI's caution against passing ``args`` while
+    ``sys.argv`` holds arguments (``main`` passes ``sys.argv``'s own, joined where values look like flags)
+    say nothing about the run."""
     class DropTip(logging.Filter):
         def filter(self, record):
             return not str(record.msg).startswith("💡 Tip")
@@ -88,6 +90,7 @@ def silence_dependency_noise() -> None:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(DropTip())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
 
 
 def fast_cuda_kernels() -> None:

@@ -12,6 +12,7 @@ return of its run when that is given too), or a folder of run directories. Runs 
 ``<out>/comparison.md`` holds the per-task table and the aggregates (mean, median and IQM with 95%
 stratified bootstrap intervals, as rliable defines them) of human-normalised scores over the Atari 100k
 games, or of raw returns task by task elsewhere; ``learning_curves.png`` and ``aggregates.png`` plot them.
+Runs with A-LIX get ``alix_strength.png``: its strength S and the ND score over the run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import yaml
 
 from worldmodels import run_files
 from worldmodels.errors import ConfigError
+from worldmodels.analysis.alix_curves import S_KEY, plot_alix_curves
+from worldmodels.analysis.logged_metrics import logged_curve
 from worldmodels.analysis.published import (BANDS, PUBLISHED_AGENTS, SOURCES, agent_reference, band_percentiles,
                                    percentile_band, published_hns, published_scores)
 from worldmodels.analysis.scores import ATARI_100K_SCORES, atari_100k_game, human_normalized
@@ -62,23 +65,6 @@ def agent_label(class_path: str, name: str | None, group_by: str) -> str:
     e.g. nddqn_atari and der_atari), or the agent's class name."""
     class_name = class_path.rsplit(".", 1)[-1]
     return (name or class_name) if group_by == "name" else class_name
-
-
-def logged_curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
-    """(env_steps, ``key``) wherever the run logged ``key``, over the first CSV and those of its
-    resumes; a later file wins where two logged it at the same step (a resume replays the steps after
-    its checkpoint)."""
-    files = [run_dir / run_files.FIRST_CSV / run_files.METRICS_CSV,
-             *sorted(run_dir.glob(f"{run_files.RESUMED_CSVS}/{run_files.METRICS_CSV}"))]
-    points: dict[int, float] = {}
-    for path in files:
-        if not path.is_file():
-            continue
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get(key) and row.get("env_steps"):
-                    points[int(float(row["env_steps"]))] = float(row[key])
-    return sorted(points.items())
 
 
 def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -518,6 +504,10 @@ def compare(paths: list[Path], out: Path, group_by: str = "name", reps: int = 50
     if any(r.train_curve for r in everything):
         plot_training_returns(everything, colors, out / "training_returns.png")
         text += "\n![training episode returns](training_returns.png)\n"
+    alix_runs = [(r.agent, r.run_dir) for r in everything if r.run_dir.is_dir() and logged_curve(r.run_dir, S_KEY)]
+    if alix_runs:
+        plot_alix_curves(alix_runs, colors, out / "alix_strength.png")
+        text += "\n![A-LIX's strength S and ND score](alix_strength.png)\n"
     if unfinished:
         text += "\nNot evaluated yet (training returns only): " + ", ".join(
             f"{r.run_dir.name} ({r.final_env_steps} env steps)" for r in unfinished) + ".\n"
