@@ -34,6 +34,7 @@ from torch import nn
 from model_free.critic_health import critic_health, learned, nd_under, training_mode
 from model_free.obs_batches import on_images
 from worldmodels.diagnostics import augmentation_gap
+from worldmodels.envs.observations import map_obs_keys
 from worldmodels.errors import ConfigError
 from worldmodels.nets.distributions import TruncatedNormal, linear_schedule
 from worldmodels.nets.drq_encoder import DrQEncoder, make_trunk, orthogonal_init, trunk_width
@@ -41,7 +42,8 @@ from worldmodels.nets.keyed import layout_encoder, vector_columns
 from worldmodels.nets.ema import ema_update_
 from worldmodels.nets.twin_q import TwinQ, mlp
 from worldmodels.nets.vector import VectorInput
-from worldmodels.regularizers import LocalSignalMixing, LossTerms, dr3_penalty, gradient_recording_off, random_shift
+from worldmodels.regularizers import (LocalSignalMixing, LossTerms, dr3_penalty, gradient_recording_off, random_shift,
+                                      sample_shifts)
 from worldmodels.replay import TransitionView
 from worldmodels.training import Agent, EnvSpec
 
@@ -75,9 +77,11 @@ class Actor(nn.Module):
         self.trunk = make_trunk(repr_dim, vector_dim, feature_dim)
         self.policy = mlp(trunk_width(repr_dim, vector_dim, feature_dim), hidden, 2, action_dim, orthogonal_init)
 
-    def forward(self, h: torch.Tensor, stddev: float) -> TruncatedNormal:
+    def forward(self, h: torch.Tensor, stddev: float | torch.Tensor) -> TruncatedNormal:
+        """The policy at h with the exploration std ``stddev`` (a number, or a 0-d tensor: what a compiled
+        update takes, so that the schedule's next value is no new constant to compile for)."""
         mu = self.mean_action(h)
-        return TruncatedNormal(mu, torch.full_like(mu, stddev))
+        return TruncatedNormal(mu, torch.as_tensor(stddev, dtype=mu.dtype, device=mu.device).expand_as(mu))
 
     def mean_action(self, h: torch.Tensor) -> torch.Tensor:
         """mu(h) in [-1, 1], the policy's deterministic part."""
@@ -159,12 +163,67 @@ class DrQv2(Agent):
         policy = self.actor(self.encoder(obs), self.stddev())
         return (policy.sample() if explore else policy.mean), None
 
-    def next_action(self, next_h: torch.Tensor, stddev: float) -> torch.Tensor:
-        """a' of the target: the policy's mean plus noise clipped to +-stddev_clip."""
-        return self.actor(next_h, stddev).sample(clip=self.hparams.stddev_clip)
+    def next_action(self, next_h: torch.Tensor, stddev, standard: torch.Tensor | None = None) -> torch.Tensor:
+        """a' of the target: the policy's mean plus noise clipped to +-stddev_clip (``standard``: its
+        N(0, 1) draws, drawn now when None)."""
+        return self.actor(next_h, stddev).sample(clip=self.hparams.stddev_clip, standard=standard)
 
     def training_step(self, batch, batch_idx):
-        obs, next_obs = self.update_input(batch["obs"]), self.update_input(batch["next_obs"])
+        # A new update for CUDA graphs (--compile full on a GPU): the last update's graph outputs may be
+        # overwritten from here on.
+        torch.compiler.cudagraph_mark_step_begin()
+        encoder_opt, actor_opt, critic_opt = self.update_optimizers()
+        stddev = self.stddev()
+        noise = self.update_noise(batch)
+        std = torch.tensor(stddev, device=batch["reward"].device)
+        critic_loss, h, metrics = self.critic_region(batch, noise, std)
+        metrics.update(self.update_critic(critic_loss, encoder_opt, critic_opt))
+        actor_loss, actor_metrics = self.actor_region(h, std, noise)
+        self.update_actor(actor_loss, actor_opt)
+        ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.hparams.critic_tau)
+        self.log_scalars({**metrics, **actor_metrics, "train/stddev": stddev})
+
+    # ------------------------------------------------------------------ the update's pure parts
+    def encoder_mixes(self) -> bool:
+        return any(isinstance(m, LocalSignalMixing) for m in self.encoder.modules())
+
+    def update_noise(self, batch) -> dict | None:
+        """Every random number one update draws, drawn at once from the global generator on the batch's
+        device, in the order an update drawing them as it goes would draw them (so the same numbers):
+        the random shifts of s's image keys, then of s''s (``augment``), the N(0, 1) noise of the
+        target's action a', then of the actor loss's action. None where the encoder mixes (A-LIX): its
+        layers draw their shifts inside the encoder, between these, so that update draws as it goes."""
+        if self.encoder_mixes():
+            return None
+        h = self.hparams
+        noise = {}
+        if h.augment:
+            for name in ("obs", "next_obs"):
+                noise[f"{name}_shifts"] = {key.name: sample_shifts(rows, h.pad, device=device)
+                                           for key, rows, device in self.image_rows(batch[name])}
+        b, device = batch["reward"].shape[0], batch["reward"].device
+        noise["target_action"] = torch.randn(b, self.spec.action_dim, device=device)
+        noise["actor_action"] = torch.randn(b, self.spec.action_dim, device=device)
+        return noise
+
+    def image_rows(self, obs) -> list[tuple]:
+        """(key, B, device) of each image key of an observation batch, in key order."""
+        return [(key, (obs[key.name] if isinstance(obs, dict) else obs).shape[0],
+                 (obs[key.name] if isinstance(obs, dict) else obs).device) for key in self.spec.image_keys]
+
+    def update_regions(self) -> dict | None:
+        """What ``--compile full`` compiles (``worldmodels.training.compile``): the critic's loss (with the
+        encoder's) and the actor's, batch and drawn noise in, losses and metrics out; the backward passes
+        and optimizer steps run between them. None with A-LIX's mixing layers, which draw inside."""
+        if self.encoder_mixes():
+            return None
+        return {"critic_region": self.critic_region, "actor_region": self.actor_region}
+
+    def critic_region(self, batch, noise: dict | None, stddev) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(critic loss with its regularisers, f(s) stopped for the actor, metrics) of a batch."""
+        noise = noise or {}
+        obs = self.update_input(batch["obs"], noise.get("obs_shifts"))
+        next_obs = self.update_input(batch["next_obs"], noise.get("next_obs_shifts"))
         h = self.encoder(obs)
         next_h_grad = None
         if self.hparams.dr3_coef > 0:  # DR3 also regularizes the encoder through phi(s', a')
@@ -174,58 +233,61 @@ class DrQv2(Agent):
         else:
             with torch.no_grad():
                 next_h = self.encoder(next_obs)
-        encoder_opt, actor_opt, critic_opt = self.update_optimizers()
-        stddev = self.stddev()
-        metrics = self.update_critic(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
-                                     encoder_opt, critic_opt, next_h_grad)
-        metrics.update(self.update_actor(h.detach(), stddev, actor_opt))
-        ema_update_(self.critic_target.parameters(), self.critic.parameters(), self.hparams.critic_tau)
-        self.log_scalars({**metrics, "train/stddev": stddev})
+        critic_loss, parts = self.critic_loss(h, batch["action"], batch["reward"], batch["discount"], next_h, stddev,
+                                              noise.get("target_action"))
+        terms = LossTerms(critic_loss)  # the regularisers the options switch on
+        next_h_dr3 = next_h if next_h_grad is None else next_h_grad
+        terms.add("dr3_dot", self.hparams.dr3_coef,
+                  lambda: dr3_penalty(parts["phi"], self.critic.features(next_h_dr3, parts["next_action"])))
+        metrics = {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
+                   "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **terms.metrics}
+        return terms.loss, h.detach(), metrics
 
-    def update_input(self, obs):
-        """s or s' as the update reads it: under ``augment``, a random shift of each image key."""
+    def actor_region(self, h, stddev, noise: dict | None) -> tuple[torch.Tensor, dict]:
+        """The actor's loss at the stopped f(s): it trains the actor alone (its gradient on the critic
+        is cleared before the critic's next step)."""
+        action = self.actor(h, stddev).sample(clip=self.hparams.stddev_clip, standard=(noise or {}).get("actor_action"))
+        q1, q2 = self.critic(h, action)
+        loss = -torch.minimum(q1, q2).mean()
+        return loss, {"train/actor_loss": loss}
+
+    def update_input(self, obs, shifts: dict[str, torch.Tensor] | None = None):
+        """s or s' as the update reads it: under ``augment``, a random shift of each image key (by
+        ``shifts``, per key, where drawn before; drawn now otherwise)."""
         if not self.hparams.augment:
             return obs
-        return on_images(partial(random_shift, pad=self.hparams.pad), self.spec.obs_keys, obs)
+        if shifts is None:
+            return on_images(partial(random_shift, pad=self.hparams.pad), self.spec.obs_keys, obs)
+        return map_obs_keys(lambda key, x: random_shift(x, self.hparams.pad, shifts=shifts[key.name])
+                            if key.kind == "image" else x, self.spec.obs_keys, obs)
 
-    def critic_loss(self, h, action, reward, discount, next_h, stddev) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def update_critic(self, loss: torch.Tensor, encoder_opt, critic_opt) -> dict:
+        """The critic's (and encoder's) step on its loss. ``encoder_opt`` None: a state encoder. Returns
+        metrics of the step (none here; A-LIX adds its dual step's)."""
+        optimizers = [opt for opt in (encoder_opt, critic_opt) if opt is not None]
+        for opt in optimizers:
+            opt.zero_grad()
+        self.manual_backward(loss)
+        for opt in reversed(optimizers):  # the critic's step first, as DrQ-v2's code
+            opt.step()
+        return {}
+
+    def update_actor(self, loss: torch.Tensor, actor_opt) -> None:
+        actor_opt.zero_grad()
+        self.manual_backward(loss)
+        actor_opt.step()
+
+    def critic_loss(self, h, action, reward, discount, next_h, stddev, target_noise: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """MSE of both Q heads to y = R + gamma^m min(Q1', Q2')(h', a'); also the parts the update logs
-        and DR3 needs (the heads' penultimate features and a')."""
+        and DR3 needs (the heads' penultimate features and a'). ``target_noise``: a''s N(0, 1) draws."""
         with torch.no_grad():
-            next_action = self.next_action(next_h, stddev)
+            next_action = self.next_action(next_h, stddev, target_noise)
             target = drqv2_critic_target(reward, discount, *self.critic_target(next_h, next_action))
         phi = self.critic.features(h, action)
         q1, q2 = self.critic.values(phi)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         return loss, {"q1": q1, "q2": q2, "target": target, "phi": phi, "next_action": next_action}
-
-    def update_critic(self, h, action, reward, discount, next_h, stddev, encoder_opt, critic_opt,
-                      next_h_grad=None) -> dict:
-        """One critic (and encoder) step. ``next_h_grad``: f(s') with its graph, for DR3's gradient
-        into the encoder (``next_h`` is used when None). ``encoder_opt`` None: a state encoder."""
-        critic_loss, parts = self.critic_loss(h, action, reward, discount, next_h, stddev)
-        terms = LossTerms(critic_loss)  # the regularisers the options switch on
-        next_h_dr3 = next_h if next_h_grad is None else next_h_grad
-        terms.add("dr3_dot", self.hparams.dr3_coef,
-                  lambda: dr3_penalty(parts["phi"], self.critic.features(next_h_dr3, parts["next_action"])))
-        optimizers = [opt for opt in (encoder_opt, critic_opt) if opt is not None]
-        for opt in optimizers:
-            opt.zero_grad()
-        self.manual_backward(terms.loss)
-        for opt in reversed(optimizers):  # the critic's step first, as DrQ-v2's code
-            opt.step()
-        return {"train/critic_loss": critic_loss, "train/q1_mean": parts["q1"].mean(),
-                "train/q2_mean": parts["q2"].mean(), "train/target_q_mean": parts["target"].mean(), **terms.metrics}
-
-    def update_actor(self, h, stddev, actor_opt) -> dict:
-        """h is detached: the actor's loss trains the actor alone (its gradient on the critic is
-        cleared before the critic's next step)."""
-        q1, q2 = self.critic(h, self.actor(h, stddev).sample(clip=self.hparams.stddev_clip))
-        loss = -torch.minimum(q1, q2).mean()
-        actor_opt.zero_grad()
-        self.manual_backward(loss)
-        actor_opt.step()
-        return {"train/actor_loss": loss}
 
     # ------------------------------------------------------------------ health
     def health(self, batch) -> dict[str, torch.Tensor | float]:

@@ -1,5 +1,5 @@
-"""``--compile full``: DreamerV3's whole update, compiled without a graph break, computes what the eager
-update computes from the same noise, drawn once before it from the agent's stream; the update's parts
+"""``--compile full``: DreamerV3's and DrQ-v2's whole update, compiled without a graph break, computes what
+the eager update computes from the same noise, drawn once before it; the update's parts
 that changed to make it a pure function (one backward pass of actor + critic) train as before; and no
 distribution of ours checks its arguments, whatever torch's global default.
 
@@ -15,11 +15,13 @@ import pytest
 import torch
 from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
+from model_free import ALIX, DrQv2
 from worldmodels.dreamer import DreamerV3
+from worldmodels.errors import ConfigError
 from worldmodels.training import EnvSpec
 from worldmodels.training.compile import compile_agent, compile_choice
 
-from test_compile_precision import assert_same_parameters, without_trainer
+from test_compile_precision import assert_same_parameters, drqv2, drqv2_batch, without_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 B, T, HORIZON = 2, 4, 3
@@ -166,3 +168,55 @@ def test_the_update_stream_is_checkpointed_and_a_checkpoint_made_before_it_exist
         assert torch.equal(value, expected[name]), name
     older = {"state_dict": checkpoint["state_dict"], "agent_generators": {}}  # saved before the stream
     tiny_dreamer(False).on_load_checkpoint(older)  # loads; the stream starts from its seed
+
+
+# ----------------------------------------------------------------------------- DrQ-v2
+def recording_drqv2_noise(agent) -> list:
+    drawn, draw = [], agent.update_noise
+    agent.update_noise = lambda batch: drawn.append(draw(batch)) or drawn[-1]
+    return drawn
+
+
+@pytest.mark.parametrize("dr3_coef", [0.0, 0.1], ids=["plain", "dr3"])
+def test_the_whole_drqv2_update_compiles_without_a_graph_break_and_equals_the_eager_one(dr3_coef):
+    def make():
+        torch.manual_seed(0)
+        agent = DrQv2(batch_size=4, feature_dim=8, hidden=16, dr3_coef=dr3_coef)
+        agent.build(EnvSpec((3, 32, 32), 3, action_dim=2))
+        return without_trainer(agent, adam_eps=1e-3)
+
+    eager, compiled = make(), make()
+    assert compile_agent(compiled, "full", backend="aot_eager") == ["critic_region", "actor_region"]
+    eager_noise, compiled_noise = recording_drqv2_noise(eager), recording_drqv2_noise(compiled)
+    batch = drqv2_batch()
+    for update in range(2):  # the second update runs the graphs the first one compiled
+        for agent in (eager, compiled):
+            torch.manual_seed(5 + update)
+            agent.training_step(batch, update)
+        assert torch.equal(compiled_noise[update]["actor_action"], eager_noise[update]["actor_action"])
+        assert torch.equal(compiled_noise[update]["obs_shifts"]["obs"], eager_noise[update]["obs_shifts"]["obs"])
+        assert_same_parameters(eager, compiled)
+    for name in ("critic_region", "actor_region"):
+        # One graph each, although the exploration std changes: it is an input, not a constant.
+        assert len(_debug_get_cache_entry_list(vars(compiled)[name].entry_point.__code__)) == 1, name
+
+
+def test_drqv2_draws_its_noise_before_the_update_as_the_update_drawing_as_it_goes_would():
+    """The pre-drawn noise is the numbers an update drawing them where they are used takes from the
+    global generator, in the same order: the shifts of s, of s', the target action's N(0, 1), the actor's."""
+    agent = without_trainer(drqv2())
+    batch = drqv2_batch()
+    torch.manual_seed(7)
+    noise = agent.update_noise(batch)
+    torch.manual_seed(7)
+    as_it_goes = [torch.randint(0, 9, (4, 2)), torch.randint(0, 9, (4, 2)), torch.randn(4, 2), torch.randn(4, 2)]
+    for drawn, expected in zip([noise["obs_shifts"]["obs"], noise["next_obs_shifts"]["obs"], noise["target_action"],
+                                noise["actor_action"]], as_it_goes):
+        assert torch.equal(drawn, expected)
+
+
+def test_alix_on_dmc_refuses_the_whole_update_compile_with_one_sentence():
+    agent = ALIX(batch_size=4, feature_dim=8, hidden=16)
+    agent.build(EnvSpec((3, 32, 32), 3, action_dim=2))
+    with pytest.raises(ConfigError, match="compile full is not supported for ALIX"):
+        compile_agent(agent, "full")

@@ -7,6 +7,7 @@ import torch
 from conftest import ConstantPolicy
 from worldmodels.envs import EnvConfig
 from worldmodels.training import Experience
+from worldmodels.training.loop import TrainingLoop
 
 
 class ScriptedAgent(ConstantPolicy):
@@ -32,15 +33,29 @@ class ScriptedAgent(ConstantPolicy):
         return View()
 
 
+class ReplayTimeAgent(ScriptedAgent):
+    """Its samples record (env steps counted, rows stored per environment) when each batch was drawn."""
+
+    def replay_view(self):
+        agent = self
+
+        class View:
+            def sample(self, replay):
+                return agent.clock.counters.env_steps, replay.time
+
+        return View()
+
+
 def drawn_at(ratio: float, num_envs: int, warmup: int, total: int, env_processes: bool | None = None,
-             data: list | None = None, warmup_burst: bool = False) -> tuple[list[int], int]:
+             data: list | None = None, warmup_burst: bool = False, agent: ScriptedAgent | None = None
+             ) -> tuple[list[int], int]:
     """The env steps at which each batch was drawn, and the env steps taken in all (the data module is
     appended to ``data`` when given)."""
     experience = Experience(EnvConfig(suite="test", task="catch", image_size=16, grayscale=True, frame_stack=1),
                             num_envs=num_envs, total_env_steps=total, warmup_steps=warmup, replay_capacity=1000,
                             progress_bar=False, env_processes=env_processes)
     experience.setup("fit")
-    steps = list(experience.batches(ScriptedAgent(ratio, warmup_burst)))
+    steps = list(experience.batches(agent or ScriptedAgent(ratio, warmup_burst)))
     experience.teardown("fit")
     if data is not None:
         data.append(experience)
@@ -95,3 +110,16 @@ def test_environments_in_their_own_processes_owe_the_same_updates_and_store_the_
         one, other = (d.replay.steps(t, column) for d in (together[0], apart[0]))
         assert all(torch.equal(one[k], other[k]) for k in one.keys())
         assert torch.equal(together[0].replay.frames(t, column), apart[0].replay.frames(t, column))
+
+
+def test_updates_on_a_gpu_run_while_the_environments_step_in_process_as_with_processes(monkeypatch):
+    # On a GPU the loop launches the updates owed and steps the environments meanwhile, in this process:
+    # the batches are drawn at the same counts and from the same replay rows as with environments in
+    # processes of their own (one vector step staler than without overlap).
+    with_processes, _ = drawn_at(0.5, 2, 10, 30, env_processes=True, agent=ReplayTimeAgent(0.5))
+    plain, _ = drawn_at(0.5, 2, 10, 30, env_processes=False, agent=ReplayTimeAgent(0.5))
+    monkeypatch.setattr(TrainingLoop, "_overlaps_updates", lambda self, agent: True)  # as on a GPU
+    overlapped, _ = drawn_at(0.5, 2, 10, 30, env_processes=False, agent=ReplayTimeAgent(0.5))
+    assert overlapped == with_processes
+    assert [s for s, _ in overlapped] == [s for s, _ in plain]  # the same schedule
+    assert [t + 1 for _, t in overlapped] == [t for _, t in plain]  # each drawn before the step's rows were stored

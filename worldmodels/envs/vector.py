@@ -77,6 +77,15 @@ class VectorEnv:
                 extras[i] = dict(info["episode_extras"])
         return Step(map_obs(np.copy, self._obs), reward, terminated, truncated, first, finished, extras)
 
+    def step_async(self, actions) -> None:
+        """``step`` in two calls, as ``SubprocessVectorEnv`` steps: here the work is done in ``step_wait``
+        (the loop overlaps it with updates running on a GPU meanwhile)."""
+        self._pending = actions
+
+    def step_wait(self) -> Step:
+        actions, self._pending = self._pending, None
+        return self.step(actions)
+
     @property
     def stepping(self) -> np.ndarray:
         """Which environments the next (or pending) step advances: not those that restart an episode."""

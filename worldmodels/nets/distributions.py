@@ -344,9 +344,14 @@ class TruncatedNormal(D.Normal):
         clamped = x.clamp(self.low + self.eps, self.high - self.eps)
         return x - x.detach() + clamped.detach()
 
-    def sample(self, clip: float | None = None, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, clip: float | None = None, sample_shape=torch.Size(),
+               standard: torch.Tensor | None = None) -> torch.Tensor:
+        """``standard``: the N(0, 1) draws to use, drawn before (a compiled update draws nothing); drawn
+        here when None."""
         shape = self._extended_shape(sample_shape)
-        noise = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device) * self.scale
+        if standard is None:
+            standard = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
+        noise = standard.to(self.loc.dtype) * self.scale
         if clip is not None:
             noise = noise.clamp(-clip, clip)
         return self._clamp(self.loc + noise)

@@ -45,7 +45,8 @@ each, where an eager update launches thousands of kernels from the host. The bac
 gradient clipping and the optimizer steps run between the regions, outside the compiled code (on the
 graphs' saved tensors; the optimizers' foreach kernels); so do Lightning's hooks and the numerical
 guard. The mode is chosen at the first call, once the agent is on its device. DreamerV3 declares two
-regions (its world model's loss, then its actor's and critic's losses).
+regions (its world model's loss, then its actor's and critic's losses); DrQ-v2 two (its critic's and
+encoder's loss, then its actor's).
 
 What it buys depends on the device: compiling fuses the norms, activations and gates between the
 matrix products, and saves kernel launches; the products and convolutions themselves run the same

@@ -17,9 +17,13 @@ One turn of ``TrainingLoop.batches``:
              then calls ``on_train_batch_end`` of the callbacks: evaluation, health, the numerical guard,
              the offline checkpoint, the logged counters
 
-With environments in processes of their own (``_interact_overlapped``), the updates owed run while
-the environments step: the step is counted when its actions are sent and stored when it returns. The
-run ends when the env-step budget (or ``max_updates``) is spent: the loop sets ``trainer.should_stop``.
+With environments in processes of their own, or an agent on a GPU (``_interact_overlapped``), the
+updates owed run while the environments step: the step is counted when its actions are sent and
+stored when it returns, so those updates draw from the replay before that step's frames (one env step
+stale; the replay ratio is exact). On a GPU the updates are launched, not waited for, and the host
+steps the environments while the device trains; the observations go up and the actions come down
+through pinned buffers (``worldmodels.training.transfer``). The run ends when the env-step budget (or
+``max_updates``) is spent: the loop sets ``trainer.should_stop``.
 
 Offline (``_offline_batches``) no environment is stepped: batches are drawn until ``max_updates``,
 each from a generator seeded by its own index, so a resumed run draws exactly the batches an
@@ -34,9 +38,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from worldmodels.envs.observations import map_obs
 from worldmodels.training.clock import LoopCallback, RunClock
 from worldmodels.training.distributed import COUNT_EXCHANGE_EVERY, cpu_group, sum_over_ranks
+from worldmodels.training.transfer import DeviceTransfer
 
 
 class TrainingLoop:
@@ -45,6 +49,7 @@ class TrainingLoop:
     settings."""
 
     clock: RunClock
+    _transfer: DeviceTransfer | None = None  # made for the agent's device at its first action
 
     def __iter__(self):
         return self.batches(self.trainer.lightning_module)
@@ -66,7 +71,7 @@ class TrainingLoop:
             self.begin_episodes()
         try:
             while counters.env_steps < self.total_env_steps and not self.clock.budget_spent(self._yielded):
-                if self.envs.asynchronous:  # the updates owed run while the environments step
+                if self._overlaps_updates(agent):  # the updates owed run while the environments step
                     taken = yield from self._interact_overlapped(agent, view)
                 else:
                     taken = self._interact(agent)
@@ -83,6 +88,11 @@ class TrainingLoop:
                 self.trainer.should_stop = True  # the step budget ends the run, not Lightning's epoch count
         finally:
             bar.close()
+
+    def _overlaps_updates(self, agent) -> bool:
+        """Whether the environments step while the updates owed run: when they step in processes of their
+        own, or when the updates run on a GPU (launched, not waited for, while the host steps them)."""
+        return self.envs.asynchronous or agent.device.type == "cuda"
 
     def _batches_due(self, agent, view):
         while self._yielded < self.clock.updates_due(agent) and not self.clock.budget_spent(self._yielded):
@@ -130,9 +140,9 @@ class TrainingLoop:
         return taken
 
     def _interact_overlapped(self, agent, view):
-        """``_interact`` with the environments in their own processes: send the actions, count the step
-        (known before it completes: the environments that do not restart), yield the batches now owed
-        (Lightning trains on them while the environments step), then store the step."""
+        """``_interact`` with the environments stepping while updates run (in their own processes, or on
+        the host while a GPU trains): send the actions, count the step (known before it completes: the
+        environments that do not restart), yield the batches now owed, then store the step."""
         actions = self._actions(agent)
         self.envs.step_async(actions)
         taken = self._count_steps(int(self.envs.stepping.sum()), agent)
@@ -145,13 +155,15 @@ class TrainingLoop:
     def _actions(self, agent) -> np.ndarray:
         if self.clock.counters.env_steps < self.warmup_steps and agent.random_warmup:
             return self.envs.random_actions(self._rng)
+        if self._transfer is None or self._transfer.device != agent.device:
+            self._transfer = DeviceTransfer(agent.device)
         with agent.acting():
             if self._agent_state is None:
                 self._agent_state = agent.initial_state(self.num_envs)
-            obs = map_obs(lambda x: torch.as_tensor(x, device=agent.device), self._obs)
-            first = torch.as_tensor(self._first, device=agent.device)
+            obs = self._transfer.to_device(self._obs)
+            first = self._transfer.to_device(self._first, "first")
             actions, self._agent_state = agent.act(obs, self._agent_state, first, explore=True)
-            return actions.cpu().numpy()
+            return self._transfer.to_host(actions)
 
     def _count_steps(self, taken: int, agent) -> int:
         """Count this vector step's env steps on the run's clock; returns those counted now. Several
