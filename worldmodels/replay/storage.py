@@ -15,6 +15,12 @@ Row ``t`` of column ``e`` is environment ``e``'s frame at its step ``t`` and how
 An episode's final frame is kept, so a truncated n-step return can bootstrap from it and a
 sequence shows it. Rows are staged in a small numpy chunk and written to the TorchRL storage a
 chunk at a time: one TensorDict write per step would cost more than an Atari step itself.
+
+The frames may live on an accelerator (``device``): TorchRL's ``LazyTensorStorage(device=...)``
+allocates them there at the first write, each staged chunk is copied there once, and ``frames`` gathers
+there, so a batch's frames never cross the bus. The per-step fields stay on the host whatever the
+device: the views compute every index, n-step return and stack from them on the CPU, drawing the same
+random numbers as a replay kept on the host, and only the flat frame index goes to the device.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ class Replay:
         layout: the observation's keys (``EnvSpec.obs_keys``), for any other observation; it sets
             ``frame_stack`` and ``frame_channels`` aside.
         storage: ``memory`` (LazyTensorStorage) or ``memmap`` (LazyMemmapStorage on disk).
+        device: where the frames are kept and gathered (``cpu``, or an accelerator such as ``cuda:0``
+            with ``memory`` storage); the per-step fields stay on the CPU.
         directory: where memmap files go (a temporary directory when empty).
         seed: seeds the sampling generator.
         chunk: rows staged before each write to the storage.
@@ -54,9 +62,13 @@ class Replay:
 
     def __init__(self, capacity: int, num_envs: int = 1, frame_stack: int = 1, frame_channels: int = 3,
                  storage: str = "memory", directory: str | None = None, seed: int = 0, chunk: int = 256,
-                 stack_padding: str = "repeat", layout: tuple[ObsKey, ...] | None = None):
+                 stack_padding: str = "repeat", layout: tuple[ObsKey, ...] | None = None,
+                 device: str | torch.device = "cpu"):
         if storage not in ("memory", "memmap"):
             raise ConfigError(f"replay.storage is '{storage}'; choose memory or memmap.")
+        if storage == "memmap":
+            refuse_memmap_on(torch.device(device))
+        self.device = numbered(device)
         if capacity < num_envs * 2:
             raise ConfigError(f"replay.capacity is {capacity}; it must hold at least two frames per environment.")
         self.rows = capacity // num_envs  # rows per environment column
@@ -71,10 +83,15 @@ class Replay:
         self.dict_obs = layout is not None and is_dict(layout)
         self.layout = layout
         self.stack_padding = stack_padding
-        make = (lambda: LazyTensorStorage(self.rows * num_envs, ndim=2)) if storage == "memory" else (
-            lambda sub: LazyMemmapStorage(self.rows * num_envs, scratch_dir=None if directory is None else f"{directory}/{sub}", ndim=2))
-        self._frames = make() if storage == "memory" else make("frames")
-        self._steps = make() if storage == "memory" else make("steps")
+        self.storage = storage
+
+        def make(sub: str, device: torch.device):
+            if storage == "memory":
+                return LazyTensorStorage(self.rows * num_envs, ndim=2, device=device)
+            return LazyMemmapStorage(self.rows * num_envs, scratch_dir=None if directory is None else f"{directory}/{sub}", ndim=2)
+
+        self._frames = make("frames", self.device)
+        self._steps = make("steps", torch.device("cpu"))  # the views' index arithmetic reads these on the host
         self.generator = torch.Generator().manual_seed(seed)
         self.time = 0  # rows written per column so far (staged ones included)
         self._chunk = chunk
@@ -134,9 +151,14 @@ class Replay:
         rows = torch.from_numpy((self.time - s + np.arange(s)) % self.rows)
         data = {k: torch.from_numpy(v[:s]) for k, v in self._stage.items() if k != "obs"}
         frames = {name: torch.from_numpy(v[:s]) for name, v in self._stage["obs"].items()}
-        self._frames.set(rows, TensorDict(frames, batch_size=[s, self.num_envs]))
+        self._frames.set(rows, self._frames_on_device(frames, s))
         self._steps.set(rows, TensorDict(data, batch_size=[s, self.num_envs]))
         self._staged = 0
+
+    def _frames_on_device(self, frames: dict[str, torch.Tensor], n: int) -> TensorDict:
+        """``n`` rows of host frames as a TensorDict on the frames' device: one copy per key for a
+        device replay (none on the CPU), made before TorchRL writes them into its storage."""
+        return TensorDict(frames, batch_size=[n, self.num_envs], device=self.device)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -158,9 +180,11 @@ class Replay:
         Gathered with ``index_select`` over the storage tensor's rows x columns flattened into one
         dimension: TorchRL's ``get`` indexes the two dimensions with advanced indexing, about 4x slower
         for a batch of frames (DrQ-v2's 256 transitions of 6 RGB 84x84 frames: 15.9 ms against 3.7 ms on
-        one core), and the frames are most of what a batch costs to draw."""
+        one core), and the frames are most of what a batch costs to draw. The index is computed on the
+        host and sent to the frames' device (a no-op on the CPU), where the gather runs: the frames
+        come back on that device."""
         t, env = torch.broadcast_tensors(t, env)
-        index = ((t % self.rows) * self.num_envs + env).reshape(-1)
+        index = ((t % self.rows) * self.num_envs + env).reshape(-1).to(self.device, non_blocking=True)
 
         def gather(stored: torch.Tensor) -> torch.Tensor:  # (rows, columns, ...), plain or memory-mapped
             return stored.flatten(0, 1).index_select(0, index).view(*t.shape, *stored.shape[2:])
@@ -180,6 +204,36 @@ class Replay:
         c, h, w = self._frames._storage.get(SINGLE_KEY).shape[2:]
         return (ObsKey(SINGLE_KEY, "image", (self.frame_stack * c, h, w), self.frame_stack),)
 
+    def frame_bytes(self) -> int | None:
+        """Bytes the frames take at full capacity (on ``device``): from the storage once allocated, else
+        from the layout; None for a replay without layout that holds no frame yet."""
+        self.flush()
+        if self._frames.initialized:
+            return sum(leaf.untyped_storage().nbytes()
+                       for leaf in self._frames._storage.values(include_nested=True, leaves_only=True))
+        if self.layout is None:
+            return None
+        per_row = sum(int(np.prod(key.frame_shape)) * key.dtype.itemsize for key in self.layout)
+        return per_row * self.rows * self.num_envs
+
+    def place_frames(self, device: str | torch.device) -> None:
+        """Keep the frames on ``device`` from now on, with the rows already written: a replay made
+        before the device it trains on was known (a dataset opened at start-up). Nothing to copy for a
+        replay that holds no frame yet: TorchRL allocates its storage at the first write."""
+        if self.storage == "memmap":
+            refuse_memmap_on(torch.device(device))
+        device = numbered(device)
+        if device == self.device:
+            return
+        self.flush()
+        moved = LazyTensorStorage(self.rows * self.num_envs, ndim=2, device=device)
+        if self._frames.initialized:  # a chunk of rows at a time: the device never holds a second full copy
+            stored = self._frames._storage
+            for start in range(0, self.rows, self._chunk):
+                rows = torch.arange(start, min(start + self._chunk, self.rows))
+                moved.set(rows, stored[start:start + len(rows)].to(device))
+        self._frames, self.device = moved, device
+
     def nbytes(self) -> int:
         """Bytes the storages' tensors actually hold: TorchRL allocates the whole capacity at the first
         write, so this is the cost of a full replay (in memory or in the memmap files)."""
@@ -197,16 +251,18 @@ class Replay:
         self.flush()
         t = torch.arange(start, stop)
         index = ((t % self.rows)[:, None].expand(len(t), self.num_envs), torch.arange(self.num_envs).expand(len(t), self.num_envs))
-        frames = self._frames.get(index)
-        return {"frames": ({name: frames[name].clone() for name in self.frame_sizes} if self.dict_obs
-                           else frames[SINGLE_KEY].clone()),
+        # Gathered as batches are (a new tensor, on the frames' device), then brought to the host: chunk
+        # files hold CPU tensors whatever the device, and load on any machine.
+        frames = self.frames(*index)
+        return {"frames": ({name: frames[name].cpu() for name in self.frame_sizes} if self.dict_obs
+                           else frames.cpu()),
                 "steps": {k: v.clone() for k, v in self._steps.get(index).items()}}
 
     def _put_rows(self, start: int, rows: dict) -> None:
         frames = rows["frames"] if self.dict_obs else {SINGLE_KEY: rows["frames"]}
         n = rows["steps"]["first"].shape[0]
         index = torch.arange(start, start + n) % self.rows
-        self._frames.set(index, TensorDict(dict(frames), batch_size=[n, self.num_envs]))
+        self._frames.set(index, self._frames_on_device(dict(frames), n))  # rows read from files are on the host
         self._steps.set(index, TensorDict(rows["steps"], batch_size=[n, self.num_envs]))
 
     def persist(self, directory: Path) -> None:
@@ -313,3 +369,19 @@ class Replay:
             before, after = self._steps.get(t), self._steps.get((t + 1) % self.rows)
             before["last"] |= after["first"]
             self._steps.set(t, before)
+
+
+def numbered(device: str | torch.device) -> torch.device:
+    """``device`` with its index: plain ``cuda`` is the GPU current now, so that two names of one GPU
+    compare equal (TorchRL numbers its storage's device the same way)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def refuse_memmap_on(device: torch.device) -> None:
+    """Memory-mapped frames are files on the host's disk: they cannot live on an accelerator."""
+    if device.type != "cpu":
+        raise ConfigError(f"the replay's frames cannot be both memory-mapped files (data.replay_storage memmap) and on "
+                          f"{device} (data.replay_device); use --data.replay_storage memory for frames on an accelerator.")

@@ -5,6 +5,9 @@ Written here rather than with TorchRL's samplers: SliceSampler finds trajectorie
 storage, while this replay is time-major with one column per lock-stepped environment and a moving
 write head; and no TorchRL sampler rebuilds frame stacks and n-step returns from single frames.
 Both views sample a start time and a column uniformly, then gather a window of rows.
+
+A batch's frames (``obs``, ``next_obs``) come on the replay's frame device (``Replay.device``), every
+other field on the CPU; Lightning's batch transfer moves those, and leaves frames already on its device.
 """
 
 from __future__ import annotations
@@ -144,8 +147,9 @@ class TransitionView:
 
         def stacks(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """s_t's and s_{t+m}'s stacks, (B, k*C, H, W) or (B, k*D): frames concatenated along C or D."""
-            if inside is not None:
-                frames = frames * inside.view(*inside.shape, *[1] * (frames.dim() - 2)).to(frames.dtype)
+            if inside is not None:  # the mask is the host's (from the steps), the frames may be on a device
+                mask = inside.view(*inside.shape, *[1] * (frames.dim() - 2))
+                frames = frames * mask.to(frames.device, frames.dtype, non_blocking=True)
             return frames[:, :k].flatten(1, 2), frames[:, k:].flatten(1, 2)
 
         if isinstance(frames, dict):

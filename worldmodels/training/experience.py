@@ -36,6 +36,7 @@ from worldmodels.training.counters import Counters
 from worldmodels.training.distributed import cpu_group, gather_objects, rank_seed, weights_fingerprint
 from worldmodels.training.loop import TrainingLoop
 from worldmodels.training.spec import EnvSpec
+from worldmodels.training.validate import check_frames_fit, check_replay_device
 
 
 class Experience(TrainingLoop, L.LightningDataModule):
@@ -48,6 +49,12 @@ class Experience(TrainingLoop, L.LightningDataModule):
         replay_capacity: frames kept (over all environments).
         replay_storage: ``memory`` or ``memmap`` (disk-backed).
         replay_dir: directory for memmap files (a temporary one when empty).
+        replay_device: where the replay's frames are kept and gathered: ``cpu``; ``cuda``, the GPU this
+            process trains on (each process's own under DDP), so that no frame crosses the bus per batch
+            (the per-step fields stay on the host, and batches equal the ``cpu`` ones); ``auto``, that GPU
+            when training runs on one, else the CPU. Needs ``replay_storage: memory`` (``auto`` keeps
+            memmap frames on the host) and room for the frames in the GPU's free memory, checked at
+            set-up. An offline run's dataset moves there too.
         seed: seeds environments, random actions and replay sampling (linked to ``seed_everything``).
         max_updates: stop after this many updates even if env steps remain (smoke runs of big models).
         progress_bar: show env steps, steps per second and the last episode's return.
@@ -61,13 +68,15 @@ class Experience(TrainingLoop, L.LightningDataModule):
     def __init__(self, env: EnvConfig, num_envs: int = 1, total_env_steps: int = 100_000, warmup_steps: int = 1600,
                  replay_capacity: int = 100_000, replay_storage: str = "memory", replay_dir: str | None = None,
                  seed: int = 0, max_updates: int | None = None, progress_bar: bool = True, dataset: str | None = None,
-                 env_processes: bool | None = None):
+                 env_processes: bool | None = None, replay_device: str = "cpu"):
         super().__init__()
         self.env_config = env.resolved()
         self.num_envs, self.total_env_steps, self.warmup_steps = num_envs, total_env_steps, warmup_steps
         if total_env_steps < 1 or warmup_steps < 0:
             raise ConfigError("data.total_env_steps must be positive and data.warmup_steps not negative.")
         self.replay_capacity, self.replay_storage, self.replay_dir = replay_capacity, replay_storage, replay_dir
+        # A dataset is read into memory whatever replay_storage says (``open_dataset``).
+        self.replay_device = check_replay_device(replay_device, "memory" if dataset is not None else replay_storage)
         self.seed, self.progress_bar, self.max_updates = seed, progress_bar, max_updates
         self.dataset = dataset
         self.env_processes = num_envs > 1 if env_processes is None else env_processes
@@ -121,6 +130,32 @@ class Experience(TrainingLoop, L.LightningDataModule):
             self.replay = Replay(self.replay_capacity // self.world, self.num_envs, storage=self.replay_storage,
                                  directory=replay_dir, seed=self.rank_seed, stack_padding=self.env_config.stack_padding,
                                  layout=self.spec.obs_keys)
+        self._place_replay_frames()
+
+    def frames_device(self) -> torch.device:
+        """Where ``replay_device`` puts the frames: resolved against the device Lightning trains this
+        process on (``strategy.root_device``: each rank's own GPU under DDP). Before a trainer is
+        attached (an offline run's start-up checks open the dataset then) the CPU: ``setup`` runs again
+        under the trainer and moves the frames."""
+        trainer = self.trainer
+        if self.replay_device == "cpu" or trainer is None or self.replay.storage == "memmap":
+            return torch.device("cpu")
+        trains_on = trainer.strategy.root_device
+        if trains_on.type == "cuda":
+            return trains_on
+        if self.replay_device == "cuda":
+            raise ConfigError(f"data.replay_device is cuda but this run trains on {trains_on}; keep the frames where "
+                              "training runs: --data.replay_device auto (or cpu), or train on a GPU.")
+        return torch.device("cpu")  # auto, training on the CPU
+
+    def _place_replay_frames(self) -> None:
+        """Put the replay's frames on ``frames_device``, once they fit there. The replay is made on the
+        CPU and holds no frame until the first env step (TorchRL allocates at the first write), so only
+        a dataset's frames are copied."""
+        device = self.frames_device()
+        if self.replay.device != device:
+            check_frames_fit(self.replay.frame_bytes(), device, self.replay.rows * self.replay.num_envs)
+            self.replay.place_frames(device)
 
     def _become_rank(self, rank: int, world: int) -> None:
         """One of several processes: this rank's seeds for its environments (made again: DMC seeds its

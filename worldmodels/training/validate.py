@@ -59,6 +59,37 @@ def validate_data(experience, agent) -> None:
                           f"first update, but {type(agent).__name__} draws spans of {needed}; raise it.")
 
 
+REPLAY_DEVICES = ("cpu", "cuda", "auto")
+
+
+def check_replay_device(choice: str, storage: str) -> str:
+    """``data.replay_device`` as given, once it can be honoured: checked when the data module is made,
+    before anything is written (which GPU is known later, at set-up: ``Experience.frames_device``)."""
+    if choice not in REPLAY_DEVICES:
+        raise ConfigError(f"data.replay_device is '{choice}'; choose cpu, cuda (this process's GPU) or auto.")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("data.replay_device is cuda but this machine has no CUDA GPU that torch can use; "
+                          "use --data.replay_device cpu (or auto, which keeps the frames on the host here).")
+    if choice == "cuda" and storage == "memmap":
+        raise ConfigError("data.replay_device cuda keeps the frames on the GPU, which memory-mapped files "
+                          "(data.replay_storage memmap) cannot; use --data.replay_storage memory with it.")
+    return choice
+
+
+def check_frames_fit(frame_bytes: int | None, device: torch.device, capacity: int) -> None:
+    """A replay's frames, at full capacity, against the free memory of the GPU they go to (measured,
+    before they are allocated): one sentence when they cannot fit, instead of an out-of-memory error
+    at some env step. The agent's weights and activations need room beside them, which this does not
+    reserve: it stops only what cannot work."""
+    if device.type != "cuda" or frame_bytes is None:
+        return
+    free, _ = torch.cuda.mem_get_info(device)
+    if frame_bytes > free:
+        raise ConfigError(f"the replay's frames ({frame_bytes / 2**30:.1f} GiB for {capacity:,} frames) do not fit "
+                          f"the {free / 2**30:.1f} GiB free on {device} (data.replay_device); lower "
+                          "data.replay_capacity, or keep them on the host with --data.replay_device cpu.")
+
+
 def validate_start(agent, experience) -> None:
     validate_agent(dict(agent.hparams))
     validate_data(experience, agent)
