@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from tqdm.auto import tqdm
 
 from worldmodels.training.clock import LoopCallback, RunClock
@@ -122,6 +123,16 @@ class TrainingLoop:
         # Counted here, when training_step is about to get the batch: Lightning fetches one batch ahead.
         self.clock.count_update()
         return batch
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """On a GPU, each host tensor of the batch goes through page-locked memory with a non-blocking
+        copy, so the transfer overlaps the host's next work (torch's caching host allocator keeps the
+        pinned blocks, and reuses one only once its copy is done); tensors already there (a replay kept
+        on the device) stay. Elsewhere Lightning's plain copy."""
+        if device.type != "cuda":
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        return apply_to_collection(batch, torch.Tensor, lambda t: t if t.device == device
+                                   else t.pin_memory().to(device, non_blocking=True))
 
     def begin_episodes(self) -> None:
         """Reset every environment and store the first frames (at the start and after a resume)."""
