@@ -188,8 +188,6 @@ class Rainbow(Agent):
             the values as they are (Dopamine's LunarLander). The vector torso's width is ``hidden``.
     """
 
-    several_backward_passes = False  # one loss, one backward: DDP's reducer waits for every weight
-
     def __init__(self, batch_size: int = 32, n_step: int = 10, gamma: float = 0.99, optimizer: str = "adam",
                  lr: float = 1e-4, adam_eps: float = 1.5e-4, max_grad_norm: float | None = None, encoder: str = "nature_same",
                  hidden: int = 512, feature_dim: int = 50, double: bool = True, dueling: bool = True,

@@ -269,7 +269,7 @@ class FitCLI(LightningCLI):
             self.datamodule.setup("fit")  # opens the dataset: a missing or mismatched one stops here too
         validate_start(self.model, self.datamodule)  # before anything is written
         validate_precision(config["trainer"]["precision"])
-        processes, strategy = plan_processes(config["trainer"], self.datamodule, config["workflow"], self.model)
+        processes, strategy = plan_processes(config["trainer"], self.datamodule, config["workflow"])
         self.follower = started_beside_rank_zero()
         if self.follower:
             self._follow_rank_zero(config)

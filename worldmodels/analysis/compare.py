@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -529,7 +530,8 @@ def main(argv: list[str] | None = None) -> Path:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {written}, {args.out / 'learning_curves.png'} and {args.out / 'aggregates.png'}")
+    plots = re.findall(r"\]\(([\w.-]+\.png)\)", written.read_text())  # the plots the report shows
+    print(f"wrote {written}" + (f" and {', '.join(plots)} beside it" if plots else ""))
     return written
 
 

@@ -1,6 +1,6 @@
 """Diagnostics computed from training tensors (gradients, features), independent of any agent."""
 
-from worldmodels.diagnostics.health import (augmentation_gap, discounted_returns, effective_horizon, feature_dot,
+from worldmodels.diagnostics.signals import (augmentation_gap, discounted_returns, effective_horizon, feature_dot,
                                             overestimation, srank)
 from worldmodels.diagnostics.nd_score import nd_map, nd_score
 from worldmodels.diagnostics.open_loop import open_loop_video

@@ -20,7 +20,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from worldmodels.diagnostics.health import feature_dot, overestimation, srank
+from worldmodels.diagnostics.signals import feature_dot, overestimation, srank
 from worldmodels.diagnostics.open_loop import open_loop_video
 from worldmodels.dreamer.behavior import Actor, BehaviorConfig, Critic, ImaginationNoise, ReturnScale, behavior_losses
 from worldmodels.dreamer.rssm import State

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from worldmodels.diagnostics.health import feature_dot
+from worldmodels.diagnostics.signals import feature_dot
 
 
 def dr3_penalty(phi: torch.Tensor | Sequence[torch.Tensor],

@@ -8,8 +8,9 @@ An agent is a LightningModule with manual optimization that
   environment step (``updates_per_env_step``, ``warmup_burst``, ``random_warmup``),
 - learns from one sampled batch per ``training_step``,
 - and may declare what ``compile`` compiles (``compiled_modules``, ``update_regions``), its discount
-  (``discount``, for the health diagnostics), its health metrics (``health``) and whether an update runs several backward
-  passes (``several_backward_passes``, for DDP).
+  (``discount``, for the health diagnostics) and its health metrics (``health``). An update may run
+  several backward passes, each reaching part of the weights: several processes average each pass's
+  gradients (``worldmodels.training.ddp``).
 The loop (``worldmodels.training.loop``) owns environments, replay and the run's clock; it never looks
 inside an agent, and the agent reads the clock (``clock``) only to run its schedules.
 """
@@ -41,9 +42,6 @@ class Agent(L.LightningModule):
     # warm-up steps, then the ratio per step): SAC+AE's code makes init_steps updates when its seed
     # steps end (denisyarats/pytorch_sac_ae train.py lines 223-226, commit 7fa560e). Off for the others.
     warmup_burst: bool = False
-    # Whether an update runs more than one backward pass (one per optimizer, each reaching part of the
-    # weights): DDP must then not wait for every weight at each (``validate.plan_processes``).
-    several_backward_passes: bool = True
 
     def __init__(self, updates_per_env_step: float = 1.0):
         super().__init__()
@@ -93,7 +91,7 @@ class Agent(L.LightningModule):
         return None if gamma is None else float(gamma)
 
     def health(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        """Training-health metrics (``worldmodels.diagnostics.health``) on a held batch, named without
+        """Training-health metrics (``worldmodels.diagnostics.signals``) on a held batch, named without
         the ``health/`` prefix; an empty dict means the agent computes none.
 
         ``batch`` is what ``replay_view().sample`` returns, drawn by the ``Health`` callback (more

@@ -1,6 +1,6 @@
 """Training health: every N updates, the agent's diagnostics on a held replay batch, logged as
 ``health/<name>``, and one-line warnings when a signal crosses a threshold from the papers cited in
-``worldmodels.diagnostics.health``.
+``worldmodels.diagnostics.signals``.
 
 The held batch is drawn from the agent's own replay view with a generator of its own (training
 batches are unchanged), with ``HELD_TRANSITIONS`` transitions for a transition view (srank can
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from worldmodels import run_files
-from worldmodels.diagnostics.health import discounted_returns, effective_horizon
+from worldmodels.diagnostics.signals import discounted_returns, effective_horizon
 from worldmodels.envs.observations import map_obs
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay, TransitionView

@@ -103,18 +103,13 @@ def validate_precision(precision) -> None:
                           "scaled gradients; use bf16-mixed, or 32.")
 
 
-def plan_processes(trainer_config: dict, experience, workflow, agent) -> tuple[int, object | None]:
+def plan_processes(trainer_config: dict, experience, workflow) -> tuple[int, object | None]:
     """The number of training processes the trainer config asks for (devices x nodes), and the DDP
     strategy to train them with (None for one process): one sentence for what cannot run.
 
-    Several processes train with ``DDPStrategy(find_unused_parameters=True)``: each update of DreamerV3,
-    SAC, DrQ-v2 and A-LIX runs one backward per optimizer (world model, actor, critic; DrQ-v2's actor
-    loss reads the critic just stepped), each reaching only part of the weights. The losses cannot be
-    summed into one backward, since each later loss needs the earlier optimizer's step, so DDP
-    all-reduces after every backward (``manual_backward`` prepares its reducer each time), and must be
-    told not to wait for the weights a backward does not reach (``find_unused_parameters``, which costs
-    a walk of the autograd graph per backward; the value-based learner, one backward, goes without).
-    Each process draws its own batch: the gradient averages ``processes x batch_size`` samples."""
+    Several processes train with ``worldmodels.training.ddp.GradientGroupsDDP``: Lightning's DDP with
+    each backward pass's gradients averaged in one all-reduce of the weights it reached. Each process
+    draws its own batch: the gradient averages ``processes x batch_size`` samples."""
     devices, nodes = trainer_config.get("devices", 1), int(trainer_config.get("num_nodes") or 1)
     accelerator = str(trainer_config.get("accelerator", "auto"))
     count = len(devices) if isinstance(devices, (list, tuple)) else devices
@@ -137,6 +132,6 @@ def plan_processes(trainer_config: dict, experience, workflow, agent) -> tuple[i
     if not isinstance(strategy, str) or strategy not in ("auto", "ddp"):
         raise ConfigError(f"trainer.strategy {strategy}: several processes train with ddp (or auto, which picks it); "
                           "other strategies are not supported.")
-    from lightning.pytorch.strategies import DDPStrategy
+    from worldmodels.training.ddp import GradientGroupsDDP
 
-    return processes, DDPStrategy(find_unused_parameters=agent.several_backward_passes)
+    return processes, GradientGroupsDDP()
