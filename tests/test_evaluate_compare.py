@@ -285,30 +285,31 @@ def test_an_nddqn_atari_run_is_said_to_be_placed_among_another_agents_runs(tmp_p
             "5.7 / 8.5 / 13.9 | none published |") in text
 
 
-def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
-    run = tmp_path / "running"
+def unevaluated_run(run: Path, name: str, metrics_csv: str, init_args: str = "") -> Path:
+    """A Boxing run directory with training metrics only (no evaluation yet); ``init_args``: YAML lines
+    of the model's arguments."""
     run.mkdir()
-    (run / "config.yaml").write_text("seed_everything: 0\nname: drq_atari\nmodel:\n  class_path: model_free.Rainbow\n"
-                                     "data:\n  env:\n    suite: atari\n    task: boxing\n")
+    (run / "config.yaml").write_text(f"seed_everything: 0\nname: {name}\nmodel:\n  class_path: model_free.Rainbow\n"
+                                     f"{init_args}data:\n  env:\n    suite: atari\n    task: boxing\n")
     (run / "csv").mkdir()
-    (run / "csv" / "metrics.csv").write_text("env_steps,train/episode_return\n1786,1.0\n3572,-3.0\n")
+    (run / "csv" / "metrics.csv").write_text(metrics_csv)
+    return run
+
+
+def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
+    run = unevaluated_run(tmp_path / "running", "drq_atari", "env_steps,train/episode_return\n1786,1.0\n3572,-3.0\n")
     text = compare([run], tmp_path / "cmp", reps=100).read_text()
     assert "No run has been evaluated yet" in text and "running (3572 env steps)" in text
     assert (tmp_path / "cmp" / "training_returns.png").is_file()
 
 
 def test_an_alix_run_gets_a_plot_of_its_strength_and_nd_score_with_its_target(tmp_path):
-    run = tmp_path / "alix"
-    run.mkdir()
-    (run / "config.yaml").write_text("seed_everything: 0\nname: alix_atari\nmodel:\n  class_path: model_free.Rainbow\n"
-                                     "  init_args:\n    alix_target_nd: 0.6\ndata:\n  env:\n    suite: atari\n    task: boxing\n")
-    (run / "csv").mkdir()
-    (run / "csv" / "metrics.csv").write_text("env_steps,train/alix_s,train/nd_score,train/episode_return\n"
-                                             "100,1.0,0.9,\n200,1.1,0.7,\n250,,,2.0\n")
+    run = unevaluated_run(tmp_path / "alix", "alix_atari", "env_steps,train/alix_s,train/nd_score,train/episode_return\n"
+                          "100,1.0,0.9,\n200,0.9,0.7,\n250,,,2.0\n", init_args="  init_args:\n    alix_target_nd: 0.6\n")
     text = compare([run, write_run(tmp_path / "drq", "drq_atari", "boxing", 0, [(200, 1.0)])], tmp_path / "cmp",
                    reps=100).read_text()
     assert "(alix_strength.png)" in text and (tmp_path / "cmp" / "alix_strength.png").is_file()
-    assert logged_curve(run, "train/alix_s") == [(100, 1.0), (200, 1.1)]
+    assert logged_curve(run, "train/alix_s") == [(100, 1.0), (200, 0.9)]
     assert nd_target(run) == 0.6
 
 
