@@ -12,8 +12,9 @@ status (a signal's included: a ``kill -9`` reads as returncode -9) comes back as
 
 What a fork cannot give a run is left to a new interpreter (``needs_own_interpreter``): environment
 variables read when a module is imported (``PYTHONPATH``, ``OMP_NUM_THREADS``, ``MUJOCO_GL`` and the like,
-when they differ from the server's), and runs on several processes (Lightning's launcher starts the
-others with ``sys.executable``). The server imports no renderer (MuJoCo's EGL display is made on first
+when they differ from the server's). A run on several processes forks its first process; Lightning's
+launcher starts the others with ``sys.executable -m worldmodels.fit`` and the same arguments, as it
+would from a new interpreter (``runpy`` gives the fork's ``__main__`` the module's ``__spec__``). The server imports no renderer (MuJoCo's EGL display is made on first
 use, in the child) and starts no thread before it forks. ``TESTS_FRESH_INTERPRETERS=1`` gives every run
 a new interpreter.
 """
@@ -41,8 +42,7 @@ def needs_own_interpreter(argv: list[str], env: dict[str, str], server_env: dict
     """Whether a run must start a new interpreter rather than a fork of the server."""
     if os.environ.get("TESTS_FRESH_INTERPRETERS") == "1":  # every run in a new interpreter, as before
         return True
-    several_processes = any(a in ("--trainer.devices", "--trainer.num_nodes") for a in argv)
-    return several_processes or any(env.get(k) != server_env.get(k) for k in IMPORT_TIME_VARIABLES)
+    return any(env.get(k) != server_env.get(k) for k in IMPORT_TIME_VARIABLES)
 
 
 class ForkServer:

@@ -47,13 +47,14 @@ def test_a_game_of_no_achievement_scores_zero_and_every_achievement_in_every_gam
 
 @pytest.mark.integration
 def test_the_shipped_crafter_config_runs_logs_each_achievement_and_scores_its_evaluation(fit, tmp_path):
-    """configs/dreamer_crafter.yaml with configs/smoke.yaml at size XS (size XL's updates cost minutes on
-    one core) in a 24x24 world instead of 64x64 (Crafter 1.8.3 draws its terrain with pure-Python noise:
+    """configs/dreamer_crafter.yaml with configs/smoke.yaml at size XS on 4 sequences of 24 steps (size
+    XL's updates on 16 x 64 steps cost minutes on one core) in a 24x24 world instead of 64x64 (Crafter 1.8.3 draws its terrain with pure-Python noise:
     about 10 s per new 64x64 world here)."""
     # Games of at most 100 steps (a time limit, not smoke.yaml's cut of evaluation games, which leaves a
     # game unfinished): every game ends and reports its achievements, in training and in evaluation.
     done = fit("--config", "configs/dreamer_crafter.yaml", "--config", "configs/smoke.yaml",
-               "--model.init_args.size", "XS", "--data.max_updates", "3", "--data.env.kwargs", '{"area": [24, 24]}',
+               "--model.init_args.size", "XS", "--model.init_args.batch_size", "4",
+               "--model.init_args.seq_len", "24", "--data.max_updates", "3", "--data.env.kwargs", '{"area": [24, 24]}',
                "--data.env.max_episode_steps", "100", "--evaluation.max_steps", "null",
                "--data.replay_storage", "memory", "--run_dir", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
