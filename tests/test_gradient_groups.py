@@ -38,7 +38,8 @@ def average_on_rank(rank: int, init_file: str, results) -> None:
 
 def test_two_processes_average_the_reached_gradients_and_leave_the_others(tmp_path):
     results = mp.Manager().dict()
-    mp.spawn(average_on_rank, args=(str(tmp_path / "store"), results), nprocs=2)
+    # forked, not spawned: a spawned process spends seconds importing torch and this module again
+    mp.start_processes(average_on_rank, args=(str(tmp_path / "store"), results), nprocs=2, start_method="fork")
     for rank in (0, 1):
         averaged, untouched = results[rank]
         assert torch.equal(averaged, torch.tensor([[1.5, 3.0]]))  # ((1, 2) + (2, 4)) / 2
