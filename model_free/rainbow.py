@@ -441,16 +441,12 @@ class Rainbow(Agent):
             self.target_equals_online = True
 
     # ------------------------------------------------------------------ checkpoint
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if isinstance(self.view, PrioritizedTransitionView) and self.view.priority is not None:
-            checkpoint["replay_priorities"] = self.view.state_dict()
-
+    # The priorities are the view's state, saved by the loop beside each process's replay (Experience).
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self.target_equals_online = False  # the loaded target may be older than the online net: pass it
         if isinstance(self.view, PrioritizedTransitionView) and "replay_priorities" in checkpoint:
-            self.view.load_state_dict(checkpoint["replay_priorities"])
+            self.view.load_state_dict(checkpoint["replay_priorities"])  # written before the loop kept them
 
     # ------------------------------------------------------------------ health
     def health_augmentation(self, obs):

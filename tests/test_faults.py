@@ -316,8 +316,9 @@ def test_a_resumed_run_holds_every_weight_optimizer_state_generator_and_counter_
     changed = differences(saved, restored)
     if agent == "DER":  # the one deliberate change: the newest row, re-marked an episode's end at
         # resume, is admitted again so that its priority becomes 0 (PrioritizedTransitionView.load_state_dict)
-        assert restored["replay_priorities"]["admitted"] == saved["replay_priorities"]["admitted"] - 1
-        changed.remove("/replay_priorities/admitted")
+        priorities, again = saved["Experience"]["view"], restored["Experience"]["view"]
+        assert priorities["priority"] is not None and again["admitted"] == priorities["admitted"] - 1
+        changed.remove("/Experience/view/admitted")
     assert changed == []
 
 

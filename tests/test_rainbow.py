@@ -483,3 +483,17 @@ def test_vib_adds_beta_times_the_mean_kl_of_the_bottleneck_and_acts_on_its_mean(
     assert loss.item() == pytest.approx((metrics["train/td_loss"] + 0.1 * metrics["train/vib_kl"]).item(), rel=1e-5)
     with agent.acting():  # acting reads the mean: no draw, the same action twice
         assert torch.equal(agent.q(batch["obs"]), agent.q(batch["obs"]))
+
+
+def test_a_checkpoint_that_keeps_the_priorities_in_the_agents_part_restores_them():
+    """Checkpoints keep the priorities in the loop's state (``Experience``'s ``view``), beside each
+    process's replay; those written before kept them under the agent's ``replay_priorities``."""
+    agent = Rainbow(hidden=32)
+    agent.build(EnvSpec((1, 44, 44), 1, num_actions=3))
+    priority = torch.arange(400, dtype=torch.float64).reshape(200, 2)
+    saved = {"priority": priority, "max_priority": 7.0, "admitted": 150, "samples": 12}
+    agent.on_load_checkpoint({"state_dict": agent.state_dict(), "replay_priorities": saved})
+    assert agent.view.priority is priority and agent.view.max_priority == 7.0
+    assert agent.view.admitted == 149 and agent.view.samples == 12  # the newest row admitted again at resume
+    assert PrioritizedTransitionView(32, 3, 0.99).state_dict()["priority"] is None  # nothing to keep before it samples
+    assert Rainbow(prioritized=False).view.state_dict() == {}  # a uniform view keeps nothing of its own

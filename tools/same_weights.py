@@ -3,13 +3,15 @@ one seed on the working tree and on a git revision, and compare the two final ch
 
     OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD~3                  # every shipped config
     OMP_NUM_THREADS=1 python tools/same_weights.py --baseline main --configs alix_atari der_atari
+    OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD --configs der_atari --moved replay_priorities=Experience.view
 
 The revision is checked out in a temporary ``git worktree``; each side's ``fit`` runs in a process that
 imports that side's package, with the same seed, one torch thread and W&B off. An offline config (CQL)
 trains on the smoke run of the online config of its environment (``DATASET_FROM``), made by the same
 side with the same seed, so its comparison covers the dataset too. Prints one line per
 config: ``equal`` (every tensor of the weights, optimizer states and random states ``torch.equal``), or
-the first keys that differ and by how much. Exits 1 if any config differs or fails.
+the first keys that differ and by how much. Exits 1 if any config differs or fails. ``--moved`` compares
+the baseline's tensors under a part of the checkpoint that a refactor moved at their new place.
 """
 
 from __future__ import annotations
@@ -50,9 +52,20 @@ def tensors(value, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-def differences(before: Path, now: Path) -> list[str]:
+def moved(paths: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str, torch.Tensor]:
+    """``paths`` with each prefix ``old`` of ``renames`` written as its ``new``: where a refactor moved a
+    part of the checkpoint (``--moved old=new``), the baseline's tensors are compared at their new place."""
+    def renamed(key: str) -> str:
+        for old, new in renames.items():
+            if key == old or key.startswith(old + "."):
+                return new + key[len(old):]
+        return key
+    return {renamed(key): value for key, value in paths.items()}
+
+
+def differences(before: Path, now: Path, renames: dict[str, str] | None = None) -> list[str]:
     """What differs between two checkpoints' tensors (missing keys, shapes, values); empty if all equal."""
-    a = tensors(torch.load(before, map_location="cpu", weights_only=False))
+    a = moved(tensors(torch.load(before, map_location="cpu", weights_only=False)), renames or {})
     b = tensors(torch.load(now, map_location="cpu", weights_only=False))
     out = [f"{k}: only in the baseline" for k in sorted(a.keys() - b.keys())]
     out += [f"{k}: only in the working tree" for k in sorted(b.keys() - a.keys())]
@@ -71,7 +84,10 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="the git revision to compare the working tree with")
     parser.add_argument("--configs", nargs="*", default=None, help="config names (default: every shipped one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--moved", nargs="*", default=[], metavar="OLD=NEW",
+                        help="checkpoint parts a refactor moved, as dotted paths (replay_priorities=Experience.view)")
     args = parser.parse_args()
+    renames = dict(item.split("=", 1) for item in args.moved)
     configs = args.configs or shipped_configs()
     failed = False
     with tempfile.TemporaryDirectory() as scratch:
@@ -87,7 +103,7 @@ def main() -> None:
                     print(f"{config}: failed: {error}", flush=True)
                     failed = True
                     continue
-                found = differences(before, now)
+                found = differences(before, now, renames)
                 failed |= bool(found)
                 print(f"{config}: " + ("equal" if not found else "DIFFERENT\n  " + "\n  ".join(found[:8])), flush=True)
         finally:

@@ -36,8 +36,20 @@ def _uniform_times(replay: Replay, lo: int, hi: int, count: int,
     return t, env
 
 
+class StatelessView:
+    """A view whose batches depend on the replay alone. A view that keeps state of its own over the
+    replay (``PrioritizedTransitionView``'s priorities) overrides these two: the loop that owns the
+    replay saves that state beside the replay's, per process."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 @dataclass
-class SequenceView:
+class SequenceView(StatelessView):
     """B x T windows of consecutive steps of one environment. A window may run across an episode
     boundary; the boundary is always marked by ``first`` on the new episode's first step (and
     ``last`` on the old one's final step), so a recurrent model resets its state there."""
@@ -66,7 +78,7 @@ class SequenceView:
 
 
 @dataclass
-class TransitionView:
+class TransitionView(StatelessView):
     """Transitions (s_t, a_t, R_t, discount, s_{t+m}) with frame stacks of the replay's size and
     n-step discounted returns:
 

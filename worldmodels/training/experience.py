@@ -206,6 +206,7 @@ class Experience(TrainingLoop, L.LightningDataModule):
         state = {
             "counters": self.counters.state_dict(),
             "replay": self._persisted_replay(),
+            "view": self.trainer.lightning_module.replay_view().state_dict(),  # e.g. the replay's priorities
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state(),
                     "accelerators": accelerator_random_states(),
                     "python": random.getstate(), "global_numpy": global_numpy_state()},
@@ -242,6 +243,8 @@ class Experience(TrainingLoop, L.LightningDataModule):
                                   "start a new offline run.")
         else:
             self.replay.load_state_dict(state["replay"], self.replay_log)
+        if "view" in state:  # checkpoints written before the view's state was kept here keep it in the agent's
+            self.trainer.lightning_module.replay_view().load_state_dict(state["view"])
         self._rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
         set_accelerator_random_states(state["rng"].get("accelerators", {}))
