@@ -15,9 +15,7 @@ from worldmodels.envs import EnvConfig
 # A random policy scores about -0.77 on catch (100 evaluation games: a margin of 0.4 is about four
 # standard errors) and about -33 on reach (a solved policy about -8; 100 games, a standard error of
 # about 1.5). Measured final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py --seeds 0 1 2):
-#   DreamerV3 on catch states  0.68 / 0.56 / 0.60   (random -0.77, pass mark -0.37; about 5 minutes of one core;
-#                                                   seeds 1 and 2 measured before its update's noise was drawn
-#                                                   ahead of it, when seed 0 scored 0.92)
+#   DreamerV3 on catch states  0.68 / 0.68 / 0.56   (random -0.77, pass mark -0.37; about 5 minutes of one core)
 #   DQN on catch states        0.82 / 0.64 / 0.74   (random -0.77, pass mark -0.37; about 40 s)
 #   SAC on reach states       -3.06 / -2.28 / -2.46 (random about -33, pass mark about -23; about 90 s)
 MINUTES = {"DreamerV3": 5, "DQN": 1, "SAC": 2}  # of one core: the suite runs the dearest first
