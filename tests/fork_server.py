@@ -16,8 +16,7 @@ when they differ from the server's). A run on several processes forks its first 
 launcher starts the others with ``sys.executable -m worldmodels.fit`` and the same arguments, as it
 would from a new interpreter (``runpy`` gives the fork's ``__main__`` the module's ``__spec__``). The
 server imports no renderer (MuJoCo's EGL display is made on first use, in the child) and starts no
-thread before it forks. ``TESTS_FRESH_INTERPRETERS=1`` gives every run
-a new interpreter.
+thread before it forks. ``TESTS_FRESH_INTERPRETERS=1`` gives every run a new interpreter.
 """
 
 from __future__ import annotations

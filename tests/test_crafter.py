@@ -48,8 +48,8 @@ def test_a_game_of_no_achievement_scores_zero_and_every_achievement_in_every_gam
 @pytest.mark.integration
 def test_the_shipped_crafter_config_runs_logs_each_achievement_and_scores_its_evaluation(fit, tmp_path):
     """configs/dreamer_crafter.yaml with configs/smoke.yaml at size XS on 4 sequences of 24 steps (size
-    XL's updates on 16 x 64 steps cost minutes on one core) in a 24x24 world instead of 64x64 (Crafter 1.8.3 draws its terrain with pure-Python noise:
-    about 10 s per new 64x64 world here)."""
+    XL's updates on 16 x 64 steps cost minutes on one core) in a 24x24 world instead of 64x64 (Crafter
+    1.8.3 draws its terrain with pure-Python noise: about 10 s per new 64x64 world here)."""
     # Games of at most 100 steps (a time limit, not smoke.yaml's cut of evaluation games, which leaves a
     # game unfinished): every game ends and reports its achievements, in training and in evaluation.
     done = fit("--config", "configs/dreamer_crafter.yaml", "--config", "configs/smoke.yaml",

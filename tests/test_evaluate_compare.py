@@ -304,8 +304,10 @@ def test_a_run_not_evaluated_yet_shows_only_its_training_returns(tmp_path):
 
 
 def test_an_alix_run_gets_a_plot_of_its_strength_and_nd_score_with_its_target(tmp_path):
-    run = unevaluated_run(tmp_path / "alix", "alix_atari", "env_steps,train/alix_s,train/nd_score,train/episode_return\n"
-                          "100,1.0,0.9,\n200,0.9,0.7,\n250,,,2.0\n", init_args="  init_args:\n    alix_target_nd: 0.6\n")
+    run = unevaluated_run(tmp_path / "alix", "alix_atari",
+                          "env_steps,train/alix_s,train/nd_score,train/episode_return\n"
+                          "100,1.0,0.9,\n200,0.9,0.7,\n250,,,2.0\n",
+                          init_args="  init_args:\n    alix_target_nd: 0.6\n")
     text = compare([run, write_run(tmp_path / "drq", "drq_atari", "boxing", 0, [(200, 1.0)])], tmp_path / "cmp",
                    reps=100).read_text()
     assert "(alix_strength.png)" in text and (tmp_path / "cmp" / "alix_strength.png").is_file()

@@ -3,7 +3,8 @@ one seed on the working tree and on a git revision, and compare the two final ch
 
     OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD~3                  # every shipped config
     OMP_NUM_THREADS=1 python tools/same_weights.py --baseline main --configs alix_atari der_atari
-    OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD --configs der_atari --moved replay_priorities=Experience.view
+    OMP_NUM_THREADS=1 python tools/same_weights.py --baseline HEAD --configs der_atari \
+        --moved replay_priorities=Experience.view
 
 The revision is checked out in a temporary ``git worktree``; each side's ``fit`` runs in a process that
 imports that side's package, with the same seed, one torch thread and W&B off. An offline config (CQL)
