@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from worldmodels.benchmark import slurm_parameters
+from worldmodels.benchmark import grid_runs, slurm_parameters
 
 CONFIGS = [str(ROOT / "tests/configs/nddqn_catch.yaml"), str(ROOT / "tests/configs/drq_catch.yaml")]
 TINY = ["--", "--data.total_env_steps", "300", "--data.warmup_steps", "200", "--evaluation.final_episodes", "3"]
@@ -24,24 +24,35 @@ def benchmark(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
+def test_a_grid_is_every_config_on_every_task_with_every_seed_each_in_its_own_folder(tmp_path):
+    runs = grid_runs([Path("a.yaml"), Path("b.yaml")], ["pong", "boxing"], [0, 1, 2], tmp_path)
+    assert len(runs) == 12 and len({r.directory for r in runs}) == 12
+    assert {(r.config.name, r.task, r.seed) for r in runs} == {
+        (c, t, s) for c in ("a.yaml", "b.yaml") for t in ("pong", "boxing") for s in (0, 1, 2)}
+    assert all(r.directory == tmp_path / f"{r.config.stem}-{r.task}-s{r.seed}" for r in runs)
+
+
 @pytest.mark.integration
-def test_a_grid_of_two_configs_and_two_seeds_runs_two_at_a_time_then_skips_finished_runs_and_reports(tmp_path):
+def test_a_grid_of_two_configs_runs_two_at_a_time_then_skips_finished_runs_and_reports(tmp_path):
+    """Two configs on seed 1 (not the configs' seed 0): one round of two runs side by side. The grid's
+    product of configs, tasks and seeds is the test above, without fits."""
     out = tmp_path / "grid"
-    grid = ["--configs", *CONFIGS, "--tasks", "catch", "--seeds", "0", "1", "--out", str(out), "--jobs", "2",
+    grid = ["--configs", *CONFIGS, "--tasks", "catch", "--seeds", "1", "--out", str(out), "--jobs", "2",
             "--poll", "0.5", *TINY]
     done = benchmark(*grid, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    names = [f"{agent}-catch-s{seed}" for agent in ("nddqn_catch", "drq_catch") for seed in (0, 1)]
-    for name in names:
-        record = json.loads((out / name / "eval-final.json").read_text())
-        assert record["env_steps"] == 300 and record["episodes"] == 3
-    assert json.loads((out / "drq_catch-catch-s1" / "eval-final.json").read_text())["seed"] == 1
+    lines = done.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if " starting " in line]
+    assert len(starts) == 2 and max(starts) < min(i for i, line in enumerate(lines) if " finished " in line)
+    for agent in ("nddqn_catch", "drq_catch"):
+        record = json.loads((out / f"{agent}-catch-s1" / "eval-final.json").read_text())
+        assert record["env_steps"] == 300 and record["episodes"] == 3 and record["seed"] == 1
     report = (out / "comparison.md").read_text()
-    assert "| catch | nddqn_catch | 0, 1 |" in report and "| catch | drq_catch | 0, 1 |" in report
+    assert "| catch | nddqn_catch | 1 |" in report and "| catch | drq_catch | 1 |" in report
     # The same command again: every run is finished, nothing is run again.
     again = benchmark(*grid, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count(" finished ") == 4 and "starting" not in again.stdout
+    assert again.stdout.count(" finished ") == 2 and "starting" not in again.stdout
     assert not list(out.glob("*/csv-resumed-*"))
 
 
@@ -49,7 +60,7 @@ def test_a_grid_of_two_configs_and_two_seeds_runs_two_at_a_time_then_skips_finis
 def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "grid"
     grid = ["--configs", CONFIGS[0], "--tasks", "catch", "--seeds", "0", "--out", str(out), "--poll", "0.5", "--",
-            "--data.total_env_steps", "600", "--data.warmup_steps", "200", "--checkpoint.every_env_steps", "200",
+            "--data.total_env_steps", "400", "--data.warmup_steps", "200", "--checkpoint.every_env_steps", "200",
             "--evaluation.final_episodes", "3"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
     runner = subprocess.Popen([sys.executable, "-m", "worldmodels.benchmark", *grid], cwd=tmp_path, env=env,
@@ -66,7 +77,7 @@ def test_a_run_killed_mid_way_resumes_from_its_last_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
     assert list(run.glob("csv-resumed-*/metrics.csv"))  # a resumed run writes its metrics beside the first
-    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 600
+    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 400
 
 
 @pytest.mark.integration
@@ -75,7 +86,7 @@ def test_a_killed_runner_run_again_never_starts_a_second_fit_on_a_run_still_bein
     the run's lock, does not start it a second time, and reports it once it has finished."""
     out = tmp_path / "grid"
     grid = ["--configs", CONFIGS[0], "--tasks", "catch", "--seeds", "0", "--out", str(out), "--poll", "0.5", "--",
-            "--data.total_env_steps", "600", "--data.warmup_steps", "200", "--evaluation.final_episodes", "3"]
+            "--data.total_env_steps", "400", "--data.warmup_steps", "200", "--evaluation.final_episodes", "3"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), WANDB_MODE="disabled")
     runner = subprocess.Popen([sys.executable, "-m", "worldmodels.benchmark", *grid], cwd=tmp_path, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -90,7 +101,7 @@ def test_a_killed_runner_run_again_never_starts_a_second_fit_on_a_run_still_bein
     assert again.returncode == 0, again.stderr[-3000:]
     assert "not started again" in again.stdout and "resuming" not in again.stdout
     assert not list(run.glob("config-resumed-*.yaml")) and not list(run.glob("csv-resumed-*"))  # one fit wrote it
-    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 600
+    assert json.loads((run / "eval-final.json").read_text())["env_steps"] == 400
     starts = sorted((int(p.name.split("-")[1]), int(p.name.split("-")[2][:-3])) for p in run.glob("replay/rows-*.pt"))
     assert all(a[1] == b[0] for a, b in zip(starts, starts[1:])), starts  # no overlapping replay files
 

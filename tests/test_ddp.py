@@ -7,9 +7,11 @@ import json
 
 import pytest
 import torch
+from filelock import FileLock
 
 from conftest import ROOT
 from test_faults import one_sentence, run
+from test_fit import DMC_SUITE_OVERRIDES
 from worldmodels.training import AtomicCheckpointIO
 
 pytestmark = pytest.mark.integration
@@ -29,11 +31,24 @@ def rows(replay_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory) -> Path:
+def two_process_run(tmp_path_factory, worker_id) -> Path:
     """The shipped NDDQN config's smoke run (Atari Pong) on two processes: 200 env steps of warm-up,
     then 6 updates; every process's calls of torch.distributed's collectives counted into
-    ``<run>/../collectives`` (tests/collective_counter)."""
-    tmp = tmp_path_factory.mktemp("ddp")
+    ``<run>/../collectives`` (tests/collective_counter). Made once for all pytest-xdist workers: the first
+    worker to need it makes it under a file lock, the others wait for it and read it."""
+    if worker_id == "master":  # no xdist: this process's own
+        return make_two_process_run(tmp_path_factory.mktemp("ddp"))
+    shared = tmp_path_factory.getbasetemp().parent  # this pytest run's folder, one for all its workers
+    with FileLock(shared / "ddp.lock"):
+        tmp = shared / "ddp"
+        if not tmp.exists():
+            tmp.mkdir()
+            make_two_process_run(tmp)
+    assert (tmp / "run" / "checkpoints" / "last.ckpt").is_file(), "the shared run failed: see another worker's error"
+    return tmp / "run"
+
+
+def make_two_process_run(tmp: Path) -> Path:
     (tmp / "collectives").mkdir()
     counting = {"PYTHONPATH": f"{ROOT / 'tests/collective_counter'}:{ROOT}", "COUNT_COLLECTIVES_TO": str(tmp / "collectives"),
                 "WANDB_MODE": "offline"}  # its W&B folder is one of the run files only the first process writes
@@ -119,7 +134,7 @@ def test_a_killed_two_process_run_resumes_each_process_from_the_last_checkpoint(
 
 
 @pytest.mark.parametrize("config, flags", [  # nddqn_atari's is the module's two_process_run
-    ("configs/drqv2_dmc.yaml", ["--model.init_args.batch_size", "32"]),  # as the one-process smoke runs
+    ("configs/drqv2_dmc.yaml", DMC_SUITE_OVERRIDES),  # as the one-process smoke runs
     ("configs/sac_gym_pendulum.yaml", ["--model.init_args.batch_size", "32"]),  # a state vector (Gymnasium)
     # size XS on 4 sequences of 16 steps: with the config's 16 x 64 this was the quick subset's slowest
     # test (62 s; 22 s now);

@@ -366,8 +366,8 @@ def test_reading_a_run_as_a_dataset_while_it_writes_a_checkpoint_removes_nothing
         assert paused(writer), writer.communicate()[1][-2000:]
         newest = sorted((run_dir / "replay").glob("rows-*.pt"))[-1]
         assert state(run_dir)["replay"]["time"] <= int(newest.name.split("-")[1])  # written past the cursor
-        reader = subprocess.run([sys.executable, "-m", "worldmodels.dataset", "info", str(run_dir)], cwd=tmp_path,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+        reader = FORK_SERVER.run(["-m", "worldmodels.dataset", "info", str(run_dir)], cwd=tmp_path,
+                                 env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
         assert reader.returncode == 0, reader.stderr[-2000:]
         assert newest.exists()
     finally:

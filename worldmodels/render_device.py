@@ -34,6 +34,8 @@ def egl_device_for(environ: Mapping[str, str], gpus: int) -> str | None:
 
 
 def render_on_this_ranks_gpu() -> None:
+    if egl_device_for(os.environ, gpus=1) is None:  # decided by the environment alone: torch not imported
+        return  # (the benchmark runner and its job processes never import torch)
     import torch
 
     device = egl_device_for(os.environ, torch.cuda.device_count())
