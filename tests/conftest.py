@@ -2,10 +2,12 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from fork_server import ForkServer
 
@@ -77,6 +79,26 @@ def differences(saved, again, path="") -> list[str]:
     if isinstance(saved, float) and isinstance(again, float) and saved != saved and again != again:
         return []  # NaN on both sides: the same unset value
     return [] if saved == again else [path]
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``make(folder)`` once for all pytest-xdist workers of this pytest run:
+    the first worker to ask makes it under a file lock, the others wait and read it. For the runs that
+    several tests only read (a module fixture would make one per worker). Without xdist, made here."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this pytest run's folder, above every worker's own
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(shared / f"{name}.lock"):
+        if not folder.exists():
+            folder.mkdir()
+            make(folder)  # raises when the run fails: no done marker, and the other workers say so
+            done.touch()
+    if not done.exists():
+        pytest.fail(f"{name} was made by another worker and failed there: see its error")
+    return folder
 
 
 @pytest.fixture

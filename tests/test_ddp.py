@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from filelock import FileLock
 
-from conftest import ROOT
+from conftest import ROOT, made_once
 from test_faults import one_sentence, run
 from test_fit import DMC_SUITE_OVERRIDES
 from worldmodels.training import AtomicCheckpointIO
@@ -31,31 +30,20 @@ def rows(replay_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory, worker_id) -> Path:
+def two_process_run(tmp_path_factory) -> Path:
     """The shipped NDDQN config's smoke run (Atari Pong) on two processes: 200 env steps of warm-up,
     then 6 updates; every process's calls of torch.distributed's collectives counted into
-    ``<run>/../collectives`` (tests/collective_counter). Made once for all pytest-xdist workers: the first
-    worker to need it makes it under a file lock, the others wait for it and read it."""
-    if worker_id == "master":  # no xdist: this process's own
-        return make_two_process_run(tmp_path_factory.mktemp("ddp"))
-    shared = tmp_path_factory.getbasetemp().parent  # this pytest run's folder, one for all its workers
-    with FileLock(shared / "ddp.lock"):
-        tmp = shared / "ddp"
-        if not tmp.exists():
-            tmp.mkdir()
-            make_two_process_run(tmp)
-    assert (tmp / "run" / "checkpoints" / "last.ckpt").is_file(), "the shared run failed: see another worker's error"
-    return tmp / "run"
+    ``<run>/../collectives`` (tests/collective_counter). Made once for all workers."""
+    return made_once(tmp_path_factory, "ddp", make_two_process_run) / "run"
 
 
-def make_two_process_run(tmp: Path) -> Path:
+def make_two_process_run(tmp: Path) -> None:
     (tmp / "collectives").mkdir()
     counting = {"PYTHONPATH": f"{ROOT / 'tests/collective_counter'}:{ROOT}", "COUNT_COLLECTIVES_TO": str(tmp / "collectives"),
                 "WANDB_MODE": "offline"}  # its W&B folder is one of the run files only the first process writes
     done = run(tmp, "--config", str(ROOT / "configs/nddqn_atari.yaml"), "--config", str(ROOT / "configs/smoke.yaml"),
                *TWO_PROCESSES, "--run_dir", str(tmp / "run"), env=counting)
     assert done.returncode == 0, done.stderr[-3000:]
-    return tmp / "run"
 
 
 def test_two_processes_count_the_runs_env_steps_together_and_make_equal_shares_of_its_updates(two_process_run):

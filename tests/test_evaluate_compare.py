@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_fit
+from conftest import ROOT, made_once, run_fit
 from worldmodels.analysis.alix_curves import nd_target, running_mean
 from worldmodels.analysis.compare import compare, mean_curve
 from worldmodels.analysis.logged_metrics import logged_curve
@@ -26,14 +26,16 @@ TINY = ["--config", "tests/configs/nddqn_catch.yaml", "--data.total_env_steps", 
 def two_runs(tmp_path_factory) -> dict[str, Path]:
     """NDDQN (seed 0) and DrQ(eps) (seed 1) on catch, 300 env steps each, evaluated at about 200 and at
     300; both are the Rainbow learner, told apart by their config names."""
-    root = tmp_path_factory.mktemp("runs")
-    runs = {"nddqn_catch": root / "nddqn", "drq_catch": root / "drq"}
     drq = ["--name", "drq_catch", "--model.init_args.augment", "true", "--model.init_args.epsilon_train", "0.01",
            "--model.init_args.epsilon_eval", "0.001", "--seed_everything", "1"]
-    for extra, run in [([], runs["nddqn_catch"]), (drq, runs["drq_catch"])]:
-        done = run_fit(*TINY, *extra, "--run_dir", str(run), cwd=root)
-        assert done.returncode == 0, done.stderr[-3000:]
-    return runs
+
+    def make(root: Path) -> None:  # once for all workers: the tests read the runs, or write beside them
+        for extra, run in [([], root / "nddqn"), (drq, root / "drq")]:
+            done = run_fit(*TINY, *extra, "--run_dir", str(run), cwd=root)
+            assert done.returncode == 0, done.stderr[-3000:]
+
+    root = made_once(tmp_path_factory, "two_runs", make)
+    return {"nddqn_catch": root / "nddqn", "drq_catch": root / "drq"}
 
 
 def eval_rows(run: Path) -> list[tuple[int, float]]:

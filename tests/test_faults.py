@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import FORK_SERVER, ROOT, differences
+from conftest import FORK_SERVER, ROOT, differences, made_once
 from worldmodels.errors import ConfigError
 from worldmodels.replay import Replay
 from worldmodels.replay.dataset import open_dataset
@@ -64,17 +65,16 @@ def frames_equal(ours, reference, rows: int) -> bool:
 
 @pytest.fixture(scope="module")
 def references(tmp_path_factory):
-    """The reference runs, never interrupted, one per config (made when first asked for)."""
-    made = {}
+    """The reference runs, never interrupted, one per config (made when first asked for, once for all
+    workers)."""
 
-    def reference(config: list[str]):
-        key = config[-1]
-        if key not in made:
-            tmp = tmp_path_factory.mktemp("uninterrupted")
-            done = run(tmp, *config, "--run_dir", str(tmp / "run"))
-            assert done.returncode == 0, done.stderr[-3000:]
-            made[key] = tmp / "run"
-        return made[key]
+    def make(config: list[str], tmp: Path) -> None:
+        done = run(tmp, *config, "--run_dir", str(tmp / "run"))
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def reference(config: list[str]) -> Path:
+        name = "uninterrupted-" + "-".join(Path(a).stem if a.endswith(".yaml") else a.strip("-.") for a in config[1:])
+        return made_once(tmp_path_factory, name, lambda tmp: make(config, tmp)) / "run"
 
     return reference
 
@@ -156,10 +156,12 @@ def test_ctrl_c_during_start_up_exits_130_with_one_line_and_leaves_nothing(tmp_p
 ])
 def test_a_resume_under_another_agent_game_or_hyperparameter_stops_naming_the_key(tmp_path, uninterrupted, flags,
                                                                                    first_difference):
-    done = run(tmp_path, *CONFIG, "--run_dir", str(uninterrupted), "--ckpt_path", "last", *flags)
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)  # a copy: the other workers read the reference meanwhile
+    done = run(tmp_path, *CONFIG, "--run_dir", str(run_dir), "--ckpt_path", "last", *flags)
     line = one_sentence(done)
     assert first_difference in line and "--force_resume" in line
-    assert not list(uninterrupted.glob("config-resumed-*.yaml"))  # nothing written for a refused resume
+    assert not list(run_dir.glob("config-resumed-*.yaml"))  # nothing written for a refused resume
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -1,9 +1,11 @@
 """Offline training (``--data.dataset``): a run's replay as the only data, the update count as the
 run's clock, an exact resume, and one sentence for a dataset that cannot be used."""
 
+from pathlib import Path
+
 import pytest
 
-from conftest import ROOT, differences
+from conftest import ROOT, differences, made_once
 from test_faults import one_sentence, run
 from worldmodels.training import AtomicCheckpointIO
 
@@ -21,21 +23,26 @@ def files(directory):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """An online NDDQN run on catch: 600 env steps (500 of them random), its replay the dataset."""
-    tmp = tmp_path_factory.mktemp("dataset")
-    done = run(tmp, *CATCH, "--data.total_env_steps", "600", "--data.warmup_steps", "500", "--run_dir", str(tmp / "run"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return tmp / "run"
+    """An online NDDQN run on catch: 600 env steps (500 of them random), its replay the dataset (made
+    once for all workers, as the offline run below)."""
+
+    def make(tmp: Path) -> None:
+        done = run(tmp, *CATCH, "--data.total_env_steps", "600", "--data.warmup_steps", "500",
+                   "--run_dir", str(tmp / "run"))
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "dataset", make) / "run"
 
 
 @pytest.fixture(scope="module")
 def offline_run(dataset, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("offline")
-    before = files(dataset)
-    done = run(tmp, *OFFLINE, "--data.dataset", str(dataset), "--run_dir", str(tmp / "run"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert files(dataset) == before  # the dataset is read, never written
-    return tmp / "run"
+    def make(tmp: Path) -> None:
+        before = files(dataset)
+        done = run(tmp, *OFFLINE, "--data.dataset", str(dataset), "--run_dir", str(tmp / "run"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert files(dataset) == before  # the dataset is read, never written
+
+    return made_once(tmp_path_factory, "offline", make) / "run"
 
 
 def test_an_offline_run_makes_its_updates_from_the_dataset_without_an_env_step_and_evaluates_on_updates(offline_run):
