@@ -23,10 +23,10 @@ REACH = EnvConfig("test", "reach", image_size=24, grayscale=False)
 # against a margin of 3: every seed passes by at least 2.7 standard errors and a policy no better than
 # random fails by about 5 (docs/results.md). Measured final evaluations, seeds 0 / 1 / 2
 # (tools/learning_seeds.py --seeds 0 1 2; random -32.6; dates per seed: docs/results.md):
-#   DrQ     -13.78 / -9.70 / -8.87    (100 games; pass mark -22.6)
+#   DrQ     -12.20 / -9.70 / -8.87    (100 games; pass mark -22.6)
 #   SAC+AE  -25.61 / -24.25 / -20.32  (100 games; pass mark -27.6)
-#   DrQ-v2  -24.08 / -27.62 / -25.46  (400 games; pass mark -29.6)
-#   A-LIX   -26.88 / -24.18 / -26.72  (400 games; pass mark -29.6)
+#   DrQ-v2  -24.30 / -27.62 / -25.46  (400 games; pass mark -29.6)
+#   A-LIX   -21.31 / -24.18 / -26.72  (400 games; pass mark -29.6)
 AGENTS = [tuple(run) for run in  # tests/configs/learning_runs.yaml, the longest first
           yaml.safe_load((Path(__file__).parent / "configs" / "learning_runs.yaml").read_text())["continuous"]]
 
