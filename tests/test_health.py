@@ -276,11 +276,10 @@ def test_the_callback_logs_health_prints_a_warning_once_and_keeps_the_random_sta
     clock = RunClock()
     counters = clock.counters
     recorder = Recorder()
-    data = SimpleNamespace(replay=replay)
-    trainer = SimpleNamespace(datamodule=data, loggers=[recorder], default_root_dir=str(tmp_path), global_step=0,
+    trainer = SimpleNamespace(loggers=[recorder], default_root_dir=str(tmp_path), global_step=0,
                               global_rank=0, callbacks=[])
     agent, health = PlantedCollapse(), Health(every_updates=2)
-    health.attach_clock(clock)
+    health.attach(SimpleNamespace(clock=clock, replay=replay))
     for update in range(1, 7):
         counters.updates = update
         state = torch.get_rng_state()

@@ -1,6 +1,7 @@
 """The offline workflow's verdicts on planted dataset-Q and TD-error curves, worked out by hand."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -77,7 +78,7 @@ class Trainer:
 
 def test_overfitting_keeps_the_checkpoint_of_the_peak_writes_the_verdicts_and_stops_when_asked(tmp_path):
     trainer, workflow = Trainer(tmp_path), Workflow(falls=2, early_stop=True)
-    workflow.attach_clock(trainer.clock)
+    workflow.attach(SimpleNamespace(clock=trainer.clock))
     for updates, q in [(100, 0.1), (200, 0.4), (300, 0.3), (400, 0.2)]:
         trainer.check(updates, q, 0.1 / updates)
         workflow.on_train_batch_end(trainer, None, None, None, 0)
@@ -91,7 +92,7 @@ def test_overfitting_keeps_the_checkpoint_of_the_peak_writes_the_verdicts_and_st
 
 def test_an_online_run_gets_no_verdict_unless_asked(tmp_path):
     trainer, workflow = Trainer(tmp_path), Workflow()
-    workflow.attach_clock(trainer.clock)
+    workflow.attach(SimpleNamespace(clock=trainer.clock))
     trainer.clock.offline = False
     trainer.check(100, 0.1, 1.0)
     workflow.on_train_batch_end(trainer, None, None, None, 0)

@@ -76,7 +76,7 @@ class PeriodicCheckpoint(LoopCallback):
             # Saving gathers every process's state, and the others are not saving: the periodic one stands.
             print(f"\nInterrupted: resume from the last periodic checkpoint, --ckpt_path {self.path}")
             return
-        if isinstance(exception, KeyboardInterrupt) and trainer.datamodule.replay is not None:
+        if isinstance(exception, KeyboardInterrupt) and self.loop is not None and self.loop.replay is not None:
             self._save(trainer)
             print(f"\nInterrupted: saved {self.path}; resume with --ckpt_path {self.path}")
 

@@ -6,6 +6,7 @@ schedules) and by the loop's callbacks (``LoopCallback``), which the loop hands 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, Protocol
 
 import lightning as L
 
@@ -71,16 +72,30 @@ class RunClock:
         self.counters.updates += 1
 
 
+class Loop(Protocol):
+    """What the training loop hands its callbacks (``LoopCallback.attach``): the run's clock, the replay
+    it fills (the dataset, offline), and the settings its evaluations play with."""
+
+    clock: RunClock
+    replay: Any  # worldmodels.replay.Replay, or None before the loop is set up
+    env_config: Any  # worldmodels.envs.EnvConfig
+    seed: int
+    rank: int
+    world: int
+    progress_bar: bool
+
+
 class LoopCallback(L.Callback):
-    """A callback of the training loop: it reads the run's clock (``self.clock``, handed over by the loop
-    when the run is set up) instead of the data module, and may act after each vector step of the
-    environments (``on_env_steps``), where no training batch ends (the warm-up)."""
+    """A callback of the training loop: it reads the run's clock (``self.clock``) and the loop
+    (``self.loop``), both handed over by the loop when the run is set up, and may act after each vector
+    step of the environments (``on_env_steps``), where no training batch ends (the warm-up)."""
 
     clock: RunClock | None = None
+    loop: Loop | None = None
 
-    def attach_clock(self, clock: RunClock) -> None:
+    def attach(self, loop: Loop) -> None:
         """Called by the loop as it sets the run up, before any step or restore."""
-        self.clock = clock
+        self.loop, self.clock = loop, loop.clock
 
     def on_env_steps(self, trainer: L.Trainer) -> None:
         """After every vector step of the environments, warm-up included, before the updates it makes

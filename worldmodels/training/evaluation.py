@@ -152,7 +152,7 @@ class Evaluation(LoopCallback):
         self._last: tuple | None = None  # (scores, seed, games cut short, extras) of the latest evaluation
 
     def _evaluate(self, trainer: L.Trainer, agent, final: bool = False) -> None:
-        data = trainer.datamodule  # the loop's environment settings, seed and rank
+        data = self.loop  # the loop's environment settings, seed and rank
         steps = self.clock.progress
         episodes = self.final_episodes if final else self.episodes
         if episodes < 1:
@@ -221,7 +221,7 @@ class Evaluation(LoopCallback):
         config_file = latest_config(run_dir)
         run_config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
         run_config.setdefault("model", {}).setdefault("class_path", f"{type(agent).__module__}.{type(agent).__name__}")
-        data = trainer.datamodule  # the loop's environment settings
+        data = self.loop  # the loop's environment settings
         record = evaluation_record(agent, data.env_config.for_evaluation(), run_config, self.clock.counters, scores, seed,
                                    self.max_steps, run_files.last_checkpoint(run_dir), run_dir, cut_short, extras)
         (run_dir / FINAL_EVALUATION).write_text(json.dumps(record, indent=2) + "\n")

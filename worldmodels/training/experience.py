@@ -117,8 +117,8 @@ class Experience(TrainingLoop, L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         for callback in self.trainer.callbacks if self.trainer is not None else ():
-            if isinstance(callback, LoopCallback):  # the loop's callbacks read the run's clock
-                callback.attach_clock(self.clock)
+            if isinstance(callback, LoopCallback):  # the loop's callbacks read the run's clock and the loop
+                callback.attach(self)
         if self.replay is None and self.trainer is not None and self.trainer.world_size > 1:
             self._become_rank(self.trainer.global_rank, self.trainer.world_size)
         if self.replay is None and self.offline:

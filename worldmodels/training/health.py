@@ -199,7 +199,7 @@ class Health(LoopCallback):
 
     def check(self, trainer, agent) -> dict[str, float]:
         """Run the agent's diagnostics once, log them and any new warning; returns what was logged."""
-        replay = trainer.datamodule.replay  # the loop owns the replay the held batch is drawn from
+        replay = self.loop.replay  # the loop owns the replay the held batch is drawn from
         start = time.perf_counter()
         # An offline run's dataset does not change: the same held states at every check (the workflow
         # monitor follows their Q), instead of redrawing to follow a filling replay.
