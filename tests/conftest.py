@@ -82,14 +82,11 @@ def differences(saved, again, path="") -> list[str]:
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
-    """The folder ``name``, filled by ``make(folder)`` once for all pytest-xdist workers of this pytest run:
-    the first worker to ask makes it under a file lock, the others wait and read it. For the runs that
-    several tests only read (a module fixture would make one per worker). Without xdist, made here."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        folder = tmp_path_factory.mktemp(name)
-        make(folder)
-        return folder
-    shared = tmp_path_factory.getbasetemp().parent  # this pytest run's folder, above every worker's own
+    """The folder ``name``, filled by ``make(folder)`` once per pytest run, for all its pytest-xdist workers:
+    the first to ask makes it under a file lock, the others (and later calls) wait and read it. For the
+    runs that several tests only read (a module fixture would make one per worker)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # above every worker's own folder
     folder, done = shared / name, shared / f"{name}.done"
     with FileLock(shared / f"{name}.lock"):
         if not folder.exists():

@@ -106,6 +106,15 @@ def test_a_killed_runner_run_again_never_starts_a_second_fit_on_a_run_still_bein
     assert all(a[1] == b[0] for a, b in zip(starts, starts[1:])), starts  # no overlapping replay files
 
 
+def test_the_runner_starts_without_importing_torch():
+    """The runner and its job processes only start fits: on a machine whose launcher names no rank or
+    visible GPUs, importing them leaves torch (seconds of a core) unimported."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "SLURM_LOCALID", "CUDA_VISIBLE_DEVICES")}
+    done = subprocess.run([sys.executable, "-c", "import sys, worldmodels.benchmark; print('torch' in sys.modules)"],
+                          cwd=ROOT, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--configs", "configs/nothing.yaml", "--tasks", "catch"], "nothing.yaml does not exist"),
     (["--configs", "configs/drq_atari.yaml", "--tasks", "boxingg"], "'boxingg' is not an Atari game"),
