@@ -1,7 +1,6 @@
 """Agents must clearly beat a random policy on the small test tasks within minutes on 2 cores."""
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +100,8 @@ MINUTES = {"A-LIX-Atari": 3.5, "DQN": 3.0}  # of one core, where above the modul
                                    if name in MINUTES else name for name in DISCRETE_AGENTS])
 def test_discrete_agents_learn_catch(fit, tmp_path, monkeypatch, agent, request):
     """The Atari agents with their published settings on catch, 3000 env steps (DQN 25000, an update
-    every 4; A-LIX-Atari 2500, two updates each); 100 evaluation games, so a margin of 0.4 over random is about four standard errors.
+    every 4; A-LIX-Atari 2500, two updates each); 100 evaluation games, so a margin of 0.4 over random
+    is about four standard errors.
     Measured final evaluations, seeds 0 / 1 / 2 (tools/learning_seeds.py --seeds 0 1 2; random policy
     -0.77, pass mark -0.37): DQN 0.86 / 0.82 / 0.94; NDDQN 0.60 / 0.68 / 0.60; DrQ(eps) 0.64 / 0.86 /
     0.90; DER 0.46 / 0.92 / 0.46; A-LIX-Atari 0.96 / 0.60 / 1.00 (dates per seed: docs/results.md)."""

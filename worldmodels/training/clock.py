@@ -90,12 +90,16 @@ class LoopCallback(L.Callback):
     (``self.loop``), both handed over by the loop when the run is set up, and may act after each vector
     step of the environments (``on_env_steps``), where no training batch ends (the warm-up)."""
 
-    clock: RunClock | None = None
     loop: Loop | None = None
+
+    @property
+    def clock(self) -> RunClock | None:
+        """The run's clock: the loop's."""
+        return None if self.loop is None else self.loop.clock
 
     def attach(self, loop: Loop) -> None:
         """Called by the loop as it sets the run up, before any step or restore."""
-        self.loop, self.clock = loop, loop.clock
+        self.loop = loop
 
     def on_env_steps(self, trainer: L.Trainer) -> None:
         """After every vector step of the environments, warm-up included, before the updates it makes
