@@ -52,9 +52,11 @@ def final_eval_return(run_dir) -> float:
 
 def trivial_world_model_losses(run_dir) -> tuple[float, float]:
     """The losses of the best predictors that ignore the state, on the run's own replay: the mean
-    image (loss: the per-pixel variances of the frames, summed over a frame, as wm/image_loss sums
-    squared errors) and the best constant reward distribution (its two-hot cross-entropy is the
-    entropy of the mean two-hot target; bins: 255 from -20 to 20 in symlog space, encoded here)."""
+    observation and the best constant reward distribution. For images, the mean image's loss is the
+    per-pixel variances of the frames, summed over a frame (wm/image_loss sums squared errors); for a
+    state vector, the per-value variances of its symlog, summed (wm/vector_loss: the symlog-squared
+    error). The constant reward distribution's two-hot cross-entropy is the entropy of the mean two-hot
+    target (bins: 255 from -20 to 20 in symlog space, encoded here)."""
     import torch
 
     from worldmodels.replay.dataset import open_dataset
@@ -62,7 +64,12 @@ def trivial_world_model_losses(run_dir) -> tuple[float, float]:
     replay = open_dataset(run_dir).replay
     t = torch.arange(replay.oldest, replay.time)
     column = torch.zeros_like(t)
-    frames = replay.frames(t, column).double().numpy() / 255.0
+    frames = replay.frames(t, column)
+    if frames.dtype == torch.uint8:  # images (..., C, H, W)
+        observation_variance = (frames.double().numpy() / 255.0).var(0).sum(axis=(-3, -2, -1))
+    else:  # a state vector (..., D), predicted in symlog space
+        vectors = frames.double().numpy()
+        observation_variance = (np.sign(vectors) * np.log1p(np.abs(vectors))).var(0).sum(axis=-1)
     steps = replay.steps(t, column)
     rewards = steps["reward"].numpy()[~steps["first"].numpy()]  # a first row's reward is no reward
     bins = np.linspace(-20.0, 20.0, 255)
@@ -74,7 +81,7 @@ def trivial_world_model_losses(run_dir) -> tuple[float, float]:
         mean_target[k] += 1 - above
         mean_target[k + 1] += above
     p = mean_target[mean_target > 0] / len(rewards)
-    return float(frames.var(0).sum(axis=(-3, -2, -1))), float(-(p * np.log(p)).sum())
+    return float(observation_variance), float(-(p * np.log(p)).sum())
 
 
 def dreamer_learning_run(fit, run_dir, config: str, env: EnvConfig, timeout: int):
