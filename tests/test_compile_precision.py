@@ -91,9 +91,9 @@ def assert_same_parameters(eager, compiled):
                                                      (drqv2, drqv2_batch, "inductor")], ids=["DreamerV3", "DrQ-v2"])
 def test_a_compiled_update_equals_the_eager_one(make, make_batch, backend):
     """Two agents built from one seed, one compiled, one update on one batch from one RNG state.
-    DrQ-v2 compiles with inductor, the backend ``compile: true`` uses (about 16 s of one core with an
-    empty inductor cache). DreamerV3's many targets would cost inductor about 100 s of one core from an
-    empty cache, a sixth of the quick subset's budget: they compile with ``aot_eager`` here, which
+    DrQ-v2 compiles with inductor, the backend ``compile: true`` uses (about 50 s of one core with an
+    empty inductor cache). DreamerV3's targets are more and longer, and would cost inductor a larger
+    share of the quick subset's budget from an empty cache: they compile with ``aot_eager`` here, which
     traces them as inductor would (dynamo with ``fullgraph=True``, AOTAutograd's joint forward and
     backward graphs) and runs the graphs with eager kernels; inductor's kernels are tested on DrQ-v2."""
     eager, compiled = without_trainer(make(), adam_eps=1e-3), without_trainer(make(), adam_eps=1e-3)
