@@ -169,9 +169,7 @@ class DrQv2(Agent):
         return self.actor(next_h, stddev).sample(clip=self.hparams.stddev_clip, standard=standard)
 
     def training_step(self, batch, batch_idx):
-        # A new update for CUDA graphs (--compile full on a GPU): the last update's graph outputs may be
-        # overwritten from here on.
-        torch.compiler.cudagraph_mark_step_begin()
+        self.begin_update()
         encoder_opt, actor_opt, critic_opt = self.update_optimizers()
         stddev = self.stddev()
         noise = self.update_noise(batch)

@@ -21,10 +21,13 @@ thread before it forks. ``TESTS_FRESH_INTERPRETERS=1`` gives every run a new int
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +99,19 @@ class ForkServer:
             self._server.wait(timeout=30)
 
 
+_SERVER_TEMPORARY_DIRECTORIES: list[tempfile.TemporaryDirectory] = []
+
+
+def _own_temporary_directories() -> None:
+    """In a child: point each temporary folder made while the server imported (W&B's media and artifact
+    folders) at a new folder of the child's own, removed at its exit. Shared, the first child's exit
+    would remove the folder every later child writes its videos to."""
+    for directory in _SERVER_TEMPORARY_DIRECTORIES:
+        directory._finalizer.detach()  # the server's folder is the server's to remove
+        directory.name = tempfile.mkdtemp()
+        atexit.register(shutil.rmtree, directory.name, ignore_errors=True)
+
+
 def _run_child(request: dict) -> None:
     """In the forked child: become the requested run, then exit with its status (never returns)."""
     code = 1
@@ -103,6 +119,7 @@ def _run_child(request: dict) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        _own_temporary_directories()
         for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
             target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(target, fd)
@@ -130,8 +147,6 @@ def _run_child(request: dict) -> None:
 
             traceback.print_exc()
             code = 1
-        import atexit
-
         atexit._run_exitfuncs()  # what the interpreter runs at exit (W&B's finish, the runs' own handlers)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -143,12 +158,20 @@ def serve() -> None:
     """The server: import what every run imports, then fork one child per request line on stdin."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the pytest-xdist workers it serves
     import lightning  # noqa: F401
+    # What a run's W&B start-up and first logged step import (about 2.5 s of a core a run): W&B, its
+    # launch package, and pandas (installed with MinAtar). W&B's import makes temporary folders, which
+    # each child moves to folders of its own (``_own_temporary_directories``).
+    import pandas  # noqa: F401
+    import wandb  # noqa: F401
+    import wandb.sdk.launch  # noqa: F401
     import model_free  # noqa: F401
     import worldmodels.dreamer  # noqa: F401
     import worldmodels.fit  # noqa: F401
 
     if threading.active_count() != 1:  # a fork copies only the thread that forks
         raise RuntimeError(f"the fork server started threads while importing: {threading.enumerate()}")
+    global _SERVER_TEMPORARY_DIRECTORIES
+    _SERVER_TEMPORARY_DIRECTORIES = [o for o in gc.get_objects() if isinstance(o, tempfile.TemporaryDirectory)]
     protocol = sys.stdout.buffer
     for line in sys.stdin:
         request = json.loads(line)

@@ -245,9 +245,7 @@ class DreamerV3(Agent):
     def training_step(self, batch, batch_idx):
         h = self.hparams
         model_opt, actor_opt, critic_opt = self.optimizers()
-        # A new update for CUDA graphs (--compile full on a GPU): the last update's graph outputs may be
-        # overwritten from here on. Nothing without them.
-        torch.compiler.cudagraph_mark_step_begin()
+        self.begin_update()
         noise = self.update_noise(batch)
         diagnostics = self.logs_now()
 
