@@ -159,9 +159,12 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the pytest-xdist workers it serves
     import lightning  # noqa: F401
     # What a run's W&B start-up and first logged step import (about 2.5 s of a core a run): W&B, its
-    # launch package, and pandas (installed with MinAtar). W&B's import makes temporary folders, which
-    # each child moves to folders of its own (``_own_temporary_directories``).
-    import pandas  # noqa: F401
+    # launch package, and pandas where installed (MinAtar installs it). W&B's import makes temporary
+    # folders, which each child moves to folders of its own (``_own_temporary_directories``).
+    try:
+        import pandas  # noqa: F401
+    except ImportError:  # W&B imports it only where it is installed
+        pass
     import wandb  # noqa: F401
     import wandb.sdk.launch  # noqa: F401
     import model_free  # noqa: F401
