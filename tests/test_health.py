@@ -16,6 +16,7 @@ from model_free.critic_health import nd_under
 from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot, nd_score,
                                      overestimation, srank)
 from worldmodels.regularizers import dr3_penalty
+from worldmodels.regularizers.local_signal_mixing import AdaptiveStrength
 from worldmodels.replay import Replay, TransitionView
 from worldmodels.training import Agent, EnvSpec, Health, RunClock
 from worldmodels.training.health import (ND_STRETCH_CHECKS, ND_TARGET, OVERESTIMATION_GROWTH_CHECKS, HealthMonitor,
@@ -292,3 +293,33 @@ def test_the_callback_logs_health_prints_a_warning_once_and_keeps_the_random_sta
     printed = [line for line in capsys.readouterr().out.splitlines() if "health warning" in line]
     assert len(printed) == 1 and "critic_srank fell to 12 from a peak of 40" in printed[0]
     assert (tmp_path / "health_warnings.txt").read_text().strip() == printed[0]
+
+
+class PlantedNdAbove(PlantedCollapse):
+    """An A-LIX agent (Table 7's target 0.75) whose ND score sits between the DMC target 0.535 and its own
+    for ND_STRETCH_CHECKS checks, then above its own for as many."""
+
+    def __init__(self):
+        super().__init__()
+        self.alix_strength = AdaptiveStrength(init=1.0, target_nd=0.75)
+        self.nd = iter([0.70] * ND_STRETCH_CHECKS + [0.80] * ND_STRETCH_CHECKS)
+
+    def health(self, batch):
+        return {"nd_score": next(self.nd)}
+
+
+def test_an_a_lix_agent_is_warned_against_its_own_nd_target_not_the_default(tmp_path, capsys):
+    clock = RunClock()
+    trainer = SimpleNamespace(loggers=[Recorder()], default_root_dir=str(tmp_path), global_step=0,
+                              global_rank=0, callbacks=[])
+    agent, health = PlantedNdAbove(), Health(every_updates=1)
+    health.attach(SimpleNamespace(clock=clock, replay=trajectory_replay()))
+    assert ND_TARGET < 0.70 < 0.75
+    for update in range(1, 2 * ND_STRETCH_CHECKS + 1):
+        clock.counters.updates = update
+        health.on_train_batch_end(trainer, agent, None, None, update)
+        printed = [line for line in capsys.readouterr().out.splitlines() if "health warning" in line]
+        if update < 2 * ND_STRETCH_CHECKS:  # 0.70 is below the agent's 0.75: no stretch, no warning
+            assert printed == []
+    (line,) = printed  # the tenth check in a row above 0.75
+    assert f"target 0.75 for {ND_STRETCH_CHECKS} checks (now 0.800)" in line and "clamp of 1" in line

@@ -40,7 +40,7 @@ HELD_TRANSITIONS = 256
 # Warning thresholds: rank collapse (Kumar et al. 2021, arXiv 2010.14498), the ND score (Cetin et al. 2022,
 # "Stabilizing Off-Policy Deep Reinforcement Learning from Pixels", arXiv 2207.00986, its DMC code's target).
 RANK_COLLAPSE_FRACTION = 0.5  # srank below this fraction of its peak in the run (Kumar et al.)
-ND_TARGET = 0.535  # A-LIX's target ND score of the last conv layer's feature gradient
+ND_TARGET = 0.535  # A-LIX's target ND score of the last conv layer's feature gradient, for agents without one
 ND_STRETCH_CHECKS = 10  # consecutive checks above the target that count as "a long stretch"
 OVERESTIMATION_GROWTH_CHECKS = 5  # consecutive checks of a positive, rising Q - Monte-Carlo return
 TREND_WINDOW = 5  # td_loss_trend: mean of the last 5 checks relative to the 5 before
@@ -50,6 +50,8 @@ SUGGESTIONS = {
             "or add the DR3 regularizer (model.init_args.dr3_coef, about 0.03)",
     "nd": "A-LIX (Cetin et al.): the critic is overfitting its TD targets through a discontinuous encoder "
           "gradient; use image augmentation (DrQ/DrQ-v2 random shift) or A-LIX's adaptive local signal mixing",
+    "nd_alix": "A-LIX (Cetin et al.): its dual step raises the mixing strength S while this lasts; if S stays "
+               "at its clamp of 1, the mixing cannot smooth the encoder more: add image augmentation",
     "overestimation": "Q is drifting above the returns the replayed behaviour obtained: lower the replay ratio "
                       "(updates_per_env_step), add augmentation (DrQ) or the DR3 regularizer "
                       "(model.init_args.dr3_coef)",
@@ -81,6 +83,13 @@ def agent_discount(agent: Agent) -> float:
     return float(gamma)
 
 
+def own_nd_target(agent) -> float | None:
+    """The ND target the agent's own A-LIX dual step steers towards (A-LIX-Atari 0.75, Cetin et al. 2022,
+    Table 7; A-LIX on DMC 0.535, its code's), None for an agent without A-LIX."""
+    strength = getattr(agent, "alix_strength", None)
+    return None if strength is None else float(strength.target_nd)
+
+
 def held_batch(agent, replay: Replay, generator: torch.Generator, transitions: int = HELD_TRANSITIONS) -> dict:
     """A batch of the agent's own view with ``mc_return`` and ``mc_valid`` for every state, on the agent's device."""
     view = agent.replay_view()
@@ -95,12 +104,14 @@ class HealthMonitor:
     """Watches the logged health signals and returns each warning once per run and signal.
 
     - rank: any ``*srank`` below RANK_COLLAPSE_FRACTION of its peak so far;
-    - nd: ``nd_score`` above ND_TARGET for ND_STRETCH_CHECKS consecutive checks;
+    - nd: ``nd_score`` above ``nd_target`` (the agent's own A-LIX target where it has one, else ND_TARGET)
+      for ND_STRETCH_CHECKS consecutive checks;
     - overestimation: any ``*overestimation`` positive and rising for OVERESTIMATION_GROWTH_CHECKS
       consecutive checks.
     It also derives ``td_loss_trend`` (relative change of the TD loss over TREND_WINDOW checks)."""
 
-    def __init__(self):
+    def __init__(self, nd_target: float = ND_TARGET, steers_nd: bool = False):
+        self.nd_target, self.steers_nd = nd_target, steers_nd  # steers_nd: the agent runs A-LIX itself
         self.peaks: dict[str, float] = {}
         self.nd_stretch = 0
         self.rising: dict[str, int] = {}
@@ -129,10 +140,11 @@ class HealthMonitor:
                                            f"to {value:.3g}; {SUGGESTIONS['overestimation']}")
         if "nd_score" in metrics:
             nd = metrics["nd_score"]
-            self.nd_stretch = self.nd_stretch + 1 if nd > ND_TARGET else 0
+            self.nd_stretch = self.nd_stretch + 1 if nd > self.nd_target else 0
             if self.nd_stretch >= ND_STRETCH_CHECKS:
-                warnings += self._once("nd", "nd_score", f"nd_score stayed above A-LIX's target {ND_TARGET} for "
-                                       f"{self.nd_stretch} checks (now {nd:.3f}); {SUGGESTIONS['nd']}")
+                advice = SUGGESTIONS["nd_alix" if self.steers_nd else "nd"]
+                warnings += self._once("nd", "nd_score", f"nd_score stayed above A-LIX's target {self.nd_target} "
+                                       f"for {self.nd_stretch} checks (now {nd:.3f}); {advice}")
         if "td_loss" in metrics and metrics["td_loss"] == metrics["td_loss"]:
             self.td_losses.append(metrics["td_loss"])
             if len(self.td_losses) == 2 * TREND_WINDOW:
@@ -216,6 +228,8 @@ class Health(LoopCallback):
             return {}
         metrics = {k: float(v) for k, v in raw.items()}
         metrics["mc_coverage"] = float(self._batch["mc_valid"].float().mean())
+        if (target := own_nd_target(agent)) is not None:  # an A-LIX agent is judged against its own target
+            self.monitor.nd_target, self.monitor.steers_nd = target, True
         derived, warnings = self.monitor.observe(metrics)
         metrics.update(derived, seconds=time.perf_counter() - start)
         row = {f"health/{k}": v for k, v in metrics.items()}
