@@ -13,7 +13,7 @@ from functools import partial
 
 from model_free import DrQv2, Rainbow, SAC
 from model_free.critic_health import nd_under
-from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot, nd_score,
+from worldmodels.diagnostics import (augmentation_gap, discounted_returns, effective_horizon, feature_dot,
                                      overestimation, srank)
 from worldmodels.regularizers import dr3_penalty
 from worldmodels.regularizers.local_signal_mixing import AdaptiveStrength
