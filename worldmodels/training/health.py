@@ -104,14 +104,14 @@ class HealthMonitor:
     """Watches the logged health signals and returns each warning once per run and signal.
 
     - rank: any ``*srank`` below RANK_COLLAPSE_FRACTION of its peak so far;
-    - nd: ``nd_score`` above ``nd_target`` (the agent's own A-LIX target where it has one, else ND_TARGET)
+    - nd: ``nd_score`` above the agent's own A-LIX target ``alix_target`` (ND_TARGET where it has none)
       for ND_STRETCH_CHECKS consecutive checks;
     - overestimation: any ``*overestimation`` positive and rising for OVERESTIMATION_GROWTH_CHECKS
       consecutive checks.
     It also derives ``td_loss_trend`` (relative change of the TD loss over TREND_WINDOW checks)."""
 
-    def __init__(self, nd_target: float = ND_TARGET, steers_nd: bool = False):
-        self.nd_target, self.steers_nd = nd_target, steers_nd  # steers_nd: the agent runs A-LIX itself
+    def __init__(self):
+        self.alix_target: float | None = None  # the agent's own A-LIX target, set by Health before each check
         self.peaks: dict[str, float] = {}
         self.nd_stretch = 0
         self.rising: dict[str, int] = {}
@@ -140,10 +140,11 @@ class HealthMonitor:
                                            f"to {value:.3g}; {SUGGESTIONS['overestimation']}")
         if "nd_score" in metrics:
             nd = metrics["nd_score"]
-            self.nd_stretch = self.nd_stretch + 1 if nd > self.nd_target else 0
+            target = ND_TARGET if self.alix_target is None else self.alix_target
+            self.nd_stretch = self.nd_stretch + 1 if nd > target else 0
             if self.nd_stretch >= ND_STRETCH_CHECKS:
-                advice = SUGGESTIONS["nd_alix" if self.steers_nd else "nd"]
-                warnings += self._once("nd", "nd_score", f"nd_score stayed above A-LIX's target {self.nd_target} "
+                advice = SUGGESTIONS["nd" if self.alix_target is None else "nd_alix"]
+                warnings += self._once("nd", "nd_score", f"nd_score stayed above A-LIX's target {target} "
                                        f"for {self.nd_stretch} checks (now {nd:.3f}); {advice}")
         if "td_loss" in metrics and metrics["td_loss"] == metrics["td_loss"]:
             self.td_losses.append(metrics["td_loss"])
@@ -228,8 +229,7 @@ class Health(LoopCallback):
             return {}
         metrics = {k: float(v) for k, v in raw.items()}
         metrics["mc_coverage"] = float(self._batch["mc_valid"].float().mean())
-        if (target := own_nd_target(agent)) is not None:  # an A-LIX agent is judged against its own target
-            self.monitor.nd_target, self.monitor.steers_nd = target, True
+        self.monitor.alix_target = own_nd_target(agent)  # an A-LIX agent is judged against its own target
         derived, warnings = self.monitor.observe(metrics)
         metrics.update(derived, seconds=time.perf_counter() - start)
         row = {f"health/{k}": v for k, v in metrics.items()}
